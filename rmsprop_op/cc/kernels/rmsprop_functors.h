@@ -1,0 +1,75 @@
+// Device functors of the fused RMSProp ops, declared once for CPU and GPU.
+#ifndef RMSPROP_OP_CC_KERNELS_RMSPROP_FUNCTORS_H_
+#define RMSPROP_OP_CC_KERNELS_RMSPROP_FUNCTORS_H_
+
+#include <cstdint>
+
+#include "rmsprop_op/cc/kernels/rmsprop_math.h"
+
+namespace rmsprop_op {
+
+// Half-precision variables are updated in float and rounded once.
+template <typename T>
+struct ComputeTypeOf {
+  using type = float;
+};
+template <>
+struct ComputeTypeOf<double> {
+  using type = double;
+};
+template <typename T>
+using ComputeType = typename ComputeTypeOf<T>::type;
+
+template <typename T>
+using HyperOf = rmsprop_math::Hyper<ComputeType<T>>;
+
+// The buffers one update writes; mg and mom are null when the update is not
+// centered or has no momentum slot.
+template <typename T>
+struct SlotPointers {
+  T* var;
+  T* ms;
+  T* mg;
+  T* mom;
+
+  // The same slots advanced by `offset` elements.
+  SlotPointers At(int64_t offset) const {
+    return {var + offset, ms + offset, mg ? mg + offset : nullptr,
+            mom ? mom + offset : nullptr};
+  }
+};
+
+// One dense update: `size` elements of slots and grad.
+template <typename T>
+struct DenseUpdate {
+  SlotPointers<T> slots;
+  const T* grad;
+  int64_t size;
+};
+
+namespace functor {
+
+// Updates every element of one or more variables (the grouped op passes
+// many). All updates share the hyperparameters and the centered/momentum
+// choice.
+template <typename Device, typename T>
+struct DenseApplyRMSProp {
+  void operator()(const Device& d, const DenseUpdate<T>* updates,
+                  int num_updates, const HyperOf<T>& h);
+};
+
+// Updates the rows named by `indices` (num_indices of them, each row_size
+// elements; grad holds one row per index). Duplicate indices are summed in
+// index-position order before the update. Returns -1 on success or, without
+// writing anything, the position of the first index outside [0, num_rows).
+template <typename Device, typename T, typename Tindex>
+struct SparseApplyRMSProp {
+  int64_t operator()(const Device& d, const SlotPointers<T>& slots,
+                     const T* grad, const Tindex* indices, int64_t num_indices,
+                     int64_t num_rows, int64_t row_size, const HyperOf<T>& h);
+};
+
+}  // namespace functor
+}  // namespace rmsprop_op
+
+#endif  // RMSPROP_OP_CC_KERNELS_RMSPROP_FUNCTORS_H_

@@ -1,0 +1,336 @@
+// The OpKernel classes of the fused RMSProp ops, templated on the device.
+// Compute() validates every input before the first write, then hands raw
+// buffers to the device functor (rmsprop_functors.h).
+#ifndef RMSPROP_OP_CC_KERNELS_RMSPROP_OP_KERNELS_H_
+#define RMSPROP_OP_CC_KERNELS_RMSPROP_OP_KERNELS_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "rmsprop_op/cc/kernels/rmsprop_functors.h"
+#include "rmsprop_op/cc/kernels/variable_access.h"
+#include "tensorflow/core/framework/op_kernel.h"
+#include "tensorflow/core/framework/tensor.h"
+#include "tensorflow/core/framework/tensor_shape.h"
+
+namespace rmsprop_op {
+
+// Reads the four float64 host scalars and converts them to the compute type.
+// (1 - rho) is formed in double, as Keras does with its Python float rho.
+template <typename T>
+absl::Status ReadHyperparameters(tensorflow::OpKernelContext* ctx,
+                                 bool has_momentum_slot, HyperOf<T>* h) {
+  double values[4];
+  const char* names[4] = {"lr", "rho", "momentum", "epsilon"};
+  for (int i = 0; i < 4; ++i) {
+    const tensorflow::Tensor* t;
+    TF_RETURN_IF_ERROR(ctx->input(names[i], &t));
+    if (!tensorflow::TensorShapeUtils::IsScalar(t->shape())) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(names[i], " must be a scalar, got shape ",
+                       t->shape().DebugString()));
+    }
+    values[i] = t->scalar<double>()();
+  }
+  if (!has_momentum_slot && values[2] != 0.0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("momentum is ", values[2],
+                     " but no momentum slot (mom) was given; pass a mom "
+                     "variable or momentum=0"));
+  }
+  using C = ComputeType<T>;
+  *h = {static_cast<C>(values[0]), static_cast<C>(values[1]),
+        static_cast<C>(1.0 - values[1]), static_cast<C>(values[2]),
+        static_cast<C>(values[3])};
+  return absl::OkStatus();
+}
+
+// The variable inputs of the single-variable ops in the order the functor
+// expects: var, ms, [mg], [mom].
+inline absl::Status SingleUpdateInputs(tensorflow::OpKernelContext* ctx,
+                                       bool centered,
+                                       std::vector<VariableInput>* inputs) {
+  TF_RETURN_IF_ERROR(NamedVariableInputs(ctx, "var", false, inputs));
+  TF_RETURN_IF_ERROR(NamedVariableInputs(ctx, "ms", false, inputs));
+  if (centered) TF_RETURN_IF_ERROR(NamedVariableInputs(ctx, "mg", false, inputs));
+  return NamedVariableInputs(ctx, "mom", false, inputs);
+}
+
+// Every slot must have the variable's shape.
+template <typename Device>
+absl::Status CheckSlotShapes(const LockedVariables<Device>& vars, int var_pos,
+                             const std::vector<int>& slot_positions) {
+  const tensorflow::TensorShape& shape = vars.tensor(var_pos).shape();
+  for (int pos : slot_positions) {
+    if (vars.tensor(pos).shape() != shape) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          vars.name(pos), " has shape ", vars.tensor(pos).shape().DebugString(),
+          " but ", vars.name(var_pos), " has shape ", shape.DebugString(),
+          "; a slot must have the shape of its variable"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+template <typename T>
+SlotPointers<T> SlotsOf(const std::vector<tensorflow::Tensor>& tensors,
+                        int var, int ms, int mg, int mom) {
+  auto ptr = [&](int i) -> T* {
+    return i < 0 ? nullptr
+                 : const_cast<T*>(tensors[i].flat<T>().data());
+  };
+  return {ptr(var), ptr(ms), ptr(mg), ptr(mom)};
+}
+
+template <typename Device>
+std::vector<tensorflow::Tensor> TensorsOf(const LockedVariables<Device>& vars) {
+  std::vector<tensorflow::Tensor> tensors;
+  tensors.reserve(vars.size());
+  for (int i = 0; i < vars.size(); ++i) tensors.push_back(vars.tensor(i));
+  return tensors;
+}
+
+// FusedResourceApplyRMSProp and FusedResourceApplyCenteredRMSProp.
+template <typename Device, typename T, bool kCentered>
+class DenseApplyRMSPropOp : public tensorflow::OpKernel {
+ public:
+  explicit DenseApplyRMSPropOp(tensorflow::OpKernelConstruction* ctx)
+      : OpKernel(ctx) {
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("use_locking", &use_locking_));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("num_momentum_slots", &num_mom_));
+    OP_REQUIRES(ctx, num_mom_ <= 1,
+                absl::InvalidArgumentError(
+                    "at most one momentum slot (mom) may be given"));
+  }
+
+  void Compute(tensorflow::OpKernelContext* ctx) override {
+    const bool has_mom = num_mom_ == 1;
+    HyperOf<T> h;
+    OP_REQUIRES_OK(ctx, ReadHyperparameters<T>(ctx, has_mom, &h));
+    std::vector<VariableInput> inputs;
+    OP_REQUIRES_OK(ctx, SingleUpdateInputs(ctx, kCentered, &inputs));
+    LockedVariables<Device> vars;
+    OP_REQUIRES_OK(ctx, vars.Acquire(ctx, inputs, tensorflow::DataTypeToEnum<T>::v(),
+                                     use_locking_, /*sparse=*/false));
+    const int mg = kCentered ? 2 : -1;
+    const int mom = has_mom ? (kCentered ? 3 : 2) : -1;
+    std::vector<int> slots = {1};
+    if (mg >= 0) slots.push_back(mg);
+    if (mom >= 0) slots.push_back(mom);
+    OP_REQUIRES_OK(ctx, CheckSlotShapes(vars, 0, slots));
+    const tensorflow::Tensor* grad;
+    OP_REQUIRES_OK(ctx, ctx->input("grad", &grad));
+    const tensorflow::Tensor var = vars.tensor(0);
+    OP_REQUIRES(ctx, grad->shape() == var.shape(),
+                absl::InvalidArgumentError(absl::StrCat(
+                    "grad has shape ", grad->shape().DebugString(),
+                    " but var has shape ", var.shape().DebugString(),
+                    "; they must match")));
+    if (var.NumElements() == 0) return;
+    const std::vector<tensorflow::Tensor> tensors = TensorsOf(vars);
+    const DenseUpdate<T> update = {SlotsOf<T>(tensors, 0, 1, mg, mom),
+                                   grad->flat<T>().data(), var.NumElements()};
+    functor::DenseApplyRMSProp<Device, T>()(ctx->eigen_device<Device>(),
+                                            &update, 1, h);
+  }
+
+ private:
+  bool use_locking_;
+  int num_mom_;
+};
+
+// FusedResourceSparseApplyRMSProp and FusedResourceSparseApplyCenteredRMSProp.
+template <typename Device, typename T, typename Tindex, bool kCentered>
+class SparseApplyRMSPropOp : public tensorflow::OpKernel {
+ public:
+  explicit SparseApplyRMSPropOp(tensorflow::OpKernelConstruction* ctx)
+      : OpKernel(ctx) {
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("use_locking", &use_locking_));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("num_momentum_slots", &num_mom_));
+    OP_REQUIRES(ctx, num_mom_ <= 1,
+                absl::InvalidArgumentError(
+                    "at most one momentum slot (mom) may be given"));
+  }
+
+  void Compute(tensorflow::OpKernelContext* ctx) override {
+    const bool has_mom = num_mom_ == 1;
+    HyperOf<T> h;
+    OP_REQUIRES_OK(ctx, ReadHyperparameters<T>(ctx, has_mom, &h));
+    const tensorflow::Tensor* grad;
+    OP_REQUIRES_OK(ctx, ctx->input("grad", &grad));
+    const tensorflow::Tensor* indices;
+    OP_REQUIRES_OK(ctx, ctx->input("indices", &indices));
+    OP_REQUIRES(ctx, tensorflow::TensorShapeUtils::IsVector(indices->shape()),
+                absl::InvalidArgumentError(absl::StrCat(
+                    "indices must be a vector, got shape ",
+                    indices->shape().DebugString())));
+    std::vector<VariableInput> inputs;
+    OP_REQUIRES_OK(ctx, SingleUpdateInputs(ctx, kCentered, &inputs));
+    LockedVariables<Device> vars;
+    OP_REQUIRES_OK(ctx, vars.Acquire(ctx, inputs, tensorflow::DataTypeToEnum<T>::v(),
+                                     use_locking_, /*sparse=*/true));
+    const int mg = kCentered ? 2 : -1;
+    const int mom = has_mom ? (kCentered ? 3 : 2) : -1;
+    std::vector<int> slots = {1};
+    if (mg >= 0) slots.push_back(mg);
+    if (mom >= 0) slots.push_back(mom);
+    OP_REQUIRES_OK(ctx, CheckSlotShapes(vars, 0, slots));
+    const tensorflow::Tensor var = vars.tensor(0);
+    OP_REQUIRES(ctx, var.dims() >= 1,
+                absl::InvalidArgumentError(absl::StrCat(
+                    "var must be at least 1-D for a sparse update, got shape ",
+                    var.shape().DebugString())));
+    const int64_t num_indices = indices->dim_size(0);
+    tensorflow::TensorShape expected_grad_shape = var.shape();
+    expected_grad_shape.set_dim(0, num_indices);
+    OP_REQUIRES(ctx, grad->shape() == expected_grad_shape,
+                absl::InvalidArgumentError(absl::StrCat(
+                    "grad has shape ", grad->shape().DebugString(),
+                    " but must be ", expected_grad_shape.DebugString(),
+                    ": one row of var (shape ", var.shape().DebugString(),
+                    ") per index (", num_indices, " indices)")));
+    const int64_t num_rows = var.dim_size(0);
+    const int64_t row_size = num_rows > 0 ? var.NumElements() / num_rows : 0;
+    const std::vector<tensorflow::Tensor> tensors = TensorsOf(vars);
+    const int64_t bad = functor::SparseApplyRMSProp<Device, T, Tindex>()(
+        ctx->eigen_device<Device>(), SlotsOf<T>(tensors, 0, 1, mg, mom),
+        grad->flat<T>().data(), indices->flat<Tindex>().data(), num_indices,
+        num_rows, row_size, h);
+    OP_REQUIRES(ctx, bad < 0,
+                absl::InvalidArgumentError(absl::StrCat(
+                    "indices[", bad, "] is out of range: every index must be "
+                    "in [0, ", num_rows, "), the rows of var; nothing was "
+                    "updated")));
+  }
+
+ private:
+  bool use_locking_;
+  int num_mom_;
+};
+
+// FusedResourceGroupApplyRMSProp: many dense updates with shared
+// hyperparameters, one op and one pass per variable.
+template <typename Device, typename T>
+class GroupApplyRMSPropOp : public tensorflow::OpKernel {
+ public:
+  explicit GroupApplyRMSPropOp(tensorflow::OpKernelConstruction* ctx)
+      : OpKernel(ctx) {
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("use_locking", &use_locking_));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("num_vars", &num_vars_));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("num_momentum_slots", &num_mom_));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("num_mg_slots", &num_mg_));
+    OP_REQUIRES(ctx,
+                (num_mom_ == 0 || num_mom_ == num_vars_) &&
+                    (num_mg_ == 0 || num_mg_ == num_vars_),
+                absl::InvalidArgumentError(
+                    "mom and mg must be empty or have one slot per variable"));
+  }
+
+  void Compute(tensorflow::OpKernelContext* ctx) override {
+    const bool has_mom = num_mom_ > 0;
+    const bool centered = num_mg_ > 0;
+    HyperOf<T> h;
+    OP_REQUIRES_OK(ctx, ReadHyperparameters<T>(ctx, has_mom, &h));
+    tensorflow::OpInputList grads;
+    OP_REQUIRES_OK(ctx, ctx->input_list("grad", &grads));
+    // Positions in `vars`: var i at i, ms i at n+i, mg i at 2n+i, then mom.
+    std::vector<VariableInput> inputs;
+    OP_REQUIRES_OK(ctx, NamedVariableInputs(ctx, "var", true, &inputs));
+    OP_REQUIRES_OK(ctx, NamedVariableInputs(ctx, "ms", true, &inputs));
+    OP_REQUIRES_OK(ctx, NamedVariableInputs(ctx, "mg", true, &inputs));
+    OP_REQUIRES_OK(ctx, NamedVariableInputs(ctx, "mom", true, &inputs));
+    LockedVariables<Device> vars;
+    OP_REQUIRES_OK(ctx, vars.Acquire(ctx, inputs, tensorflow::DataTypeToEnum<T>::v(),
+                                     use_locking_, /*sparse=*/false));
+    const int n = num_vars_;
+    const int mg_base = 2 * n;
+    const int mom_base = centered ? 3 * n : 2 * n;
+    const std::vector<tensorflow::Tensor> tensors = TensorsOf(vars);
+    std::vector<DenseUpdate<T>> updates;
+    updates.reserve(n);
+    for (int i = 0; i < n; ++i) {
+      const int mg = centered ? mg_base + i : -1;
+      const int mom = has_mom ? mom_base + i : -1;
+      std::vector<int> slots = {n + i};
+      if (mg >= 0) slots.push_back(mg);
+      if (mom >= 0) slots.push_back(mom);
+      OP_REQUIRES_OK(ctx, CheckSlotShapes(vars, i, slots));
+      OP_REQUIRES(ctx, grads[i].shape() == tensors[i].shape(),
+                  absl::InvalidArgumentError(absl::StrCat(
+                      "grad[", i, "] has shape ", grads[i].shape().DebugString(),
+                      " but var[", i, "] has shape ",
+                      tensors[i].shape().DebugString(), "; they must match")));
+      if (tensors[i].NumElements() == 0) continue;
+      updates.push_back({SlotsOf<T>(tensors, i, n + i, mg, mom),
+                         grads[i].flat<T>().data(), tensors[i].NumElements()});
+    }
+    if (updates.empty()) return;
+    functor::DenseApplyRMSProp<Device, T>()(ctx->eigen_device<Device>(),
+                                            updates.data(),
+                                            static_cast<int>(updates.size()), h);
+  }
+
+ private:
+  bool use_locking_;
+  int num_vars_;
+  int num_mom_;
+  int num_mg_;
+};
+
+// Registers the op kernels of one device for one variable dtype.
+#define RMSPROP_REGISTER_KERNELS(DEVICE, DEVICE_TYPE, T)                       \
+  REGISTER_KERNEL_BUILDER(Name("FusedResourceApplyRMSProp")                    \
+                              .Device(DEVICE_TYPE)                             \
+                              .HostMemory("lr")                                \
+                              .HostMemory("rho")                               \
+                              .HostMemory("momentum")                          \
+                              .HostMemory("epsilon")                           \
+                              .TypeConstraint<T>("T"),                         \
+                          ::rmsprop_op::DenseApplyRMSPropOp<DEVICE, T, false>); \
+  REGISTER_KERNEL_BUILDER(Name("FusedResourceApplyCenteredRMSProp")            \
+                              .Device(DEVICE_TYPE)                             \
+                              .HostMemory("lr")                                \
+                              .HostMemory("rho")                               \
+                              .HostMemory("momentum")                          \
+                              .HostMemory("epsilon")                           \
+                              .TypeConstraint<T>("T"),                         \
+                          ::rmsprop_op::DenseApplyRMSPropOp<DEVICE, T, true>);  \
+  REGISTER_KERNEL_BUILDER(Name("FusedResourceGroupApplyRMSProp")               \
+                              .Device(DEVICE_TYPE)                             \
+                              .HostMemory("lr")                                \
+                              .HostMemory("rho")                               \
+                              .HostMemory("momentum")                          \
+                              .HostMemory("epsilon")                           \
+                              .TypeConstraint<T>("T"),                         \
+                          ::rmsprop_op::GroupApplyRMSPropOp<DEVICE, T>);        \
+  RMSPROP_REGISTER_SPARSE_KERNELS(DEVICE, DEVICE_TYPE, T, int32_t);            \
+  RMSPROP_REGISTER_SPARSE_KERNELS(DEVICE, DEVICE_TYPE, T, int64_t)
+
+#define RMSPROP_REGISTER_SPARSE_KERNELS(DEVICE, DEVICE_TYPE, T, Tindex)       \
+  REGISTER_KERNEL_BUILDER(                                                    \
+      Name("FusedResourceSparseApplyRMSProp")                                 \
+          .Device(DEVICE_TYPE)                                                \
+          .HostMemory("lr")                                                   \
+          .HostMemory("rho")                                                  \
+          .HostMemory("momentum")                                             \
+          .HostMemory("epsilon")                                              \
+          .TypeConstraint<T>("T")                                             \
+          .TypeConstraint<Tindex>("Tindices"),                                \
+      ::rmsprop_op::SparseApplyRMSPropOp<DEVICE, T, Tindex, false>);          \
+  REGISTER_KERNEL_BUILDER(                                                    \
+      Name("FusedResourceSparseApplyCenteredRMSProp")                         \
+          .Device(DEVICE_TYPE)                                                \
+          .HostMemory("lr")                                                   \
+          .HostMemory("rho")                                                  \
+          .HostMemory("momentum")                                             \
+          .HostMemory("epsilon")                                              \
+          .TypeConstraint<T>("T")                                             \
+          .TypeConstraint<Tindex>("Tindices"),                                \
+      ::rmsprop_op::SparseApplyRMSPropOp<DEVICE, T, Tindex, true>)
+
+}  // namespace rmsprop_op
+
+#endif  // RMSPROP_OP_CC_KERNELS_RMSPROP_OP_KERNELS_H_

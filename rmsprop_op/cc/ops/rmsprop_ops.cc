@@ -1,0 +1,216 @@
+// Op registrations for the fused RMSProp updates.
+//
+// The ops mirror TensorFlow's ResourceApplyRMSProp family (resource handles
+// in, nothing out, a use_locking attr) with two differences: the momentum
+// slot is an optional list of zero or one handle, and the hyperparameters are
+// float64 host scalars for every variable dtype, so that a float16 variable
+// sees the same learning rate as a float32 one.
+#include "absl/status/status.h"
+#include "tensorflow/core/framework/common_shape_fns.h"
+#include "tensorflow/core/framework/op.h"
+#include "tensorflow/core/framework/shape_inference.h"
+
+namespace rmsprop_op {
+namespace {
+
+using ::tensorflow::shape_inference::DimensionHandle;
+using ::tensorflow::shape_inference::InferenceContext;
+using ::tensorflow::shape_inference::ShapeHandle;
+
+// The shape a resource input's handle carries, or unknown.
+ShapeHandle HandleShape(InferenceContext* c, int input) {
+  const auto* handle_data = c->input_handle_shapes_and_types(input);
+  if (handle_data == nullptr || handle_data->empty()) {
+    return c->UnknownShape();
+  }
+  return (*handle_data)[0].shape;
+}
+
+// The number of resource inputs (var and its slots) of a single-variable op;
+// they come first, then grad, [indices], and the four hyperparameters last.
+absl::Status NumVariableInputs(InferenceContext* c, bool centered, int* n) {
+  int num_mom;
+  TF_RETURN_IF_ERROR(c->GetAttr("num_momentum_slots", &num_mom));
+  if (num_mom > 1) {
+    return absl::InvalidArgumentError(
+        "at most one momentum slot (mom) may be given");
+  }
+  *n = 2 + (centered ? 1 : 0) + num_mom;
+  return absl::OkStatus();
+}
+
+// Merges the shapes of the variable and all its slots; they must agree.
+absl::Status MergeSlotShapes(InferenceContext* c, int num_variable_inputs,
+                             ShapeHandle* var_shape) {
+  *var_shape = HandleShape(c, 0);
+  for (int i = 1; i < num_variable_inputs; ++i) {
+    TF_RETURN_IF_ERROR(c->Merge(*var_shape, HandleShape(c, i), var_shape));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ScalarHyperparameters(InferenceContext* c) {
+  for (int i = c->num_inputs() - 4; i < c->num_inputs(); ++i) {
+    ShapeHandle unused;
+    TF_RETURN_IF_ERROR(c->WithRank(c->input(i), 0, &unused));
+  }
+  return absl::OkStatus();
+}
+
+template <bool kCentered>
+absl::Status DenseShapeFn(InferenceContext* c) {
+  int n;
+  TF_RETURN_IF_ERROR(NumVariableInputs(c, kCentered, &n));
+  ShapeHandle var_shape;
+  TF_RETURN_IF_ERROR(MergeSlotShapes(c, n, &var_shape));
+  TF_RETURN_IF_ERROR(c->Merge(var_shape, c->input(n), &var_shape));
+  return ScalarHyperparameters(c);
+}
+
+// grad is [len(indices)] + var.shape[1:].
+template <bool kCentered>
+absl::Status SparseShapeFn(InferenceContext* c) {
+  int n;
+  TF_RETURN_IF_ERROR(NumVariableInputs(c, kCentered, &n));
+  ShapeHandle var_shape;
+  TF_RETURN_IF_ERROR(MergeSlotShapes(c, n, &var_shape));
+  ShapeHandle grad = c->input(n);
+  ShapeHandle indices;
+  TF_RETURN_IF_ERROR(c->WithRank(c->input(n + 1), 1, &indices));
+  TF_RETURN_IF_ERROR(c->WithRankAtLeast(grad, 1, &grad));
+  DimensionHandle unused_dim;
+  TF_RETURN_IF_ERROR(c->Merge(c->Dim(grad, 0), c->Dim(indices, 0), &unused_dim));
+  if (c->RankKnown(var_shape)) {
+    TF_RETURN_IF_ERROR(c->WithRankAtLeast(var_shape, 1, &var_shape));
+    ShapeHandle var_row, grad_row, merged;
+    TF_RETURN_IF_ERROR(c->Subshape(var_shape, 1, &var_row));
+    TF_RETURN_IF_ERROR(c->Subshape(grad, 1, &grad_row));
+    TF_RETURN_IF_ERROR(c->Merge(var_row, grad_row, &merged));
+  }
+  return ScalarHyperparameters(c);
+}
+
+// Every variable and slot of the grouped op has the shape of its gradient.
+// Inputs: var[N], mg[G], ms[N], mom[M], grad[N], hyperparameters.
+absl::Status GroupShapeFn(InferenceContext* c) {
+  int n, num_mg, num_mom;
+  TF_RETURN_IF_ERROR(c->GetAttr("num_vars", &n));
+  TF_RETURN_IF_ERROR(c->GetAttr("num_mg_slots", &num_mg));
+  TF_RETURN_IF_ERROR(c->GetAttr("num_momentum_slots", &num_mom));
+  if ((num_mom != 0 && num_mom != n) || (num_mg != 0 && num_mg != n)) {
+    return absl::InvalidArgumentError(
+        "mom and mg must be empty or have one slot per variable");
+  }
+  const int num_resources = 2 * n + num_mg + num_mom;
+  for (int r = 0; r < num_resources; ++r) {
+    // Resource r belongs to variable r mod n in every block (var, mg, ms, mom).
+    ShapeHandle merged;
+    TF_RETURN_IF_ERROR(
+        c->Merge(HandleShape(c, r), c->input(num_resources + r % n), &merged));
+  }
+  return ScalarHyperparameters(c);
+}
+
+}  // namespace
+
+#define RMSPROP_HYPERPARAMETER_INPUTS \
+  Input("lr: double")                 \
+      .Input("rho: double")           \
+      .Input("momentum: double")      \
+      .Input("epsilon: double")
+
+REGISTER_OP("FusedResourceApplyRMSProp")
+    .Input("var: resource")
+    .Input("ms: resource")
+    .Input("mom: num_momentum_slots * resource")
+    .Input("grad: T")
+    .RMSPROP_HYPERPARAMETER_INPUTS
+    .Attr("T: {half, bfloat16, float, double}")
+    .Attr("num_momentum_slots: int >= 0")
+    .Attr("use_locking: bool = false")
+    .SetShapeFn(DenseShapeFn<false>)
+    .Doc(R"doc(
+In-place RMSProp update of a resource variable, one fused pass.
+
+ms <- rho * ms + (1 - rho) * grad^2
+step <- lr * grad / sqrt(ms + epsilon)
+with a momentum slot: mom <- momentum * mom + step; var <- var - mom
+without one (momentum must be 0): var <- var - step
+)doc");
+
+REGISTER_OP("FusedResourceApplyCenteredRMSProp")
+    .Input("var: resource")
+    .Input("mg: resource")
+    .Input("ms: resource")
+    .Input("mom: num_momentum_slots * resource")
+    .Input("grad: T")
+    .RMSPROP_HYPERPARAMETER_INPUTS
+    .Attr("T: {half, bfloat16, float, double}")
+    .Attr("num_momentum_slots: int >= 0")
+    .Attr("use_locking: bool = false")
+    .SetShapeFn(DenseShapeFn<true>)
+    .Doc(R"doc(
+In-place centered RMSProp update: as FusedResourceApplyRMSProp with
+mg <- rho * mg + (1 - rho) * grad and step <- lr * grad / sqrt(ms - mg^2 + epsilon).
+)doc");
+
+REGISTER_OP("FusedResourceSparseApplyRMSProp")
+    .Input("var: resource")
+    .Input("ms: resource")
+    .Input("mom: num_momentum_slots * resource")
+    .Input("grad: T")
+    .Input("indices: Tindices")
+    .RMSPROP_HYPERPARAMETER_INPUTS
+    .Attr("T: {half, bfloat16, float, double}")
+    .Attr("Tindices: {int32, int64}")
+    .Attr("num_momentum_slots: int >= 0")
+    .Attr("use_locking: bool = false")
+    .SetShapeFn(SparseShapeFn<false>)
+    .Doc(R"doc(
+Row-wise RMSProp update of the rows of var (and its slots) named by indices.
+Duplicate indices are summed first; rows not named are left untouched.
+)doc");
+
+REGISTER_OP("FusedResourceSparseApplyCenteredRMSProp")
+    .Input("var: resource")
+    .Input("mg: resource")
+    .Input("ms: resource")
+    .Input("mom: num_momentum_slots * resource")
+    .Input("grad: T")
+    .Input("indices: Tindices")
+    .RMSPROP_HYPERPARAMETER_INPUTS
+    .Attr("T: {half, bfloat16, float, double}")
+    .Attr("Tindices: {int32, int64}")
+    .Attr("num_momentum_slots: int >= 0")
+    .Attr("use_locking: bool = false")
+    .SetShapeFn(SparseShapeFn<true>)
+    .Doc(R"doc(
+Row-wise centered RMSProp update; see FusedResourceSparseApplyRMSProp.
+)doc");
+
+REGISTER_OP("FusedResourceGroupApplyRMSProp")
+    .Input("var: num_vars * resource")
+    .Input("mg: num_mg_slots * resource")
+    .Input("ms: num_vars * resource")
+    .Input("mom: num_momentum_slots * resource")
+    .Input("grad: num_vars * T")
+    .RMSPROP_HYPERPARAMETER_INPUTS
+    .Attr("T: {half, bfloat16, float, double}")
+    .Attr("num_vars: int >= 1")
+    .Attr("num_mg_slots: int >= 0")
+    .Attr("num_momentum_slots: int >= 0")
+    .Attr("use_locking: bool = false")
+    .SetShapeFn(GroupShapeFn)
+    .Doc(R"doc(
+Dense RMSProp update of a list of variables with shared hyperparameters in
+one op. mg is empty (plain) or one slot per variable (centered); mom is empty
+(momentum must be 0) or one slot per variable.
+)doc");
+
+}  // namespace rmsprop_op
+
+// Read back (as bytes of the file, without loading it) by rmsprop_op/_loader.py
+// to tell a library built against another TensorFlow from a current one.
+extern "C" __attribute__((visibility("default"), used)) const char
+    rmsprop_op_build_stamp[] =
+        "rmsprop_op built against TensorFlow " RMSPROP_OP_TF_VERSION ";";
