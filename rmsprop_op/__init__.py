@@ -1,0 +1,119 @@
+"""Fused RMSProp updates of TensorFlow resource variables.
+
+Each function updates `var` and its slots in place, in one pass, and returns
+the op (in a `tf.function`) or None (eagerly). Hyperparameters are Python
+numbers or scalar tensors; `mom=None` means no momentum slot, and then
+`momentum` must be 0. See README.md for the exact formula.
+"""
+import tensorflow as tf
+
+from rmsprop_op import _loader
+
+__all__ = [
+    "apply_rmsprop",
+    "apply_centered_rmsprop",
+    "sparse_apply_rmsprop",
+    "sparse_apply_centered_rmsprop",
+    "group_apply_rmsprop",
+    "GPU_KERNELS_LOADED",
+]
+
+GPU_KERNELS_LOADED = _loader.GPU_KERNELS_LOADED
+_ops = _loader.ops
+
+# Updates, like TensorFlow's training ops: nothing to differentiate.
+for _name in (
+    "FusedResourceApplyRMSProp",
+    "FusedResourceApplyCenteredRMSProp",
+    "FusedResourceSparseApplyRMSProp",
+    "FusedResourceSparseApplyCenteredRMSProp",
+    "FusedResourceGroupApplyRMSProp",
+):
+    tf.no_gradient(_name)
+
+
+def _handle(variable, name):
+    handle = getattr(variable, "handle", None)
+    if handle is None or handle.dtype != tf.resource:
+        raise TypeError(
+            f"{name} must be a resource variable (tf.Variable or keras.Variable), "
+            f"got {type(variable).__name__}"
+        )
+    return handle
+
+
+def _momentum_slot(mom, momentum):
+    if mom is not None:
+        return [_handle(mom, "mom")]
+    if isinstance(momentum, (int, float)) and momentum != 0:
+        raise ValueError(f"momentum is {momentum} but mom is None; pass a momentum slot or momentum=0")
+    return []
+
+
+def _hyperparameters(lr, rho, momentum, epsilon):
+    """The four scalars as float64 tensors (the ops take them in double)."""
+    return [
+        tf.cast(tf.convert_to_tensor(x, dtype_hint=tf.float64, name=n), tf.float64)
+        for x, n in ((lr, "lr"), (rho, "rho"), (momentum, "momentum"), (epsilon, "epsilon"))
+    ]
+
+
+def apply_rmsprop(var, ms, mom, grad, lr, rho, momentum, epsilon, use_locking=False):
+    """var -= RMSProp step for a dense `grad`; updates ms (and mom) in place."""
+    lr, rho, momentum_t, epsilon = _hyperparameters(lr, rho, momentum, epsilon)
+    return _ops.fused_resource_apply_rms_prop(
+        var=_handle(var, "var"), ms=_handle(ms, "ms"), mom=_momentum_slot(mom, momentum),
+        grad=grad, lr=lr, rho=rho, momentum=momentum_t, epsilon=epsilon,
+        use_locking=use_locking)
+
+
+def apply_centered_rmsprop(var, mg, ms, mom, grad, lr, rho, momentum, epsilon, use_locking=False):
+    """Centered variant: also tracks the mean gradient mg."""
+    lr, rho, momentum_t, epsilon = _hyperparameters(lr, rho, momentum, epsilon)
+    return _ops.fused_resource_apply_centered_rms_prop(
+        var=_handle(var, "var"), mg=_handle(mg, "mg"), ms=_handle(ms, "ms"),
+        mom=_momentum_slot(mom, momentum), grad=grad, lr=lr, rho=rho,
+        momentum=momentum_t, epsilon=epsilon, use_locking=use_locking)
+
+
+def sparse_apply_rmsprop(var, ms, mom, grad, indices, lr, rho, momentum, epsilon, use_locking=False):
+    """Row-wise update of the rows `indices` of var; duplicates are summed first."""
+    lr, rho, momentum_t, epsilon = _hyperparameters(lr, rho, momentum, epsilon)
+    return _ops.fused_resource_sparse_apply_rms_prop(
+        var=_handle(var, "var"), ms=_handle(ms, "ms"), mom=_momentum_slot(mom, momentum),
+        grad=grad, indices=indices, lr=lr, rho=rho, momentum=momentum_t,
+        epsilon=epsilon, use_locking=use_locking)
+
+
+def sparse_apply_centered_rmsprop(var, mg, ms, mom, grad, indices, lr, rho, momentum, epsilon,
+                                  use_locking=False):
+    """Row-wise centered update; see sparse_apply_rmsprop."""
+    lr, rho, momentum_t, epsilon = _hyperparameters(lr, rho, momentum, epsilon)
+    return _ops.fused_resource_sparse_apply_centered_rms_prop(
+        var=_handle(var, "var"), mg=_handle(mg, "mg"), ms=_handle(ms, "ms"),
+        mom=_momentum_slot(mom, momentum), grad=grad, indices=indices, lr=lr,
+        rho=rho, momentum=momentum_t, epsilon=epsilon, use_locking=use_locking)
+
+
+def group_apply_rmsprop(vars, mgs, mss, moms, grads, lr, rho, momentum, epsilon, use_locking=False):
+    """Dense updates of many variables of one dtype in one op.
+
+    `mgs` is None (plain RMSProp) or one mean-gradient slot per variable;
+    `moms` is None (momentum must be 0) or one momentum slot per variable.
+    """
+    n = len(vars)
+    if n == 0:
+        raise ValueError("group_apply_rmsprop needs at least one variable")
+    for slots, name in ((mss, "mss"), (grads, "grads"), (mgs, "mgs"), (moms, "moms")):
+        if slots is not None and len(slots) != n:
+            raise ValueError(f"{name} has {len(slots)} entries but there are {n} variables")
+    if moms is None:
+        _momentum_slot(None, momentum)
+    lr, rho, momentum_t, epsilon = _hyperparameters(lr, rho, momentum, epsilon)
+    return _ops.fused_resource_group_apply_rms_prop(
+        var=[_handle(v, f"vars[{i}]") for i, v in enumerate(vars)],
+        mg=[] if mgs is None else [_handle(v, f"mgs[{i}]") for i, v in enumerate(mgs)],
+        ms=[_handle(v, f"mss[{i}]") for i, v in enumerate(mss)],
+        mom=[] if moms is None else [_handle(v, f"moms[{i}]") for i, v in enumerate(moms)],
+        grad=list(grads), lr=lr, rho=rho, momentum=momentum_t, epsilon=epsilon,
+        use_locking=use_locking)

@@ -1,0 +1,324 @@
+"""The op library against the NumPy references and TensorFlow's own ops."""
+import itertools
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import rmsprop_op
+from tests.reference import (NUMPY_DTYPES, compute_dtype_of, rmsprop_step,
+                             sparse_rmsprop_step)
+
+HYPER = dict(lr=0.01, rho=0.9, momentum=0.5, epsilon=1e-7)
+DTYPES = list(NUMPY_DTYPES)
+MODES = ["eager", "function"]
+
+
+def _random(shape, dtype, seed, positive=False):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(shape)
+    if positive:
+        x = np.abs(x) * 0.1 + 0.01  # keeps ms - mg^2 + eps positive
+    return x.astype(NUMPY_DTYPES[dtype])
+
+
+def _slots(shape, dtype, centered, with_mom, seed=0):
+    """Initial values: var, ms, mg, mom (mg/mom None when absent)."""
+    var = _random(shape, dtype, seed)
+    ms = _random(shape, dtype, seed + 1, positive=True)
+    mg = _random(shape, dtype, seed + 2) * NUMPY_DTYPES[dtype](0.01) if centered else None
+    mom = _random(shape, dtype, seed + 3) * NUMPY_DTYPES[dtype](0.1) if with_mom else None
+    return var, ms, mg, mom
+
+
+def _variables(values):
+    return [None if v is None else tf.Variable(v) for v in values]
+
+
+def _numpy(variables):
+    return [None if v is None else v.numpy() for v in variables]
+
+
+def _run(mode, fn):
+    if mode == "function":
+        def graph_fn():
+            fn()  # the op returns an Operation, which a tf.function cannot
+        tf.function(graph_fn)()
+    else:
+        fn()
+
+
+def _apply_dense(variables, grad, hyper, use_locking=False):
+    var, ms, mg, mom = variables
+    momentum = hyper["momentum"] if mom is not None else 0.0
+    args = dict(lr=hyper["lr"], rho=hyper["rho"], momentum=momentum,
+                epsilon=hyper["epsilon"], use_locking=use_locking)
+    if mg is None:
+        return rmsprop_op.apply_rmsprop(var, ms, mom, grad, **args)
+    return rmsprop_op.apply_centered_rmsprop(var, mg, ms, mom, grad, **args)
+
+
+def _apply_sparse(variables, grad, indices, hyper):
+    var, ms, mg, mom = variables
+    momentum = hyper["momentum"] if mom is not None else 0.0
+    args = dict(lr=hyper["lr"], rho=hyper["rho"], momentum=momentum, epsilon=hyper["epsilon"])
+    if mg is None:
+        return rmsprop_op.sparse_apply_rmsprop(var, ms, mom, grad, indices, **args)
+    return rmsprop_op.sparse_apply_centered_rmsprop(var, mg, ms, mom, grad, indices, **args)
+
+
+def _assert_bitwise_equal(actual, expected):
+    for a, e in zip(actual, expected):
+        if e is None:
+            assert a is None
+            continue
+        np.testing.assert_array_equal(a.view(np.uint8), e.view(np.uint8))
+
+
+VARIANTS = list(itertools.product(DTYPES, MODES, [True, False], [True, False]))
+
+
+@pytest.mark.parametrize("dtype,mode,with_mom,centered", VARIANTS)
+def test_dense_matches_reference(dtype, mode, with_mom, centered):
+    shape = (7, 33)  # not a multiple of any vector width
+    initial = _slots(shape, dtype, centered, with_mom)
+    variables = _variables(initial)
+    grad_values = [_random(shape, dtype, 100 + s) for s in range(3)]
+    grad_values[1][2] = 0  # zero gradients still decay ms and move var
+    expected = initial
+    for g in grad_values:
+        _run(mode, lambda: _apply_dense(variables, tf.constant(g), HYPER))
+        momentum = HYPER["momentum"] if with_mom else 0.0
+        # Bit for bit: the reference in the op's own compute precision.
+        expected = rmsprop_step(*expected, g, HYPER["lr"], HYPER["rho"], momentum,
+                                HYPER["epsilon"], compute_dtype_of(NUMPY_DTYPES[dtype]))
+        _assert_bitwise_equal(_numpy(variables), expected)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("centered", [False, True])
+def test_dense_close_to_float64_formula_over_100_steps(dtype, centered):
+    shape = (1000,)
+    initial = _slots(shape, dtype, centered, True)
+    variables = _variables(initial)
+    exact = [None if x is None else x.astype(np.float64) for x in initial]
+    for step in range(100):
+        g = _random(shape, dtype, 1000 + step)
+        _apply_dense(variables, tf.constant(g), HYPER)
+        exact = rmsprop_step(*exact, g.astype(np.float64), **HYPER)
+    rtol = 1e-4 if dtype == "float32" else 1e-12
+    for actual, reference in zip(_numpy(variables), exact):
+        if reference is not None:
+            np.testing.assert_allclose(actual, reference, rtol=rtol, atol=rtol * 1e-2)
+
+
+def _assert_within_ulps(actual, expected, before, ulps=16):
+    """|actual - expected| within `ulps` units in the last place of the largest
+    of the old value, the new value and the change (var - mom cancels, so the
+    result alone can be far smaller than the rounding errors that went in)."""
+    change = np.abs(expected.astype(np.float64) - before)
+    scale = np.maximum(np.maximum(np.abs(before), np.abs(expected)), change).astype(expected.dtype)
+    bound = ulps * np.spacing(scale)
+    assert np.all(np.abs(actual.astype(np.float64) - expected) <= bound), (
+        np.max(np.abs(actual.astype(np.float64) - expected) / np.spacing(scale)))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("centered", [False, True])
+def test_dense_agrees_with_tensorflow_raw_op(dtype, centered):
+    """Per step within 16 ulps of ResourceApply(Centered)RMSProp, over 100 steps
+    within rtol 1e-5 (float32) / 1e-13 (float64): TensorFlow writes the mean
+    square update as ms + (g^2 - ms)(1 - rho), which rounds differently."""
+    shape = (4096,)
+    initial = _slots(shape, dtype, centered, True)
+    ours = _variables(initial)
+    theirs = _variables(initial)
+    tf_dtype = tf.as_dtype(dtype)
+    for step in range(100):
+        g = tf.constant(_random(shape, dtype, 2000 + step))
+        before = _numpy(theirs)
+        _apply_dense(ours, g, HYPER)
+        hyper = {k: tf.constant(v, tf_dtype) for k, v in HYPER.items()}
+        var, ms, mg, mom = theirs
+        if centered:
+            tf.raw_ops.ResourceApplyCenteredRMSProp(var=var.handle, mg=mg.handle, ms=ms.handle,
+                                                    mom=mom.handle, grad=g, **hyper)
+        else:
+            tf.raw_ops.ResourceApplyRMSProp(var=var.handle, ms=ms.handle, mom=mom.handle,
+                                            grad=g, **hyper)
+        if step == 0:
+            for a, b, prev in zip(_numpy(ours), _numpy(theirs), before):
+                if b is not None:
+                    _assert_within_ulps(a, b, prev)
+    rtol = 1e-5 if dtype == "float32" else 1e-13
+    for a, b in zip(_numpy(ours), _numpy(theirs)):
+        if b is not None:
+            np.testing.assert_allclose(a, b, rtol=rtol, atol=rtol * 0.1)
+
+
+SPARSE_VARIANTS = list(itertools.product(DTYPES, MODES, [True, False], [True, False],
+                                         [np.int32, np.int64]))
+
+
+@pytest.mark.parametrize("dtype,mode,with_mom,centered,index_dtype", SPARSE_VARIANTS)
+def test_sparse_matches_reference(dtype, mode, with_mom, centered, index_dtype):
+    shape = (10, 3, 5)  # N-D rows
+    initial = _slots(shape, dtype, centered, with_mom)
+    variables = _variables(initial)
+    indices = np.array([7, 2, 7, 0, 9, 2, 7], dtype=index_dtype)  # unsorted, duplicates
+    g = _random((len(indices),) + shape[1:], dtype, 300)
+    _run(mode, lambda: _apply_sparse(variables, tf.constant(g), tf.constant(indices), HYPER))
+    momentum = HYPER["momentum"] if with_mom else 0.0
+    expected = sparse_rmsprop_step(*initial, g, indices, HYPER["lr"], HYPER["rho"], momentum,
+                                   HYPER["epsilon"], compute_dtype_of(NUMPY_DTYPES[dtype]))
+    _assert_bitwise_equal(_numpy(variables), expected)
+    untouched = [r for r in range(shape[0]) if r not in indices]
+    for actual, start in zip(_numpy(variables), initial):
+        if start is not None:
+            np.testing.assert_array_equal(actual[untouched], start[untouched])
+
+
+@pytest.mark.parametrize("index_dtype", [np.int32, np.int64])
+def test_sparse_1d_variable_and_empty_indices(index_dtype):
+    initial = _slots((6,), "float32", False, True)
+    variables = _variables(initial)
+    _apply_sparse(variables, tf.zeros([0]), tf.constant([], dtype=index_dtype), HYPER)
+    _assert_bitwise_equal(_numpy(variables), initial)
+    g = np.array([0.5, -1.0, 2.0], np.float32)
+    indices = np.array([4, 1, 4], index_dtype)
+    _apply_sparse(variables, tf.constant(g), tf.constant(indices), HYPER)
+    expected = sparse_rmsprop_step(*initial, g, indices, **HYPER, compute_dtype=np.float32)
+    _assert_bitwise_equal(_numpy(variables), expected)
+
+
+def test_sparse_duplicates_equal_summed_gradient():
+    initial = _slots((4, 8), "float32", False, True)
+    a, b = _variables(initial), _variables(initial)
+    g = _random((3, 8), "float32", 5)
+    _apply_sparse(a, tf.constant(g), tf.constant([1, 1, 1]), HYPER)
+    summed = (g[0] + g[1] + g[2])[None]
+    _apply_sparse(b, tf.constant(summed), tf.constant([1]), HYPER)
+    _assert_bitwise_equal(_numpy(a), _numpy(b))
+
+
+def test_sparse_is_deterministic():
+    initial = _slots((50, 16), "float32", True, True)
+    rng = np.random.default_rng(3)
+    indices = rng.integers(0, 50, size=400)
+    g = _random((400, 16), "float32", 6)
+    results = []
+    for _ in range(3):
+        variables = _variables(initial)
+        _apply_sparse(variables, tf.constant(g), tf.constant(indices), HYPER)
+        results.append(_numpy(variables))
+    for r in results[1:]:
+        _assert_bitwise_equal(r, results[0])
+
+
+def test_sparse_agrees_with_tensorflow_raw_op_without_duplicates():
+    initial = _slots((20, 4), "float32", False, True)
+    ours, theirs = _variables(initial), _variables(initial)
+    indices = tf.constant([3, 17, 0, 9])
+    g = tf.constant(_random((4, 4), "float32", 8))
+    _apply_sparse(ours, g, indices, HYPER)
+    var, ms, _, mom = theirs
+    tf.raw_ops.ResourceSparseApplyRMSProp(
+        var=var.handle, ms=ms.handle, mom=mom.handle, grad=g, indices=indices,
+        **{k: tf.constant(v, tf.float32) for k, v in HYPER.items()})
+    for a, b, prev in zip(_numpy(ours), _numpy(theirs), initial):
+        if b is not None:
+            _assert_within_ulps(a, b, prev)
+
+
+def test_large_dense_update_is_sharded_correctly():
+    """Large enough to be split over the thread pool."""
+    shape = (1 << 20) + 3
+    initial = _slots((shape,), "float32", True, True)
+    variables = _variables(initial)
+    g = _random((shape,), "float32", 9)
+    _apply_dense(variables, tf.constant(g), HYPER)
+    expected = rmsprop_step(*initial, g, **HYPER, compute_dtype=np.float32)
+    _assert_bitwise_equal(_numpy(variables), expected)
+
+
+def test_update_does_not_change_an_earlier_read():
+    var = tf.Variable(np.ones(5, np.float32))
+    ms = tf.Variable(np.zeros(5, np.float32))
+    before = var.read_value()
+    snapshot = before.numpy().copy()
+    rmsprop_op.apply_rmsprop(var, ms, None, tf.ones(5), 0.1, 0.9, 0.0, 1e-7)
+    np.testing.assert_array_equal(before.numpy(), snapshot)
+    assert not np.array_equal(var.numpy(), snapshot)
+
+
+def test_hyperparameters_as_tensors_and_variables():
+    initial = _slots((5,), "float32", False, True)
+    a, b = _variables(initial), _variables(initial)
+    g = tf.constant(_random((5,), "float32", 1))
+    _apply_dense(a, g, HYPER)
+    lr = tf.Variable(HYPER["lr"], dtype=tf.float32)
+    tensors = dict(lr=lr, rho=tf.constant(0.9), momentum=tf.constant(0.5, tf.float64),
+                   epsilon=tf.constant(1e-7, tf.float32))
+    var, ms, _, mom = b
+    rmsprop_op.apply_rmsprop(var, ms, mom, g, **tensors)
+    # float32 rho 0.9 differs from Python's 0.9 only in 1 - rho, computed in double.
+    for x, y in zip(_numpy(a), _numpy(b)):
+        if x is not None:
+            np.testing.assert_allclose(x, y, rtol=1e-6)
+
+
+def test_no_gradient_registered():
+    var = tf.Variable([1.0, 2.0])
+    ms = tf.Variable([0.0, 0.0])
+    with tf.GradientTape() as tape:
+        y = var * 2.0
+        rmsprop_op.apply_rmsprop(var, ms, None, tf.ones(2), 0.1, 0.9, 0.0, 1e-7)
+    assert tape.gradient(y, var) is not None
+
+    @tf.function
+    def step():
+        with tf.GradientTape() as t:
+            loss = tf.reduce_sum(var ** 2)
+        g = t.gradient(loss, var)
+        rmsprop_op.apply_rmsprop(var, ms, None, g, 0.1, 0.9, 0.0, 1e-7)
+        return loss
+    step()
+    for op in tf.compat.v1.get_default_graph().get_operations():
+        pass  # tracing above must not raise
+
+
+def test_use_locking_gives_the_same_result():
+    initial = _slots((100,), "float32", True, True)
+    a, b = _variables(initial), _variables(initial)
+    g = tf.constant(_random((100,), "float32", 2))
+    _apply_dense(a, g, HYPER, use_locking=False)
+    _apply_dense(b, g, HYPER, use_locking=True)
+    _assert_bitwise_equal(_numpy(a), _numpy(b))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("centered,with_mom", [(False, False), (True, True)])
+def test_group_matches_single_ops(dtype, centered, with_mom):
+    shapes = [(3,), (17, 5), (1,), (0,), (1000,), (2, 3, 4)]
+    initial = [_slots(s, dtype, centered, with_mom, seed=10 * i) for i, s in enumerate(shapes)]
+    grads = [tf.constant(_random(s, dtype, 50 + i)) for i, s in enumerate(shapes)]
+    singles = [_variables(x) for x in initial]
+    group = [_variables(x) for x in initial]
+    momentum = HYPER["momentum"] if with_mom else 0.0
+    hyper = dict(HYPER, momentum=momentum)
+    for v, g in zip(singles, grads):
+        _apply_dense(v, g, hyper)
+    rmsprop_op.group_apply_rmsprop(
+        [v[0] for v in group], [v[2] for v in group] if centered else None,
+        [v[1] for v in group], [v[3] for v in group] if with_mom else None, grads, **hyper)
+    for s, g in zip(singles, group):
+        _assert_bitwise_equal(_numpy(g), _numpy(s))
+
+
+def test_gradient_of_mixed_precision_scalars():
+    """Float16 variables see the same (double) learning rate as float32 ones."""
+    var = tf.Variable(np.array([1.0], np.float16))
+    ms = tf.Variable(np.array([0.0], np.float16))
+    rmsprop_op.apply_rmsprop(var, ms, None, tf.constant([1.0], tf.float16), 1e-3, 0.9, 0.0, 1e-7)
+    expected = np.float16(np.float32(1.0) - np.float32(1e-3) / np.sqrt(np.float32(0.1) + np.float32(1e-7)))
+    assert var.numpy()[0] == expected
