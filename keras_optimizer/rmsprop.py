@@ -1,0 +1,199 @@
+"""keras_optimizer.RMSprop: Keras 3's RMSprop on the fused ops."""
+import keras
+import tensorflow as tf
+from tensorflow.python.ops import control_flow_util
+
+import rmsprop_op
+from rmsprop_op import plain_tf
+
+
+def _compiled_by_xla():
+    """True while tracing a function that XLA will compile (jit_compile=True),
+    where the custom ops have no kernel."""
+    if tf.executing_eagerly():
+        return False
+    return control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph())
+
+
+def _tf_variable(variable):
+    return variable.value if isinstance(variable, keras.Variable) else variable
+
+
+@keras.saving.register_keras_serializable(package="keras_optimizer", name="RMSprop")
+class RMSprop(keras.optimizers.Optimizer):
+    """Optimizer that implements the RMSprop algorithm with fused update ops.
+
+    A drop-in replacement for `keras.optimizers.RMSprop`: same arguments, same
+    slots (`velocity`, `momentum` when momentum > 0, `average_gradient` when
+    centered) and the same dense results, computed by one fused op per
+    variable (or one op for many variables of one dtype). Sparse gradients
+    (`tf.IndexedSlices`, e.g. from `Embedding`) update only the rows in the
+    batch, duplicates summed first; the stock optimizer densifies them.
+
+    Args:
+        learning_rate: A float, a `keras.optimizers.schedules.LearningRateSchedule`,
+            or a callable that takes no arguments. Defaults to `0.001`.
+        rho: Discounting factor for the old gradients. Defaults to 0.9.
+        momentum: If not 0.0, the optimizer tracks the momentum value.
+            Defaults to 0.0.
+        epsilon: Small constant for numerical stability, added inside the
+            square root. Defaults to 1e-7.
+        centered: If True, gradients are normalized by the estimated variance
+            of the gradient. Defaults to False.
+        **kwargs: every keyword of `keras.optimizers.Optimizer` (`clipnorm`,
+            `clipvalue`, `global_clipnorm`, `weight_decay`, `use_ema`,
+            `ema_momentum`, `ema_overwrite_frequency`, `loss_scale_factor`,
+            `gradient_accumulation_steps`, `name`).
+
+    Example:
+
+    >>> opt = RMSprop(learning_rate=0.1)
+    >>> var1 = tf.Variable(10.0)
+    >>> loss = lambda: (var1 ** 2) / 2.0  # d(loss) / d(var1) = var1
+    >>> opt.minimize(loss, [var1]).numpy()
+    1
+    >>> var1.numpy()
+    9.683772
+    """
+
+    def __init__(
+        self,
+        learning_rate=0.001,
+        rho=0.9,
+        momentum=0.0,
+        epsilon=1e-7,
+        centered=False,
+        weight_decay=None,
+        clipnorm=None,
+        clipvalue=None,
+        global_clipnorm=None,
+        use_ema=False,
+        ema_momentum=0.99,
+        ema_overwrite_frequency=None,
+        loss_scale_factor=None,
+        gradient_accumulation_steps=None,
+        name="RMSprop",
+        **kwargs,
+    ):
+        super().__init__(
+            learning_rate=learning_rate,
+            weight_decay=weight_decay,
+            clipnorm=clipnorm,
+            clipvalue=clipvalue,
+            global_clipnorm=global_clipnorm,
+            use_ema=use_ema,
+            ema_momentum=ema_momentum,
+            ema_overwrite_frequency=ema_overwrite_frequency,
+            loss_scale_factor=loss_scale_factor,
+            gradient_accumulation_steps=gradient_accumulation_steps,
+            name=name,
+            **kwargs,
+        )
+        self.rho = rho
+        self.momentum = momentum
+        self.epsilon = epsilon
+        self.centered = centered
+
+    def build(self, var_list):
+        # Slots named, ordered and shaped as keras.optimizers.RMSprop's, so
+        # weights and checkpoints move between the two.
+        if self.built:
+            return
+        super().build(var_list)
+        self._velocities = self.add_optimizer_variables(var_list, "velocity")
+        self._momentums = []
+        if self.momentum > 0:
+            self._momentums = self.add_optimizer_variables(var_list, "momentum")
+        self._average_gradients = []
+        if self.centered:
+            self._average_gradients = self.add_optimizer_variables(var_list, "average_gradient")
+
+    def _slots(self, variable):
+        """(ms, mg, mom) of a model variable as tf.Variables; mg / mom None when absent."""
+        index = self._get_variable_index(variable)
+        ms = _tf_variable(self._velocities[index])
+        mg = _tf_variable(self._average_gradients[index]) if self.centered else None
+        mom = _tf_variable(self._momentums[index]) if self.momentum > 0 else None
+        return ms, mg, mom
+
+    def _hyperparameters(self, learning_rate):
+        momentum = self.momentum if self.momentum > 0 else 0.0
+        return dict(lr=learning_rate, rho=self.rho, momentum=momentum, epsilon=self.epsilon)
+
+    def update_step(self, gradient, variable, learning_rate):
+        """Update step given gradient and the associated model variable."""
+        variable = _tf_variable(variable)
+        ops = plain_tf if _compiled_by_xla() else rmsprop_op
+        ms, mg, mom = self._slots(variable)
+        hyper = self._hyperparameters(learning_rate)
+        if isinstance(gradient, tf.IndexedSlices):
+            values = tf.cast(gradient.values, variable.dtype)
+            if self.centered:
+                return ops.sparse_apply_centered_rmsprop(
+                    variable, mg, ms, mom, values, gradient.indices, **hyper)
+            return ops.sparse_apply_rmsprop(variable, ms, mom, values, gradient.indices, **hyper)
+        gradient = tf.cast(gradient, variable.dtype)
+        if self.centered:
+            return ops.apply_centered_rmsprop(variable, mg, ms, mom, gradient, **hyper)
+        return ops.apply_rmsprop(variable, ms, mom, gradient, **hyper)
+
+    def _distributed_tf_update_step(self, distribution, grads_and_vars, learning_rate):
+        # Without a distribution strategy, dense updates of many variables of
+        # one dtype go to the grouped op: one dispatch instead of hundreds.
+        # Under a strategy every variable goes through its own
+        # `extended.update`, as the strategy requires.
+        if tf.distribute.has_strategy() or _compiled_by_xla():
+            return super()._distributed_tf_update_step(distribution, grads_and_vars, learning_rate)
+        dense_by_dtype = {}
+        for grad, var in grads_and_vars:
+            if isinstance(grad, tf.IndexedSlices):
+                self.update_step(grad, var, learning_rate)
+            else:
+                dense_by_dtype.setdefault(var.dtype, []).append((grad, var))
+        for pairs in dense_by_dtype.values():
+            if len(pairs) == 1:
+                self.update_step(pairs[0][0], pairs[0][1], learning_rate)
+                continue
+            variables = [_tf_variable(v) for _, v in pairs]
+            grads = [tf.cast(g, v.dtype) for (g, _), v in zip(pairs, variables)]
+            slots = [self._slots(v) for v in variables]
+            rmsprop_op.group_apply_rmsprop(
+                variables,
+                [mg for _, mg, _ in slots] if self.centered else None,
+                [ms for ms, _, _ in slots],
+                [mom for _, _, mom in slots] if self.momentum > 0 else None,
+                grads,
+                **self._hyperparameters(learning_rate),
+            )
+
+    def minimize(self, loss, var_list, tape=None):
+        """Minimizes `loss` by updating `var_list`; returns the step count.
+
+        `loss` is a zero-argument callable, or a tensor computed under `tape`.
+        `var_list` is a list of variables or a callable returning one.
+        """
+        if not callable(loss) and tape is None:
+            raise ValueError("`tape` is required when a `Tensor` loss is passed.")
+        tape = tape if tape is not None else tf.GradientTape()
+        if callable(loss):
+            with tape:
+                if not callable(var_list):
+                    tape.watch(var_list)
+                loss = loss()
+        if callable(var_list):
+            var_list = var_list()
+        var_list = list(var_list)
+        grads = tape.gradient(loss, var_list)
+        return self.apply_gradients(zip(grads, var_list))
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "rho": self.rho,
+                "momentum": self.momentum,
+                "epsilon": self.epsilon,
+                "centered": self.centered,
+            }
+        )
+        return config

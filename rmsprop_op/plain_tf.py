@@ -1,0 +1,99 @@
+"""The same updates written in plain TensorFlow ops.
+
+For graphs that XLA compiles (`jit_compile=True`), where the custom ops have
+no XLA kernel. Same signatures and semantics as the fused ops in
+`rmsprop_op`; the formula mirrors rmsprop_op/cc/kernels/rmsprop_math.h line
+for line, computing half-precision variables in float32 and rounding once.
+Sparse updates touch only the named rows, duplicates summed first.
+"""
+import tensorflow as tf
+
+
+def _compute_dtype(dtype):
+    return tf.float64 if dtype == tf.float64 else tf.float32
+
+
+def _float64(x):
+    # dtype_hint: a Python 0.9 must not pass through float32 on its way.
+    return tf.cast(tf.convert_to_tensor(x, dtype_hint=tf.float64), tf.float64)
+
+
+def _formula(var, ms, mg, mom, g, lr, rho, momentum, epsilon):
+    """rmsprop_math::UpdateElement on tensors in the compute dtype.
+    Returns the new (var, ms, mg, mom); mg / mom None when absent."""
+    c = g.dtype
+    lr, rho, momentum, epsilon = (_float64(x) for x in (lr, rho, momentum, epsilon))
+    one_minus_rho = tf.cast(1.0 - rho, c)
+    lr, rho = tf.cast(lr, c), tf.cast(rho, c)
+    ms = rho * ms + one_minus_rho * (g * g)
+    if mg is not None:
+        mg = rho * mg + one_minus_rho * g
+        step = (lr * g) / tf.sqrt((ms - mg * mg) + tf.cast(epsilon, c))
+    else:
+        step = (lr * g) / tf.sqrt(ms + tf.cast(epsilon, c))
+    if mom is not None:
+        mom = tf.cast(momentum, c) * mom + step
+        delta = mom
+    else:
+        delta = step
+    return var - delta, ms, mg, mom
+
+
+def _read(v, c):
+    return None if v is None else tf.cast(v.read_value(), c)
+
+
+def _dense(var, ms, mg, mom, grad, lr, rho, momentum, epsilon):
+    c = _compute_dtype(var.dtype)
+    new = _formula(_read(var, c), _read(ms, c), _read(mg, c), _read(mom, c),
+                   tf.cast(grad, c), lr, rho, momentum, epsilon)
+    return tf.group([v.assign(tf.cast(x, v.dtype)) for v, x in zip((var, ms, mg, mom), new)
+                     if v is not None])
+
+
+def _sparse(var, ms, mg, mom, grad, indices, lr, rho, momentum, epsilon):
+    # Sum duplicate rows without tf.unique (which XLA cannot compile with a
+    # static shape): segment-sum into the full row space, then update only
+    # the touched rows and leave the others bit-for-bit as they were.
+    c = _compute_dtype(var.dtype)
+    num_rows = tf.shape(var, out_type=indices.dtype)[0]
+    summed = tf.math.unsorted_segment_sum(tf.cast(grad, c), indices, num_rows)
+    touched = tf.math.unsorted_segment_max(tf.ones_like(indices, tf.int32), indices, num_rows) > 0
+    touched = tf.reshape(touched, [-1] + [1] * (len(var.shape) - 1))
+    old = [None if v is None else v.read_value() for v in (var, ms, mg, mom)]
+    new = _formula(*[None if x is None else tf.cast(x, c) for x in old], summed,
+                   lr, rho, momentum, epsilon)
+    return tf.group([v.assign(tf.where(touched, tf.cast(x, v.dtype), o))
+                     for v, x, o in zip((var, ms, mg, mom), new, old) if v is not None])
+
+
+def apply_rmsprop(var, ms, mom, grad, lr, rho, momentum, epsilon, use_locking=False):
+    del use_locking  # variable assignments in one graph are already ordered
+    return _dense(var, ms, None, mom, grad, lr, rho, momentum, epsilon)
+
+
+def apply_centered_rmsprop(var, mg, ms, mom, grad, lr, rho, momentum, epsilon, use_locking=False):
+    del use_locking
+    return _dense(var, ms, mg, mom, grad, lr, rho, momentum, epsilon)
+
+
+def sparse_apply_rmsprop(var, ms, mom, grad, indices, lr, rho, momentum, epsilon,
+                         use_locking=False):
+    del use_locking
+    return _sparse(var, ms, None, mom, grad, indices, lr, rho, momentum, epsilon)
+
+
+def sparse_apply_centered_rmsprop(var, mg, ms, mom, grad, indices, lr, rho, momentum, epsilon,
+                                  use_locking=False):
+    del use_locking
+    return _sparse(var, ms, mg, mom, grad, indices, lr, rho, momentum, epsilon)
+
+
+def group_apply_rmsprop(vars, mgs, mss, moms, grads, lr, rho, momentum, epsilon,
+                        use_locking=False):
+    del use_locking
+    n = len(vars)
+    mgs = mgs if mgs is not None else [None] * n
+    moms = moms if moms is not None else [None] * n
+    return tf.group([_dense(v, ms, mg, mom, g, lr, rho, momentum, epsilon)
+                     for v, mg, ms, mom, g in zip(vars, mgs, mss, moms, grads)])
