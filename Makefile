@@ -16,6 +16,7 @@ CPU_OBJS := $(patsubst %.cc,$(BUILD)/%.o,$(CPU_SRCS))
 GPU_CC_SRCS := rmsprop_op/cc/kernels/rmsprop_gpu_kernels.cc
 GPU_CU_SRCS := rmsprop_op/cc/kernels/rmsprop_gpu_functors.cu.cc
 GPU_OBJS := $(patsubst %.cc,$(BUILD)/%.o,$(GPU_CC_SRCS)) $(patsubst %.cu.cc,$(BUILD)/%.cu.o,$(GPU_CU_SRCS))
+GPU_CHECK := $(BUILD)/gpu_check/gpu_check
 
 .PHONY: all demo test build bench gpu-check cuda-compile-check clean venv
 all: build
@@ -46,18 +47,58 @@ $(CPU_LIB): $(CPU_OBJS)
 	$(CXX) -shared $^ -o $@ $(TF_LDFLAGS)
 
 # The GPU kernels: a separate library, loaded only where TensorFlow sees a GPU.
+# The CUDA half (.cu.cc) is compiled by nvcc without TensorFlow's headers; the
+# registrations (.cc) by $(CXX) against TensorFlow and the CUDA headers that
+# TensorFlow ships, which match the CUDA structures TensorFlow hands over.
+# The CUDA runtime is linked statically and its symbols kept private, so the
+# library needs nothing beyond libtensorflow_framework and the driver. It
+# comes before TensorFlow on the link line: libtensorflow_framework exports
+# stubs of the runtime that forward to TensorFlow's own CUDA version, which
+# need not be the one nvcc compiled for.
+ifneq ($(NVCC),)
+CUDA_HOME ?= $(shell $(NVCC) --dryrun -x cu -E /dev/null 2>&1 | sed -n 's/.* TOP=//p' | head -n 1)
+endif
+TF_INCLUDE = $(patsubst -I%,%,$(filter -I%/tensorflow/include,$(TF_CXXFLAGS)))
+GPU_CXXFLAGS = -DGOOGLE_CUDA=1 -DEIGEN_USE_GPU -I$(TF_INCLUDE)/third_party/gpus/cuda/include
+
 $(BUILD)/%.cu.o: %.cu.cc $(BUILD)/flags.mk
 	mkdir -p $(dir $@)
-	$(NVCC) $(TF_NVCCFLAGS) -MD -MF $(@:.o=.d) -c $< -o $@
+	$(NVCC) $(TF_NVCCFLAGS) -MD -MP -MF $(@:.o=.d) -c $< -o $@
+
+$(BUILD)/rmsprop_op/cc/kernels/rmsprop_gpu_kernels.o: rmsprop_op/cc/kernels/rmsprop_gpu_kernels.cc $(BUILD)/flags.mk
+	mkdir -p $(dir $@)
+	$(CXX) $(TF_CXXFLAGS) $(GPU_CXXFLAGS) -MMD -MP -c $< -o $@
 
 $(GPU_LIB): $(GPU_OBJS)
-	$(CXX) -shared $^ -o $@ $(TF_LDFLAGS) -L$(dir $(NVCC))../lib64 -lcudart_static -ldl -lrt -lpthread
+	$(CXX) -shared $^ -o $@ -L$(CUDA_HOME)/lib64 -lcudart_static $(TF_LDFLAGS) -ldl -lrt -lpthread \
+	  -Wl,--exclude-libs,ALL -Wl,--no-undefined
 
+# The standalone checker: the kernels and the CPU reference, no TensorFlow. It
+# takes our nvcc flags from tools/tf_build_flags.py without importing
+# TensorFlow.
+CUDA_FLAGS = $(shell $(PYTHON) -c 'import shlex, sys; sys.path.insert(0, "tools"); import tf_build_flags; print(shlex.join(tf_build_flags.NVCCFLAGS))')
+
+$(GPU_CHECK): gpu_check/gpu_check.cu tools/tf_build_flags.py
+	mkdir -p $(dir $@)
+	$(NVCC) $(CUDA_FLAGS) -I. -MD -MP -MT $@ -MF $@.d $< -o $@
+
+# Compiles and links everything CUDA (without running it), so that a broken
+# kernel never lands.
 cuda-compile-check: $(BUILD)/flags.mk
 ifneq ($(NVCC),)
-	$(MAKE) $(GPU_OBJS)
+	$(MAKE) $(GPU_LIB) $(GPU_CHECK)
 else
 	@echo "nvcc not found: skipping the CUDA compile check"
+endif
+
+# Runs every kernel variant against the CPU reference on this machine's GPU
+# and times them against a device-to-device copy; skips without a GPU.
+gpu-check:
+ifneq ($(NVCC),)
+	$(MAKE) $(GPU_CHECK)
+	./$(GPU_CHECK)
+else
+	@echo "nvcc not found: skipping the GPU check"
 endif
 
 test: build cuda-compile-check
@@ -66,11 +107,15 @@ test: build cuda-compile-check
 demo: build
 	$(PY) -m keras_optimizer
 
-bench: build
+bench: build benchmarks/_bandwidth_probe.so
 	$(PY) -m benchmarks.run
 
 clean:
 	rm -rf $(BUILD) $(CPU_LIB) $(GPU_LIB) *.egg-info .pytest_cache
 	find . -name __pycache__ -not -path './$(VENV)/*' -prune -exec rm -rf {} +
 
--include $(CPU_OBJS:.o=.d) $(GPU_OBJS:.o=.d)
+-include $(CPU_OBJS:.o=.d) $(GPU_OBJS:.o=.d) $(GPU_CHECK).d
+
+# The memory-bandwidth probe of the benchmark, built for this machine.
+benchmarks/_bandwidth_probe.so: benchmarks/bandwidth_probe.c
+	$(CC) -O3 -march=native -fPIC -shared -pthread -Wall $< -o $@

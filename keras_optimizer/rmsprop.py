@@ -56,6 +56,10 @@ class RMSprop(keras.optimizers.Optimizer):
     9.683772
     """
 
+    # Dense gradients of many variables of one dtype go to one grouped op.
+    # The benchmark turns this off to measure per-variable ops.
+    _group_dense_updates = True
+
     def __init__(
         self,
         learning_rate=0.001,
@@ -142,7 +146,7 @@ class RMSprop(keras.optimizers.Optimizer):
         # one dtype go to the grouped op: one dispatch instead of hundreds.
         # Under a strategy every variable goes through its own
         # `extended.update`, as the strategy requires.
-        if tf.distribute.has_strategy() or _compiled_by_xla():
+        if not self._group_dense_updates or tf.distribute.has_strategy() or _compiled_by_xla():
             return super()._distributed_tf_update_step(distribution, grads_and_vars, learning_rate)
         dense_by_dtype = {}
         for grad, var in grads_and_vars:

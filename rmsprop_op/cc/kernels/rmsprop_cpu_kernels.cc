@@ -10,7 +10,9 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <immintrin.h>
 #include <numeric>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -33,6 +35,10 @@ void DeviceMemcpy<CPUDevice>(const CPUDevice& d, void* dst, const void* src,
 }
 
 namespace {
+
+// Elements per block of the widened half-precision loop: five float buffers
+// of this size stay in L1.
+constexpr int64_t kWidenBlock = 512;
 
 // One pass over elements [begin, end): read each buffer once, write each
 // slot once. G is the gradient's storage type (T, or the compute type for
@@ -65,21 +71,113 @@ template <typename T, typename G>
 using UpdateRangeFn = void (*)(const SlotPointers<T>&, const G*, int64_t,
                                int64_t, const HyperOf<T>&);
 
-#define RMSPROP_DEFINE_RANGE_VARIANT(NAME, TARGET)                        \
+#define RMSPROP_AVX2_TARGET __attribute__((target("avx2,f16c,fma")))
+#define RMSPROP_AVX512_TARGET \
+  __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,f16c,fma")))
+
+// Compilers do not vectorize Eigen's scalar half and bfloat16 conversions,
+// which made those updates several times slower per byte than float. The
+// AVX variants therefore widen blocks of half-precision storage to float
+// with vector instructions, run the float loop on them, and narrow the
+// results back with one round-to-nearest-even, exactly as the scalar path
+// rounds.
+RMSPROP_AVX2_TARGET __attribute__((always_inline)) inline void Widen(
+    const Eigen::half* in, float* out, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(in + i));
+    _mm256_storeu_ps(out + i, _mm256_cvtph_ps(h));
+  }
+  for (; i < n; ++i) out[i] = static_cast<float>(in[i]);
+}
+
+RMSPROP_AVX2_TARGET __attribute__((always_inline)) inline void Narrow(
+    const float* in, Eigen::half* out, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m128i h = _mm256_cvtps_ph(_mm256_loadu_ps(in + i),
+                                      _MM_FROUND_TO_NEAREST_INT);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out + i), h);
+  }
+  for (; i < n; ++i) out[i] = static_cast<Eigen::half>(in[i]);
+}
+
+// bfloat16 is the upper half of a float: widening is a shift; narrowing
+// rounds to nearest even and keeps NaNs quiet NaNs of the same sign, as
+// Eigen's conversion does. Plain integer loops, which compilers vectorize.
+RMSPROP_AVX2_TARGET __attribute__((always_inline)) inline void Widen(
+    const Eigen::bfloat16* in, float* out, int64_t n) {
+  const uint16_t* bits = reinterpret_cast<const uint16_t*>(in);
+  uint32_t wide[kWidenBlock];
+  for (int64_t i = 0; i < n; ++i) wide[i] = static_cast<uint32_t>(bits[i]) << 16;
+  std::memcpy(out, wide, n * sizeof(float));
+}
+
+RMSPROP_AVX2_TARGET __attribute__((always_inline)) inline void Narrow(
+    const float* in, Eigen::bfloat16* out, int64_t n) {
+  uint32_t wide[kWidenBlock];
+  std::memcpy(wide, in, n * sizeof(float));
+  uint16_t* bits = reinterpret_cast<uint16_t*>(out);
+  for (int64_t i = 0; i < n; ++i) {
+    const uint32_t x = wide[i];
+    const bool is_nan = (x & 0x7fffffffu) > 0x7f800000u;
+    const uint32_t rounded = (x + 0x7fffu + ((x >> 16) & 1u)) >> 16;
+    bits[i] = static_cast<uint16_t>(is_nan ? ((x >> 16) | 0x0040u) & 0xffc0u
+                                           : rounded);
+  }
+}
+
+template <typename T>
+constexpr bool kIsHalfPrecision = std::is_same<T, Eigen::half>::value ||
+                                  std::is_same<T, Eigen::bfloat16>::value;
+
+// The float loop over blocks of widened half-precision slots. G is T, or
+// float for summed sparse rows (already wide).
+template <typename T, typename G, bool kCentered, bool kMomentum>
+RMSPROP_AVX2_TARGET __attribute__((always_inline)) inline void UpdateWidened(
+    const SlotPointers<T>& slots, const G* grad, int64_t begin, int64_t end,
+    const HyperOf<T>& h) {
+  alignas(64) float var[kWidenBlock], ms[kWidenBlock], mg[kWidenBlock],
+      mom[kWidenBlock], g[kWidenBlock];
+  const SlotPointers<float> wide = {var, ms, kCentered ? mg : nullptr,
+                                    kMomentum ? mom : nullptr};
+  for (int64_t b = begin; b < end; b += kWidenBlock) {
+    const int64_t n = std::min<int64_t>(kWidenBlock, end - b);
+    Widen(slots.var + b, var, n);
+    Widen(slots.ms + b, ms, n);
+    if (kCentered) Widen(slots.mg + b, mg, n);
+    if (kMomentum) Widen(slots.mom + b, mom, n);
+    const float* g_block;
+    if constexpr (std::is_same<G, float>::value) {
+      g_block = grad + b;
+    } else {
+      Widen(grad + b, g, n);
+      g_block = g;
+    }
+    UpdateRangeBody<float, float, kCentered, kMomentum>(wide, g_block, 0, n, h);
+    Narrow(var, slots.var + b, n);
+    Narrow(ms, slots.ms + b, n);
+    if (kCentered) Narrow(mg, slots.mg + b, n);
+    if (kMomentum) Narrow(mom, slots.mom + b, n);
+  }
+}
+
+#define RMSPROP_DEFINE_RANGE_VARIANT(NAME, TARGET, VECTOR_CONVERSIONS)     \
   template <typename T, typename G, bool kCentered, bool kMomentum>       \
   TARGET void NAME(const SlotPointers<T>& slots, const G* grad,           \
                    int64_t begin, int64_t end, const HyperOf<T>& h) {     \
-    UpdateRangeBody<T, G, kCentered, kMomentum>(slots, grad, begin, end,  \
+    if constexpr (VECTOR_CONVERSIONS && kIsHalfPrecision<T>) {            \
+      UpdateWidened<T, G, kCentered, kMomentum>(slots, grad, begin, end,  \
                                                 h);                       \
+    } else {                                                              \
+      UpdateRangeBody<T, G, kCentered, kMomentum>(slots, grad, begin,     \
+                                                  end, h);                \
+    }                                                                     \
   }
 
-RMSPROP_DEFINE_RANGE_VARIANT(UpdateRangeAvx512,
-                             __attribute__((target(
-                                 "avx512f,avx512bw,avx512vl,avx512dq,avx2,"
-                                 "f16c,fma"))))
-RMSPROP_DEFINE_RANGE_VARIANT(UpdateRangeAvx2,
-                             __attribute__((target("avx2,f16c,fma"))))
-RMSPROP_DEFINE_RANGE_VARIANT(UpdateRangeBaseline, )
+RMSPROP_DEFINE_RANGE_VARIANT(UpdateRangeAvx512, RMSPROP_AVX512_TARGET, true)
+RMSPROP_DEFINE_RANGE_VARIANT(UpdateRangeAvx2, RMSPROP_AVX2_TARGET, true)
+RMSPROP_DEFINE_RANGE_VARIANT(UpdateRangeBaseline, , false)
 #undef RMSPROP_DEFINE_RANGE_VARIANT
 
 enum class Isa { kBaseline, kAvx2, kAvx512 };
@@ -171,6 +269,73 @@ struct DenseApplyRMSProp<CPUDevice, T> {
   }
 };
 
+// Index positions grouped by row: order[starts[g] .. starts[g+1]) are the
+// positions naming rows[g], in increasing position order.
+struct RowGroups {
+  std::vector<int64_t> rows;
+  std::vector<int64_t> starts;
+  std::vector<uint32_t> order;
+};
+
+// Stable LSD radix sort of the positions by row (11 bits a pass, as many
+// passes as the row count needs): linear time, and stability keeps equal
+// rows in position order, which makes duplicate sums deterministic.
+template <typename Tindex>
+RowGroups GroupPositionsByRow(const Tindex* indices, int64_t n,
+                              int64_t num_rows) {
+  constexpr int kDigitBits = 11;
+  constexpr uint32_t kBuckets = 1u << kDigitBits;
+  std::vector<uint32_t> keys(n), order(n), keys_tmp(n), order_tmp(n);
+  for (int64_t i = 0; i < n; ++i) {
+    keys[i] = static_cast<uint32_t>(indices[i]);
+    order[i] = static_cast<uint32_t>(i);
+  }
+  const int row_bits =
+      num_rows <= 1 ? 0 : 64 - __builtin_clzll(static_cast<uint64_t>(num_rows - 1));
+  std::vector<int64_t> count(kBuckets);
+  for (int shift = 0; shift < row_bits; shift += kDigitBits) {
+    std::fill(count.begin(), count.end(), 0);
+    for (int64_t i = 0; i < n; ++i) ++count[(keys[i] >> shift) & (kBuckets - 1)];
+    int64_t total = 0;
+    for (auto& c : count) {
+      const int64_t here = c;
+      c = total;
+      total += here;
+    }
+    for (int64_t i = 0; i < n; ++i) {
+      const int64_t to = count[(keys[i] >> shift) & (kBuckets - 1)]++;
+      keys_tmp[to] = keys[i];
+      order_tmp[to] = order[i];
+    }
+    keys.swap(keys_tmp);
+    order.swap(order_tmp);
+  }
+  RowGroups groups;
+  groups.order = std::move(order);
+  for (int64_t k = 0; k < n; ++k) {
+    if (k == 0 || keys[k] != keys[k - 1]) {
+      groups.starts.push_back(k);
+      groups.rows.push_back(keys[k]);
+    }
+  }
+  groups.starts.push_back(n);
+  return groups;
+}
+
+// Rows are scattered over tables far larger than the caches; asking for the
+// rows a few groups ahead hides most of the memory latency.
+template <typename T>
+inline void PrefetchRow(const SlotPointers<T>& slots, int64_t offset,
+                        int64_t row_bytes) {
+  for (int64_t b = 0; b < row_bytes; b += 64) {
+    const char* at = reinterpret_cast<const char*>(slots.var + offset) + b;
+    __builtin_prefetch(at, 1);
+    __builtin_prefetch(reinterpret_cast<const char*>(slots.ms + offset) + b, 1);
+    if (slots.mg) __builtin_prefetch(reinterpret_cast<const char*>(slots.mg + offset) + b, 1);
+    if (slots.mom) __builtin_prefetch(reinterpret_cast<const char*>(slots.mom + offset) + b, 1);
+  }
+}
+
 template <typename T, typename Tindex>
 struct SparseApplyRMSProp<CPUDevice, T, Tindex> {
   int64_t operator()(const CPUDevice& d, const SlotPointers<T>& slots,
@@ -181,82 +346,80 @@ struct SparseApplyRMSProp<CPUDevice, T, Tindex> {
       if (indices[i] < 0 || indices[i] >= num_rows) return i;
     }
     if (num_indices == 0 || row_size == 0) return -1;
-
-    // Positions sorted by (row, position): duplicates become neighbours and
-    // are summed in position order, the same on every run.
-    std::vector<int64_t> order = SortedPositions(indices, num_indices);
-    std::vector<int64_t> group_starts;
-    group_starts.reserve(num_indices + 1);
-    for (int64_t k = 0; k < num_indices; ++k) {
-      if (k == 0 || indices[order[k]] != indices[order[k - 1]]) {
-        group_starts.push_back(k);
-      }
+    if (num_rows > (int64_t{1} << 32) || num_indices >= (int64_t{1} << 32)) {
+      return SortedFallback(d, slots, grad, indices, num_indices, row_size, h);
     }
-    group_starts.push_back(num_indices);
-    const int64_t num_groups = static_cast<int64_t>(group_starts.size()) - 1;
+    const RowGroups groups = GroupPositionsByRow(indices, num_indices, num_rows);
+    ApplyGroups(d, slots, grad, groups.rows, groups.starts,
+                [&](int64_t k) { return static_cast<int64_t>(groups.order[k]); },
+                row_size, h);
+    return -1;
+  }
 
+ private:
+  using C = ComputeType<T>;
+  static constexpr int kPrefetchDistance = 8;
+
+  // One update per group: the gradient row itself, or the sum of the rows of
+  // its duplicate positions in position order.
+  template <typename PositionAt>
+  static void ApplyGroups(const CPUDevice& d, const SlotPointers<T>& slots,
+                          const T* grad, const std::vector<int64_t>& rows,
+                          const std::vector<int64_t>& starts,
+                          PositionAt position_at, int64_t row_size,
+                          const HyperOf<T>& h) {
     const bool centered = slots.mg != nullptr;
     const bool momentum = slots.mom != nullptr;
     const UpdateRangeFn<T, T> update_row = SelectUpdateRange<T, T>(centered, momentum);
     const UpdateRangeFn<T, C> update_summed_row =
         SelectUpdateRange<T, C>(centered, momentum);
-    Eigen::TensorOpCost row_cost = ElementCost(slots) * static_cast<double>(row_size);
-    d.parallelFor(
-        num_groups, row_cost, [&](Eigen::Index first, Eigen::Index last) {
-          std::vector<C> summed;
-          for (Eigen::Index g = first; g < last; ++g) {
-            const int64_t begin = group_starts[g];
-            const int64_t end = group_starts[g + 1];
-            const int64_t row = static_cast<int64_t>(indices[order[begin]]);
-            const SlotPointers<T> row_slots = slots.At(row * row_size);
-            const T* first_grad = grad + order[begin] * row_size;
-            if (end - begin == 1) {
-              update_row(row_slots, first_grad, 0, row_size, h);
-              continue;
-            }
-            summed.resize(row_size);
-            for (int64_t j = 0; j < row_size; ++j) {
-              summed[j] = static_cast<C>(first_grad[j]);
-            }
-            for (int64_t k = begin + 1; k < end; ++k) {
-              const T* g_row = grad + order[k] * row_size;
-              for (int64_t j = 0; j < row_size; ++j) {
-                summed[j] += static_cast<C>(g_row[j]);
-              }
-            }
-            update_summed_row(row_slots, summed.data(), 0, row_size, h);
-          }
-        });
-    return -1;
+    const int64_t num_groups = static_cast<int64_t>(rows.size());
+    const int64_t row_bytes = row_size * static_cast<int64_t>(sizeof(T));
+    const Eigen::TensorOpCost row_cost =
+        ElementCost(slots) * static_cast<double>(row_size);
+    d.parallelFor(num_groups, row_cost, [&](Eigen::Index first, Eigen::Index last) {
+      std::vector<C> summed;
+      for (Eigen::Index g = first; g < last; ++g) {
+        if (g + kPrefetchDistance < last) {
+          PrefetchRow(slots, rows[g + kPrefetchDistance] * row_size, row_bytes);
+        }
+        const SlotPointers<T> row_slots = slots.At(rows[g] * row_size);
+        const T* first_grad = grad + position_at(starts[g]) * row_size;
+        if (starts[g + 1] - starts[g] == 1) {
+          update_row(row_slots, first_grad, 0, row_size, h);
+          continue;
+        }
+        summed.resize(row_size);
+        for (int64_t j = 0; j < row_size; ++j) summed[j] = static_cast<C>(first_grad[j]);
+        for (int64_t k = starts[g] + 1; k < starts[g + 1]; ++k) {
+          const T* g_row = grad + position_at(k) * row_size;
+          for (int64_t j = 0; j < row_size; ++j) summed[j] += static_cast<C>(g_row[j]);
+        }
+        update_summed_row(row_slots, summed.data(), 0, row_size, h);
+      }
+    });
   }
 
- private:
-  static std::vector<int64_t> SortedPositions(const Tindex* indices,
-                                              int64_t n) {
+  // Tables of more than 2^32 rows: a comparison sort of (row, position).
+  static int64_t SortedFallback(const CPUDevice& d, const SlotPointers<T>& slots,
+                                const T* grad, const Tindex* indices,
+                                int64_t n, int64_t row_size, const HyperOf<T>& h) {
     std::vector<int64_t> order(n);
-    if (n < (int64_t{1} << 32)) {
-      // Pack (row, position) into one 64-bit key when both fit in 32 bits:
-      // sorting plain integers is several times faster than a comparator.
-      bool packable = true;
-      std::vector<uint64_t> keys(n);
-      for (int64_t i = 0; i < n; ++i) {
-        const uint64_t row = static_cast<uint64_t>(indices[i]);
-        packable &= row < (uint64_t{1} << 32);
-        keys[i] = (row << 32) | static_cast<uint64_t>(i);
-      }
-      if (packable) {
-        std::sort(keys.begin(), keys.end());
-        for (int64_t i = 0; i < n; ++i) {
-          order[i] = static_cast<int64_t>(keys[i] & 0xffffffffu);
-        }
-        return order;
+    std::iota(order.begin(), order.end(), int64_t{0});
+    std::stable_sort(order.begin(), order.end(), [indices](int64_t a, int64_t b) {
+      return indices[a] < indices[b];
+    });
+    std::vector<int64_t> rows, starts;
+    for (int64_t k = 0; k < n; ++k) {
+      if (k == 0 || indices[order[k]] != indices[order[k - 1]]) {
+        starts.push_back(k);
+        rows.push_back(static_cast<int64_t>(indices[order[k]]));
       }
     }
-    std::iota(order.begin(), order.end(), int64_t{0});
-    std::sort(order.begin(), order.end(), [indices](int64_t a, int64_t b) {
-      return indices[a] < indices[b] || (indices[a] == indices[b] && a < b);
-    });
-    return order;
+    starts.push_back(n);
+    ApplyGroups(d, slots, grad, rows, starts, [&](int64_t k) { return order[k]; },
+                row_size, h);
+    return -1;
   }
 };
 

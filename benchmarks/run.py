@@ -1,0 +1,375 @@
+"""`make bench`: the fused RMSProp update against its peers and the
+memory-bandwidth limit, all measured in one process and one run.
+
+Each row is the median of repeated timed runs after warm-up. "limit" is a
+streaming kernel (benchmarks/bandwidth_probe.c) moving the same bytes with
+no arithmetic; "of limit" is limit time / row time. Results are printed as a
+table and written to benchmarks/results/latest.json.
+"""
+import argparse
+import ctypes
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+import keras_optimizer  # noqa: E402
+import rmsprop_op  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+PROBE_LIBRARY = os.path.join(HERE, "_bandwidth_probe.so")
+HYPER = dict(lr=0.001, rho=0.9, epsilon=1e-7)
+
+
+def median_seconds(fn, repeats, warmup=3, min_time=0.0):
+    """Median of `repeats` timed calls after `warmup` calls."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    start = time.perf_counter()
+    while len(times) < repeats or time.perf_counter() - start < min_time:
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def repeats_for(num_bytes):
+    return 10 if num_bytes > 2e8 else 30 if num_bytes > 2e7 else 100
+
+
+class BandwidthProbe:
+    """Times the streaming kernel over float32 arrays of a given size."""
+
+    def __init__(self, threads):
+        self.lib = ctypes.CDLL(PROBE_LIBRARY)
+        self.lib.stream.argtypes = [ctypes.POINTER(ctypes.POINTER(ctypes.c_float)), ctypes.c_int,
+                                    ctypes.c_int64, ctypes.c_int]
+        self.threads = threads
+        self.cache = {}
+
+    def seconds(self, num_bytes, num_arrays):
+        """Time to read num_arrays arrays and write num_arrays - 1 of them,
+        num_bytes moved in all."""
+        key = (num_bytes, num_arrays)
+        if key not in self.cache:
+            n = max(1, int(num_bytes // (4 * (2 * num_arrays - 1))))
+            arrays = [np.full(n, 0.5, np.float32) for _ in range(num_arrays)]
+            pointers = (ctypes.POINTER(ctypes.c_float) * num_arrays)(
+                *[a.ctypes.data_as(ctypes.POINTER(ctypes.c_float)) for a in arrays])
+            run = lambda: self.lib.stream(pointers, num_arrays, n, self.threads)  # noqa: E731
+            self.cache[key] = median_seconds(run, repeats_for(num_bytes))
+        return self.cache[key]
+
+
+class Bench:
+    def __init__(self, probe, quick):
+        self.probe = probe
+        self.quick = quick
+        self.rows = []
+
+    def add(self, group, case, impl, seconds, num_bytes=None, num_arrays=None, **extra):
+        row = dict(group=group, case=case, impl=impl, ms=seconds * 1e3, **extra)
+        if num_bytes:
+            limit = self.probe.seconds(num_bytes, num_arrays)
+            row.update(bytes=num_bytes, gb_per_s=num_bytes / seconds / 1e9,
+                       limit_ms=limit * 1e3, of_limit=limit / seconds)
+        self.rows.append(row)
+        fraction = f"{row['of_limit']:6.0%}" if "of_limit" in row else "      "
+        limit_ms = f"{row['limit_ms']:9.3f}" if "limit_ms" in row else " " * 9
+        print(f"{group:<9} {case:<34} {impl:<22} {row['ms']:10.3f} {limit_ms} {fraction}",
+              flush=True)
+        return row
+
+
+class Timed:
+    """`fn` unrolled `per_call` times in one tf.function, so that small updates
+    are timed without Python's per-call overhead; `seconds()` is per update."""
+
+    def __init__(self, fn, per_call=1):
+        self.per_call = per_call
+
+        @tf.function
+        def run():
+            for _ in range(per_call):  # unrolled: auto control deps keep order
+                fn()
+        self.run = run
+
+    def seconds(self, repeats):
+        return median_seconds(lambda: self.run(), repeats) / self.per_call
+
+
+def updates_per_call(elements):
+    """Enough updates per call that a call lasts a few milliseconds."""
+    return int(min(50, max(1, 4e6 // max(elements, 1))))
+
+
+def _slot_count(momentum, centered):
+    return 2 + (momentum > 0) + centered  # var, ms, [mom], [mg]
+
+
+def dense_rows(bench, sizes):
+    for n in sizes:
+        for momentum in (0.0, 0.9):
+            for centered in (False, True):
+                case = f"{n:.2g} m={momentum} c={int(centered)}".replace("e+0", "e")
+                slots = _slot_count(momentum, centered)
+                num_arrays = slots + 1
+                num_bytes = 4 * n * (2 * slots + 1)
+                rng = np.random.default_rng(0)
+                grad = tf.constant(rng.standard_normal(n).astype(np.float32))
+                repeats = repeats_for(num_bytes)
+                k = updates_per_call(n)
+
+                def variables(dtype=tf.float32):
+                    return [tf.Variable(tf.fill([n], tf.constant(0.5, dtype))) for _ in range(4)]
+
+                var, ms, mg, mom = variables()
+                mom_or_none = mom if momentum > 0 else None
+                if centered:
+                    ours = Timed(lambda: rmsprop_op.apply_centered_rmsprop(
+                        var, mg, ms, mom_or_none, grad, momentum=momentum, **HYPER), k)
+                else:
+                    ours = Timed(lambda: rmsprop_op.apply_rmsprop(
+                        var, ms, mom_or_none, grad, momentum=momentum, **HYPER), k)
+                t_ours = ours.seconds(repeats)
+                bench.add("dense", case, "ours (op)", t_ours, num_bytes, num_arrays)
+
+                # TensorFlow's op always reads and writes a momentum slot.
+                tvar, tms, tmg, tmom = variables()
+                hyper = {k: tf.constant(v, tf.float32) for k, v in
+                         dict(HYPER, momentum=momentum).items()}
+                if centered:
+                    theirs = Timed(lambda: tf.raw_ops.ResourceApplyCenteredRMSProp(
+                        var=tvar.handle, mg=tmg.handle, ms=tms.handle, mom=tmom.handle,
+                        grad=grad, **hyper), k)
+                else:
+                    theirs = Timed(lambda: tf.raw_ops.ResourceApplyRMSProp(
+                        var=tvar.handle, ms=tms.handle, mom=tmom.handle, grad=grad, **hyper), k)
+                t_tf = theirs.seconds(repeats)
+                bench.add("dense", case, "tf raw op", t_tf, num_bytes, num_arrays,
+                          ours_speedup=t_tf / t_ours)
+
+                for name, cls in (("keras stock", keras.optimizers.RMSprop),
+                                  ("ours (keras)", keras_optimizer.RMSprop)):
+                    kvar = keras.Variable(np.full(n, 0.5, np.float32))
+                    opt = cls(learning_rate=HYPER["lr"], momentum=momentum, centered=centered)
+                    opt.build([kvar])
+                    t = Timed(lambda: opt.apply_gradients([(grad, kvar)]), k).seconds(repeats)
+                    bench.add("dense", case, name, t, num_bytes, num_arrays,
+                              ours_speedup=t / t_ours)
+
+                if momentum > 0 and not centered:
+                    for dtype in (tf.float16, tf.bfloat16):
+                        hvar, hms, _, hmom = variables(dtype)
+                        hgrad = tf.cast(grad, dtype)
+                        t = Timed(lambda: rmsprop_op.apply_rmsprop(
+                            hvar, hms, hmom, hgrad, momentum=momentum, **HYPER), k).seconds(repeats)
+                        # Same element count, half the bytes: the probe for
+                        # half the bytes is the limit.
+                        bench.add("dense", case, f"ours (op) {dtype.name}", t, num_bytes // 2,
+                                  num_arrays, per_byte_vs_float32=(t_ours / 2) / t)
+
+
+def sparse_rows(bench, rows_list, table_rows=1_000_000, dim=64):
+    rng = np.random.default_rng(1)
+    table = [tf.Variable(tf.fill([table_rows, dim], 0.5)) for _ in range(3)]
+    var, ms, mom = table
+    tvar, tms, tmom = [tf.Variable(tf.fill([table_rows, dim], 0.5)) for _ in range(3)]
+    for num in rows_list:
+        indices = tf.constant(rng.integers(0, table_rows, size=num).astype(np.int32))
+        values = tf.constant(rng.standard_normal((num, dim)).astype(np.float32))
+        case = f"{num} rows of {table_rows // 1000}Kx{dim} m=0.9"
+        # Touched bytes: var, ms, mom read and written, grad read, indices.
+        num_bytes = num * dim * 4 * 7 + num * 4
+        repeats = 30
+        k = updates_per_call(num * dim)
+        t_ours = Timed(lambda: rmsprop_op.sparse_apply_rmsprop(
+            var, ms, mom, values, indices, momentum=0.9, **HYPER), k).seconds(repeats)
+        bench.add("sparse", case, "ours (op)", t_ours, num_bytes, 4)
+        hyper = {k: tf.constant(v, tf.float32) for k, v in dict(HYPER, momentum=0.9).items()}
+        t = Timed(lambda: tf.raw_ops.ResourceSparseApplyRMSProp(
+            var=tvar.handle, ms=tms.handle, mom=tmom.handle, grad=values, indices=indices,
+            **hyper), k).seconds(repeats)
+        bench.add("sparse", case, "tf raw op", t, num_bytes, 4, ours_speedup=t / t_ours)
+        for name, cls in (("keras stock", keras.optimizers.RMSprop),
+                          ("ours (keras)", keras_optimizer.RMSprop)):
+            kvar = keras.Variable(np.full((table_rows, dim), 0.5, np.float32))
+            opt = cls(learning_rate=HYPER["lr"], momentum=0.9)
+            opt.build([kvar])
+            grad = tf.IndexedSlices(values, indices, tf.constant([table_rows, dim]))
+            stock = name == "keras stock"
+            t = Timed(lambda: opt.apply_gradients([(grad, kvar)]),
+                      1 if stock else k).seconds(5 if stock else repeats)
+            bench.add("sparse", case, name, t, num_bytes, 4, ours_speedup=t / t_ours)
+            del opt, kvar
+
+
+def many_variable_rows(bench, count=500, size=1000):
+    case = f"{count} vars x {size} m=0.9"
+    rng = np.random.default_rng(2)
+    grads = [tf.constant(rng.standard_normal(size).astype(np.float32)) for _ in range(count)]
+    num_bytes = count * size * 4 * 7
+
+    def keras_step(cls, grouped=True):
+        variables = [keras.Variable(np.full(size, 0.5, np.float32)) for _ in range(count)]
+        opt = cls(learning_rate=HYPER["lr"], momentum=0.9)
+        if not grouped:
+            opt._group_dense_updates = False
+        opt.build(variables)
+        return Timed(lambda: opt.apply_gradients(zip(grads, variables)))
+
+    t_grouped = keras_step(keras_optimizer.RMSprop).seconds(30)
+    bench.add("many", case, "ours grouped (keras)", t_grouped, num_bytes, 4)
+    t = keras_step(keras_optimizer.RMSprop, grouped=False).seconds(30)
+    bench.add("many", case, "ours per-var (keras)", t, num_bytes, 4, grouped_speedup=t / t_grouped)
+    t = keras_step(keras.optimizers.RMSprop).seconds(10)
+    bench.add("many", case, "keras stock", t, num_bytes, 4, grouped_speedup=t / t_grouped)
+
+
+class _StepTimer(keras.callbacks.Callback):
+    def on_train_begin(self, logs=None):
+        self.times = []
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self.start = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.times.append(time.perf_counter() - self.start)
+
+
+def end_to_end_rows(bench, vocabulary=200_000, dim=64, steps=60, batch=256, length=20):
+    rng = np.random.default_rng(3)
+    x = rng.integers(0, vocabulary, size=(steps * batch, length)).astype(np.int32)
+    y = rng.standard_normal((steps * batch, 1)).astype(np.float32)
+    case = f"fit Embedding({vocabulary // 1000}K,{dim})+Dense"
+    results = {}
+    for name, cls in (("keras stock", keras.optimizers.RMSprop),
+                      ("ours (keras)", keras_optimizer.RMSprop)):
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([
+            keras.Input((length,), dtype="int32"),
+            keras.layers.Embedding(vocabulary, dim),
+            keras.layers.GlobalAveragePooling1D(),
+            keras.layers.Dense(64, activation="relu"),
+            keras.layers.Dense(1),
+        ])
+        model.compile(optimizer=cls(learning_rate=1e-3, momentum=0.9), loss="mse")
+        timer = _StepTimer()
+        model.fit(x, y, batch_size=batch, epochs=1, verbose=0, callbacks=[timer], shuffle=False)
+        t = statistics.median(timer.times[5:])
+        results[name] = t
+        bench.add("e2e", case, name, t, steps_per_s=1 / t,
+                  ours_speedup=(t / results["ours (keras)"]) if name != "keras stock" else None)
+    bench.rows[-2]["ours_speedup"] = results["keras stock"] / results["ours (keras)"]
+
+
+def machine():
+    cpu = "unknown"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return dict(cpu=cpu, cores=os.cpu_count(), python=platform.python_version(),
+                tensorflow=tf.__version__, keras=keras.__version__,
+                intra_op_threads=tf.config.threading.get_intra_op_parallelism_threads() or
+                os.cpu_count())
+
+
+def summarize(rows):
+    def find(group, case_prefix, impl):
+        for r in rows:
+            if r["group"] == group and r["case"].startswith(case_prefix) and r["impl"] == impl:
+                return r
+        return None
+
+    checks = []
+    largest = max((r["case"].split()[0] for r in rows if r["group"] == "dense"),
+                  key=float, default=None)
+    for momentum in ("m=0.0", "m=0.9"):
+        case = f"{largest} {momentum} c=0"
+        ours = find("dense", case, "ours (op)")
+        if ours is None:
+            continue
+        tf_row = find("dense", case, "tf raw op")
+        stock = find("dense", case, "keras stock")
+        checks.append((f"dense {case}: ours reaches >= 85% of the bandwidth limit",
+                       ours["of_limit"], ours["of_limit"] >= 0.85))
+        checks.append((f"dense {case}: >= 1.5x TF raw op", tf_row["ours_speedup"],
+                       tf_row["ours_speedup"] >= 1.5))
+        checks.append((f"dense {case}: >= 3x stock Keras", stock["ours_speedup"],
+                       stock["ours_speedup"] >= 3))
+    sparse = find("sparse", "4096 rows", "ours (op)")
+    if sparse:
+        tf_row = find("sparse", "4096 rows", "tf raw op")
+        stock = find("sparse", "4096 rows", "keras stock")
+        checks.append(("sparse 4096 rows: >= 20x TF raw sparse op", tf_row["ours_speedup"],
+                       tf_row["ours_speedup"] >= 20))
+        checks.append(("sparse 4096 rows: >= 200x stock Keras", stock["ours_speedup"],
+                       stock["ours_speedup"] >= 200))
+        checks.append(("sparse 4096 rows: within 3x of the bandwidth limit", sparse["of_limit"],
+                       sparse["of_limit"] >= 1 / 3))
+    per_var = find("many", "500 vars", "ours per-var (keras)")
+    if per_var:
+        checks.append(("500 variables: grouped >= 10x per-variable ops",
+                       per_var["grouped_speedup"], per_var["grouped_speedup"] >= 10))
+    e2e = find("e2e", "fit", "keras stock")
+    if e2e:
+        checks.append(("fit with Embedding: >= 2x steps/s of stock Keras",
+                       e2e["ours_speedup"], e2e["ours_speedup"] >= 2))
+    for r in rows:
+        if "per_byte_vs_float32" in r:
+            checks.append((f"{r['case']} {r['impl']}: per byte no slower than float32",
+                           r["per_byte_vs_float32"], r["per_byte_vs_float32"] >= 0.95))
+    print("\nTargets (ratios from this run):")
+    for description, value, ok in checks:
+        print(f"  [{'met' if ok else 'MISSED'}] {description}: {value:.2f}")
+    return [dict(target=d, value=v, met=bool(ok)) for d, v, ok in checks]
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="small sizes only (a smoke run)")
+    parser.add_argument("--only", nargs="+", choices=["dense", "sparse", "many", "e2e"],
+                        default=["dense", "sparse", "many", "e2e"])
+    parser.add_argument("--output", default=os.path.join(HERE, "results", "latest.json"))
+    args = parser.parse_args(argv)
+
+    threads = machine()["intra_op_threads"]
+    probe = BandwidthProbe(threads)
+    bench = Bench(probe, args.quick)
+    print(f"{'group':<9} {'case':<34} {'impl':<22} {'ms':>10} {'limit ms':>9} {'of limit':>6}")
+    if "dense" in args.only:
+        dense_rows(bench, [10_000, 100_000] if args.quick else [10_000, 1_000_000, 16_000_000])
+    if "sparse" in args.only:
+        sparse_rows(bench, [4096] if args.quick else [4096, 65536],
+                    table_rows=100_000 if args.quick else 1_000_000)
+    if "many" in args.only:
+        many_variable_rows(bench, count=50 if args.quick else 500)
+    if "e2e" in args.only:
+        end_to_end_rows(bench, vocabulary=20_000 if args.quick else 200_000,
+                        steps=15 if args.quick else 60)
+    targets = summarize(bench.rows)
+    os.makedirs(os.path.dirname(args.output), exist_ok=True)
+    with open(args.output, "w") as f:
+        json.dump(dict(machine=machine(), date=time.strftime("%Y-%m-%d"), rows=bench.rows,
+                       targets=targets), f, indent=1)
+    print(f"\nwrote {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
