@@ -86,7 +86,12 @@ $(GPU_CHECK): gpu_check/gpu_check.cu tools/tf_build_flags.py
 # kernel never lands.
 cuda-compile-check: $(BUILD)/flags.mk
 ifneq ($(NVCC),)
-	$(MAKE) $(GPU_LIB) $(GPU_CHECK)
+	@if [ -d "$(TF_INCLUDE)/third_party/gpus/cuda/include" ]; then \
+	  $(MAKE) $(GPU_LIB) $(GPU_CHECK); \
+	else \
+	  echo "TensorFlow has no CUDA headers (not a CUDA build): compiling only $(GPU_CHECK)"; \
+	  $(MAKE) $(GPU_CHECK); \
+	fi
 else
 	@echo "nvcc not found: skipping the CUDA compile check"
 endif

@@ -16,10 +16,15 @@ CXXFLAGS = [
     "-O3", "-fPIC", "-Wall", "-Wno-sign-compare", "-Wno-deprecated-declarations", "-fno-math-errno", "-ffp-contract=off",
     "-fvisibility-inlines-hidden",
 ]
+# nvcc: -fmad=false and the host compiler's -ffp-contract=off for the same
+# reason; the CUDA half of the GPU library exports nothing (the registrations
+# in the same library call it); --threads=0 compiles the architectures in
+# parallel.
 NVCCFLAGS = [
     "-O3", "-std=c++17", "-x", "cu", "--expt-relaxed-constexpr",
-    "-Xcompiler", "-fPIC", "-fmad=false", "-DGOOGLE_CUDA=1",
-    "-DNDEBUG", "-DEIGEN_USE_GPU",
+    "-Xcompiler", "-fPIC", "-Xcompiler", "-fvisibility=hidden",
+    "-Xcompiler", "-ffp-contract=off", "-fmad=false",
+    "--threads=0", "-DGOOGLE_CUDA=1", "-DNDEBUG", "-DEIGEN_USE_GPU",
     "-gencode=arch=compute_80,code=sm_80",
     "-gencode=arch=compute_90,code=sm_90",
     "-gencode=arch=compute_90,code=compute_90",

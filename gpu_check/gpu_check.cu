@@ -1,0 +1,628 @@
+// Standalone check of the CUDA kernels of the fused RMSProp ops.
+//
+// Runs every kernel variant (dense and sparse; plain and centered; with and
+// without momentum; float32, float64, float16 and bfloat16; int32 and int64
+// indices) on random data, compares each result bit for bit with a CPU
+// reference built on the same formula header, then times the float32 kernels
+// against a device-to-device copy. Needs no TensorFlow: `make gpu-check`.
+// Without a usable GPU it says so and exits 0.
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cinttypes>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <numeric>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "rmsprop_op/cc/kernels/rmsprop_functors.h"
+#include "rmsprop_op/cc/kernels/rmsprop_gpu_kernels.cu.h"
+#include "rmsprop_op/cc/kernels/rmsprop_math.h"
+
+namespace {
+
+namespace gpu = rmsprop_op::gpu;
+using rmsprop_op::ComputeType;
+using rmsprop_op::DenseUpdate;
+using rmsprop_op::HyperOf;
+using rmsprop_op::SlotPointers;
+
+#define CHECK_CUDA(expr)                                                  \
+  do {                                                                    \
+    const cudaError_t err_ = (expr);                                      \
+    if (err_ != cudaSuccess) {                                            \
+      std::fprintf(stderr, "%s:%d: %s failed: %s\n", __FILE__, __LINE__,  \
+                   #expr, cudaGetErrorString(err_));                      \
+      std::exit(1);                                                       \
+    }                                                                     \
+  } while (0)
+
+template <typename T>
+const char* TypeName();
+template <>
+const char* TypeName<float>() { return "float32"; }
+template <>
+const char* TypeName<double>() { return "float64"; }
+template <>
+const char* TypeName<__half>() { return "float16"; }
+template <>
+const char* TypeName<__nv_bfloat16>() { return "bfloat16"; }
+template <>
+const char* TypeName<int32_t>() { return "int32"; }
+template <>
+const char* TypeName<int64_t>() { return "int64"; }
+
+const char* VariantName(bool centered, bool momentum) {
+  if (centered) return momentum ? "centered+mom" : "centered";
+  return momentum ? "plain+mom" : "plain";
+}
+
+// Scratch memory from the stream-ordered allocator, as the op library gets
+// it from TensorFlow's.
+class AsyncScratch : public gpu::ScratchAllocator {
+ public:
+  explicit AsyncScratch(cudaStream_t stream) : stream_(stream) {}
+  void* Allocate(size_t bytes) override {
+    void* p = nullptr;
+    return cudaMallocAsync(&p, bytes, stream_) == cudaSuccess ? p : nullptr;
+  }
+  void Free(void* buffer) override {
+    CHECK_CUDA(cudaFreeAsync(buffer, stream_));
+  }
+
+ private:
+  cudaStream_t stream_;
+};
+
+template <typename T>
+class DeviceBuffer {
+ public:
+  explicit DeviceBuffer(size_t n) : n_(n) {
+    CHECK_CUDA(cudaMalloc(&ptr_, std::max<size_t>(n, 1) * sizeof(T)));
+  }
+  ~DeviceBuffer() { cudaFree(ptr_); }
+  DeviceBuffer(const DeviceBuffer&) = delete;
+  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+
+  T* get() const { return ptr_; }
+  void Upload(const std::vector<T>& host) {
+    CHECK_CUDA(cudaMemcpy(ptr_, host.data(), n_ * sizeof(T),
+                          cudaMemcpyHostToDevice));
+  }
+  std::vector<T> Download() const {
+    std::vector<T> host(n_);
+    CHECK_CUDA(cudaMemcpy(host.data(), ptr_, n_ * sizeof(T),
+                          cudaMemcpyDeviceToHost));
+    return host;
+  }
+
+ private:
+  T* ptr_ = nullptr;
+  size_t n_;
+};
+
+template <typename T>
+std::vector<T> RandomVector(std::mt19937_64& rng, size_t n, double lo,
+                            double hi) {
+  std::uniform_real_distribution<double> dist(lo, hi);
+  std::vector<T> v(n);
+  for (T& x : v) {
+    x = gpu::FromCompute<T>(static_cast<ComputeType<T>>(dist(rng)));
+  }
+  return v;
+}
+
+// The variables and slots of one check, on the host and the device. The
+// ranges keep ms - mg^2 positive, so no result is NaN.
+template <typename T>
+struct Slots {
+  std::vector<T> var, ms, mg, mom;
+
+  static Slots Random(std::mt19937_64& rng, size_t n) {
+    return {RandomVector<T>(rng, n, -1.0, 1.0),
+            RandomVector<T>(rng, n, 0.1, 1.0),
+            RandomVector<T>(rng, n, -0.1, 0.1),
+            RandomVector<T>(rng, n, -0.1, 0.1)};
+  }
+};
+
+template <typename T>
+struct DeviceSlots {
+  DeviceBuffer<T> var, ms, mg, mom;
+
+  explicit DeviceSlots(size_t n) : var(n), ms(n), mg(n), mom(n) {}
+  void Upload(const Slots<T>& s) {
+    var.Upload(s.var);
+    ms.Upload(s.ms);
+    mg.Upload(s.mg);
+    mom.Upload(s.mom);
+  }
+  Slots<T> Download() const {
+    return {var.Download(), ms.Download(), mg.Download(), mom.Download()};
+  }
+  SlotPointers<T> Pointers(bool centered, bool momentum, int64_t offset) const {
+    return {var.get() + offset, ms.get() + offset,
+            centered ? mg.get() + offset : nullptr,
+            momentum ? mom.get() + offset : nullptr};
+  }
+};
+
+template <typename T>
+HyperOf<T> MakeHyper(bool momentum) {
+  using C = ComputeType<T>;
+  const double lr = 0.01, rho = 0.9, epsilon = 1e-7;
+  const double mom = momentum ? 0.9 : 0.0;
+  return {static_cast<C>(lr), static_cast<C>(rho), static_cast<C>(1.0 - rho),
+          static_cast<C>(mom), static_cast<C>(epsilon)};
+}
+
+// The CPU reference: element i of the update with gradient g, as the CPU
+// kernels compute it.
+template <typename T, bool kCentered, bool kMomentum>
+void ReferenceElement(Slots<T>& s, int64_t i, ComputeType<T> g,
+                      const HyperOf<T>& h) {
+  using C = ComputeType<T>;
+  C ms = gpu::ToCompute(s.ms[i]);
+  C mg = kCentered ? gpu::ToCompute(s.mg[i]) : C(0);
+  C mom = kMomentum ? gpu::ToCompute(s.mom[i]) : C(0);
+  const C delta =
+      rmsprop_math::UpdateElement<kCentered, kMomentum, C>(g, ms, mg, mom, h);
+  s.var[i] = gpu::FromCompute<T>(gpu::ToCompute(s.var[i]) - delta);
+  s.ms[i] = gpu::FromCompute<T>(ms);
+  if (kCentered) s.mg[i] = gpu::FromCompute<T>(mg);
+  if (kMomentum) s.mom[i] = gpu::FromCompute<T>(mom);
+}
+
+template <typename T>
+using ReferenceFn = void (*)(Slots<T>&, int64_t, ComputeType<T>,
+                             const HyperOf<T>&);
+
+template <typename T>
+ReferenceFn<T> SelectReference(bool centered, bool momentum) {
+  if (centered) {
+    return momentum ? &ReferenceElement<T, true, true>
+                    : &ReferenceElement<T, true, false>;
+  }
+  return momentum ? &ReferenceElement<T, false, true>
+                  : &ReferenceElement<T, false, false>;
+}
+
+// Counts elements whose bits differ (NaN matching NaN) and describes the
+// first.
+template <typename T>
+int64_t CountMismatches(const std::vector<T>& got, const std::vector<T>& want,
+                        const char* name, std::string* first) {
+  int64_t count = 0;
+  for (size_t i = 0; i < got.size(); ++i) {
+    const double a = static_cast<double>(gpu::ToCompute(got[i]));
+    const double b = static_cast<double>(gpu::ToCompute(want[i]));
+    if (std::memcmp(&got[i], &want[i], sizeof(T)) == 0 ||
+        (std::isnan(a) && std::isnan(b))) {
+      continue;
+    }
+    if (count++ == 0) {
+      char buf[160];
+      std::snprintf(buf, sizeof(buf), "%s[%zu]: got %.17g, want %.17g", name,
+                    i, a, b);
+      *first = buf;
+    }
+  }
+  return count;
+}
+
+template <typename T>
+int64_t CompareSlots(const Slots<T>& got, const Slots<T>& want,
+                     std::string* first) {
+  return CountMismatches(got.var, want.var, "var", first) +
+         CountMismatches(got.ms, want.ms, "ms", first) +
+         CountMismatches(got.mg, want.mg, "mg", first) +
+         CountMismatches(got.mom, want.mom, "mom", first);
+}
+
+struct Tally {
+  int passed = 0;
+  int failed = 0;
+
+  void Record(bool ok, const std::string& what, const std::string& detail) {
+    if (ok) {
+      ++passed;
+    } else {
+      ++failed;
+      std::printf("FAIL %s: %s\n", what.c_str(), detail.c_str());
+    }
+  }
+};
+
+// One call of the dense launcher with updates of `sizes` elements, each
+// `misalign[i]` elements off a 16-element boundary (1: the scalar path). The
+// whole buffers are compared, so a write outside an update also fails.
+template <typename T>
+void CheckDense(cudaStream_t stream, std::mt19937_64& rng, bool centered,
+                bool momentum, const std::vector<int64_t>& sizes,
+                const std::vector<int>& misalign, const char* label,
+                Tally* tally) {
+  std::vector<int64_t> offsets;
+  int64_t total = 0;
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    offsets.push_back(total + misalign[i]);
+    total = (offsets.back() + sizes[i] + 15) / 16 * 16;
+  }
+  Slots<T> want = Slots<T>::Random(rng, total);
+  const std::vector<T> grad = RandomVector<T>(rng, total, -1.0, 1.0);
+  DeviceSlots<T> d(total);
+  d.Upload(want);
+  DeviceBuffer<T> d_grad(total);
+  d_grad.Upload(grad);
+
+  const HyperOf<T> h = MakeHyper<T>(momentum);
+  std::vector<DenseUpdate<T>> updates;
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    updates.push_back({d.Pointers(centered, momentum, offsets[i]),
+                       d_grad.get() + offsets[i], sizes[i]});
+  }
+  CHECK_CUDA(gpu::LaunchDenseApply<T>(stream, updates.data(),
+                                      static_cast<int>(updates.size()), h));
+  CHECK_CUDA(cudaStreamSynchronize(stream));
+  const Slots<T> got = d.Download();
+
+  const ReferenceFn<T> reference = SelectReference<T>(centered, momentum);
+  for (size_t u = 0; u < sizes.size(); ++u) {
+    for (int64_t i = offsets[u]; i < offsets[u] + sizes[u]; ++i) {
+      reference(want, i, gpu::ToCompute(grad[i]), h);
+    }
+  }
+  std::string first;
+  const int64_t bad = CompareSlots(got, want, &first);
+  char what[160];
+  std::snprintf(what, sizeof(what), "dense %s %s %s", TypeName<T>(),
+                VariantName(centered, momentum), label);
+  tally->Record(bad == 0, what,
+                std::to_string(bad) + " elements differ; first " + first);
+}
+
+template <typename T>
+void CheckDenseAll(cudaStream_t stream, std::mt19937_64& rng, Tally* tally) {
+  // Many small updates: more than one launch's batch.
+  std::vector<int64_t> many_sizes;
+  std::vector<int> many_misalign;
+  std::uniform_int_distribution<int64_t> size_dist(1, 300);
+  for (int i = 0; i < 2 * gpu::kMaxDenseBatch + 44; ++i) {
+    many_sizes.push_back(size_dist(rng));
+    many_misalign.push_back(i % 7 == 3 ? 1 : 0);
+  }
+  for (int v = 0; v < 4; ++v) {
+    const bool centered = v & 2, momentum = v & 1;
+    CheckDense<T>(stream, rng, centered, momentum,
+                  {100003, 1, 7, 4096, 1027}, {0, 0, 1, 0, 1}, "mixed sizes",
+                  tally);
+    CheckDense<T>(stream, rng, centered, momentum, many_sizes, many_misalign,
+                  "300 updates", tally);
+  }
+}
+
+// The reference of a sparse update: duplicates summed in position order in
+// the compute type, then applied once per row.
+template <typename T, typename Tindex>
+void ReferenceSparse(Slots<T>& s, const std::vector<T>& grad,
+                     const std::vector<Tindex>& indices, int64_t row_size,
+                     bool centered, bool momentum, const HyperOf<T>& h) {
+  using C = ComputeType<T>;
+  std::vector<int64_t> order(indices.size());
+  std::iota(order.begin(), order.end(), int64_t{0});
+  std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) {
+    return indices[a] < indices[b];
+  });
+  const ReferenceFn<T> reference = SelectReference<T>(centered, momentum);
+  std::vector<C> sum(row_size);
+  for (size_t begin = 0; begin < order.size();) {
+    size_t end = begin + 1;
+    while (end < order.size() &&
+           indices[order[end]] == indices[order[begin]]) {
+      ++end;
+    }
+    for (int64_t j = 0; j < row_size; ++j) {
+      sum[j] = gpu::ToCompute(grad[order[begin] * row_size + j]);
+      for (size_t k = begin + 1; k < end; ++k) {
+        sum[j] += gpu::ToCompute(grad[order[k] * row_size + j]);
+      }
+    }
+    const int64_t row = static_cast<int64_t>(indices[order[begin]]);
+    for (int64_t j = 0; j < row_size; ++j) {
+      reference(s, row * row_size + j, sum[j], h);
+    }
+    begin = end;
+  }
+}
+
+// Random indices into num_rows rows, unsorted, every third one the same
+// row so that one run is long.
+template <typename Tindex>
+std::vector<Tindex> RandomIndices(std::mt19937_64& rng, int64_t n,
+                                  int64_t num_rows) {
+  std::uniform_int_distribution<int64_t> dist(0, num_rows - 1);
+  const Tindex hot = static_cast<Tindex>(dist(rng));
+  std::vector<Tindex> indices(n);
+  for (int64_t i = 0; i < n; ++i) {
+    indices[i] = i % 3 == 1 ? hot : static_cast<Tindex>(dist(rng));
+  }
+  return indices;
+}
+
+// One sparse update. With `bad_at` (positions set out of range) the launcher
+// must report the first and leave every buffer as it was.
+template <typename T, typename Tindex>
+void CheckSparse(cudaStream_t stream, std::mt19937_64& rng, bool centered,
+                 bool momentum, int64_t num_rows, int64_t row_size,
+                 int64_t num_indices, const std::vector<int64_t>& bad_at,
+                 Tally* tally) {
+  const int64_t total = num_rows * row_size;
+  Slots<T> want = Slots<T>::Random(rng, total);
+  const std::vector<T> grad =
+      RandomVector<T>(rng, num_indices * row_size, -1.0, 1.0);
+  std::vector<Tindex> indices =
+      RandomIndices<Tindex>(rng, num_indices, num_rows);
+  for (size_t k = 0; k < bad_at.size(); ++k) {
+    indices[bad_at[k]] =
+        static_cast<Tindex>(k % 2 == 0 ? num_rows + static_cast<int64_t>(k)
+                                       : -1 - static_cast<int64_t>(k));
+  }
+  const int64_t expected_bad =
+      bad_at.empty() ? -1 : *std::min_element(bad_at.begin(), bad_at.end());
+
+  DeviceSlots<T> d(total);
+  d.Upload(want);
+  DeviceBuffer<T> d_grad(grad.size());
+  d_grad.Upload(grad);
+  DeviceBuffer<Tindex> d_indices(indices.size());
+  d_indices.Upload(indices);
+
+  const HyperOf<T> h = MakeHyper<T>(momentum);
+  AsyncScratch scratch(stream);
+  int64_t reported = -2;
+  CHECK_CUDA(gpu::LaunchSparseApply<T>(
+      stream, &scratch, d.Pointers(centered, momentum, 0), d_grad.get(),
+      d_indices.get(), num_indices, num_rows, row_size, h, &reported));
+  CHECK_CUDA(cudaStreamSynchronize(stream));
+  const Slots<T> got = d.Download();
+
+  if (expected_bad < 0) {
+    ReferenceSparse(want, grad, indices, row_size, centered, momentum, h);
+  }
+  std::string first;
+  const int64_t differ = CompareSlots(got, want, &first);
+  char what[200];
+  std::snprintf(what, sizeof(what),
+                "sparse %s %s indices %s, %" PRId64 " rows of %" PRId64
+                ", %" PRId64 " indices%s",
+                TypeName<T>(), TypeName<Tindex>(),
+                VariantName(centered, momentum), num_rows, row_size,
+                num_indices, expected_bad >= 0 ? ", bad index" : "");
+  if (reported != expected_bad) {
+    tally->Record(false, what,
+                  "reported bad position " + std::to_string(reported) +
+                      ", want " + std::to_string(expected_bad));
+  } else {
+    tally->Record(differ == 0, what,
+                  std::to_string(differ) + " elements differ; first " + first);
+  }
+}
+
+template <typename T, typename Tindex>
+void CheckSparseAll(cudaStream_t stream, std::mt19937_64& rng, Tally* tally) {
+  for (int v = 0; v < 4; ++v) {
+    const bool centered = v & 2, momentum = v & 1;
+    // 37 columns take the scalar path, 64 the vector one.
+    CheckSparse<T, Tindex>(stream, rng, centered, momentum, 300, 37, 2000, {},
+                           tally);
+    CheckSparse<T, Tindex>(stream, rng, centered, momentum, 300, 64, 2000, {},
+                           tally);
+  }
+  CheckSparse<T, Tindex>(stream, rng, true, true, 300, 64, 2000, {1500, 321},
+                         tally);
+  CheckSparse<T, Tindex>(stream, rng, false, false, 300, 37, 2000, {1999},
+                         tally);
+  CheckSparse<T, Tindex>(stream, rng, false, true, 300, 8, 1, {}, tally);
+  CheckSparse<T, Tindex>(stream, rng, false, false, 300, 8, 0, {}, tally);
+  // Without columns only the indices are checked.
+  CheckSparse<T, Tindex>(stream, rng, false, false, 300, 0, 50, {}, tally);
+  CheckSparse<T, Tindex>(stream, rng, false, false, 300, 0, 50, {7}, tally);
+}
+
+template <typename T>
+void CheckType(cudaStream_t stream, std::mt19937_64& rng, Tally* tally) {
+  CheckDenseAll<T>(stream, rng, tally);
+  CheckSparseAll<T, int32_t>(stream, rng, tally);
+  CheckSparseAll<T, int64_t>(stream, rng, tally);
+}
+
+// ---------------------------------------------------------------------------
+// Timing.
+
+// Median time of `fn` over `iterations` runs, in microseconds.
+template <typename Fn>
+double MedianMicros(cudaStream_t stream, int iterations, Fn fn) {
+  cudaEvent_t start, stop;
+  CHECK_CUDA(cudaEventCreate(&start));
+  CHECK_CUDA(cudaEventCreate(&stop));
+  for (int i = 0; i < 3; ++i) fn();  // warm up: module load, pool growth
+  CHECK_CUDA(cudaStreamSynchronize(stream));
+  std::vector<double> times;
+  for (int i = 0; i < iterations; ++i) {
+    CHECK_CUDA(cudaEventRecord(start, stream));
+    fn();
+    CHECK_CUDA(cudaEventRecord(stop, stream));
+    CHECK_CUDA(cudaEventSynchronize(stop));
+    float ms = 0;
+    CHECK_CUDA(cudaEventElapsedTime(&ms, start, stop));
+    times.push_back(ms * 1e3);
+  }
+  CHECK_CUDA(cudaEventDestroy(start));
+  CHECK_CUDA(cudaEventDestroy(stop));
+  std::sort(times.begin(), times.end());
+  return times[times.size() / 2];
+}
+
+class Table {
+ public:
+  void Row(const std::string& variant, double micros, double bytes) {
+    const double gbps = bytes / (micros * 1e-6) / 1e9;
+    if (copy_gbps_ == 0) copy_gbps_ = gbps;  // the first row is the copy
+    std::printf("%-46s %10.1f %9.1f %8.2f\n", variant.c_str(), micros, gbps,
+                gbps / copy_gbps_);
+  }
+
+ private:
+  double copy_gbps_ = 0;
+};
+
+void TimeDense(cudaStream_t stream, std::mt19937_64& rng, Table* table) {
+  constexpr int64_t kN = int64_t{1} << 24;
+  Slots<float> host = Slots<float>::Random(rng, kN);
+  DeviceSlots<float> d(kN);
+  d.Upload(host);
+  DeviceBuffer<float> grad(kN);
+  grad.Upload(RandomVector<float>(rng, kN, -1.0, 1.0));
+  for (int v = 0; v < 4; ++v) {
+    const bool centered = v & 2, momentum = v & 1;
+    const HyperOf<float> h = MakeHyper<float>(momentum);
+    const DenseUpdate<float> update = {d.Pointers(centered, momentum, 0),
+                                       grad.get(), kN};
+    const double us = MedianMicros(stream, 20, [&] {
+      CHECK_CUDA(gpu::LaunchDenseApply<float>(stream, &update, 1, h));
+    });
+    const int slots = 2 + centered + momentum;
+    table->Row(std::string("dense float32 16M ") +
+                   VariantName(centered, momentum),
+               us, 4.0 * kN * (1 + 2 * slots));
+  }
+  // The same elements as 256 variables of 64K: the grouped op's batching.
+  std::vector<DenseUpdate<float>> updates;
+  for (int64_t i = 0; i < 256; ++i) {
+    updates.push_back(
+        {d.Pointers(false, false, i * (kN / 256)), grad.get() + i * (kN / 256),
+         kN / 256});
+  }
+  const HyperOf<float> h = MakeHyper<float>(false);
+  const double us = MedianMicros(stream, 20, [&] {
+    CHECK_CUDA(gpu::LaunchDenseApply<float>(stream, updates.data(),
+                                            static_cast<int>(updates.size()),
+                                            h));
+  });
+  table->Row("dense float32 256 x 64K plain (grouped)", us, 4.0 * kN * 5);
+}
+
+void TimeSparse(cudaStream_t stream, std::mt19937_64& rng, Table* table) {
+  constexpr int64_t kRows = 1 << 18, kRowSize = 128, kIndices = 1 << 16;
+  Slots<float> host = Slots<float>::Random(rng, kRows * kRowSize);
+  DeviceSlots<float> d(kRows * kRowSize);
+  d.Upload(host);
+  DeviceBuffer<float> grad(kIndices * kRowSize);
+  grad.Upload(RandomVector<float>(rng, kIndices * kRowSize, -1.0, 1.0));
+  DeviceBuffer<int32_t> indices(kIndices);
+  AsyncScratch scratch(stream);
+
+  struct Case {
+    const char* name;
+    int64_t distinct_rows;
+    bool centered, momentum;
+  };
+  const Case cases[] = {{"uniform plain", kRows, false, false},
+                        {"uniform centered+mom", kRows, true, true},
+                        {"hot (512 rows) plain", 512, false, false}};
+  for (const Case& c : cases) {
+    std::uniform_int_distribution<int32_t> dist(
+        0, static_cast<int32_t>(c.distinct_rows - 1));
+    std::vector<int32_t> idx(kIndices);
+    for (int32_t& i : idx) i = dist(rng) * static_cast<int32_t>(kRows / c.distinct_rows);
+    indices.Upload(idx);
+    std::vector<int32_t> unique = idx;
+    std::sort(unique.begin(), unique.end());
+    const int64_t num_unique =
+        std::unique(unique.begin(), unique.end()) - unique.begin();
+
+    const HyperOf<float> h = MakeHyper<float>(c.momentum);
+    const SlotPointers<float> slots = d.Pointers(c.centered, c.momentum, 0);
+    const double us = MedianMicros(stream, 20, [&] {
+      int64_t bad = -1;
+      CHECK_CUDA(gpu::LaunchSparseApply<float>(stream, &scratch, slots,
+                                               grad.get(), indices.get(),
+                                               kIndices, kRows, kRowSize, h,
+                                               &bad));
+    });
+    const int slot_count = 2 + c.centered + c.momentum;
+    const double bytes = 4.0 * kIndices * kRowSize + 4.0 * kIndices +
+                         4.0 * num_unique * kRowSize * 2 * slot_count;
+    char name[120];
+    std::snprintf(name, sizeof(name), "sparse float32 64K x 128 %s", c.name);
+    table->Row(name, us, bytes);
+  }
+}
+
+void RunTimings(cudaStream_t stream, std::mt19937_64& rng) {
+  std::printf("\n%-46s %10s %9s %8s\n", "variant", "time (us)", "GB/s",
+              "of copy");
+  Table table;
+  {
+    constexpr size_t kBytes = size_t{4} << 24;  // 16M float32
+    DeviceBuffer<char> src(kBytes), dst(kBytes);
+    CHECK_CUDA(cudaMemset(src.get(), 1, kBytes));
+    const double us = MedianMicros(stream, 20, [&] {
+      CHECK_CUDA(cudaMemcpyAsync(dst.get(), src.get(), kBytes,
+                                 cudaMemcpyDeviceToDevice, stream));
+    });
+    table.Row("cudaMemcpy device to device 64 MiB", us, 2.0 * kBytes);
+  }
+  TimeDense(stream, rng, &table);
+  TimeSparse(stream, rng, &table);
+  std::printf(
+      "(GB/s counts the bytes each update must read and write; the copy reads "
+      "and writes 64 MiB)\n");
+}
+
+}  // namespace
+
+int main() {
+  int devices = 0;
+  const cudaError_t err = cudaGetDeviceCount(&devices);
+  if (err != cudaSuccess || devices == 0) {
+    std::printf("no GPU: skipping (%s)\n",
+                err != cudaSuccess ? cudaGetErrorString(err)
+                                   : "no CUDA device found");
+    return 0;
+  }
+  cudaDeviceProp prop;
+  CHECK_CUDA(cudaGetDeviceProperties(&prop, 0));
+  std::printf("GPU 0: %s (sm_%d%d, %d SMs)\n", prop.name, prop.major,
+              prop.minor, prop.multiProcessorCount);
+  if (prop.major < 8) {
+    std::printf("the kernels are built for sm_80 and newer: skipping\n");
+    return 0;
+  }
+  cudaStream_t stream;
+  CHECK_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  // Keep freed scratch memory for the next call, as TensorFlow's allocator
+  // does, so that the timings do not include mapping fresh pages.
+  cudaMemPool_t pool;
+  CHECK_CUDA(cudaDeviceGetDefaultMemPool(&pool, 0));
+  uint64_t keep = UINT64_MAX;
+  CHECK_CUDA(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold,
+                                     &keep));
+
+  std::mt19937_64 rng(20240607);
+  Tally tally;
+  CheckType<float>(stream, rng, &tally);
+  CheckType<double>(stream, rng, &tally);
+  CheckType<__half>(stream, rng, &tally);
+  CheckType<__nv_bfloat16>(stream, rng, &tally);
+  std::printf("%d checks passed, %d failed\n", tally.passed, tally.failed);
+  if (tally.failed > 0) return 1;
+
+  RunTimings(stream, rng);
+  CHECK_CUDA(cudaStreamDestroy(stream));
+  return 0;
+}

@@ -1,0 +1,114 @@
+// GPU functors of the fused RMSProp ops: TensorFlow's types mapped onto the
+// kernels of rmsprop_gpu_kernels.cu.h. Compiled by nvcc with the CUDA
+// toolkit's headers and none of TensorFlow's (see rmsprop_gpu_functors.h).
+#include <cstdio>
+#include <cstdlib>
+
+#include "rmsprop_op/cc/kernels/rmsprop_functors.h"
+#include "rmsprop_op/cc/kernels/rmsprop_gpu_functors.h"
+#include "rmsprop_op/cc/kernels/rmsprop_gpu_kernels.cu.h"
+
+namespace rmsprop_op {
+namespace {
+
+using GPUDevice = Eigen::GpuDevice;
+
+// The CUDA type with the bits of each TensorFlow type.
+template <typename T>
+struct CudaTypeOf {
+  using type = T;
+};
+template <>
+struct CudaTypeOf<Eigen::half> {
+  using type = __half;
+};
+template <>
+struct CudaTypeOf<Eigen::bfloat16> {
+  using type = __nv_bfloat16;
+};
+template <typename T>
+using CudaType = typename CudaTypeOf<T>::type;
+
+// The functors cannot return a Status; like TensorFlow's own GPU kernels on a
+// failed launch, stop the process rather than leave variables half-updated
+// without a word.
+void CheckCuda(cudaError_t err, const char* what) {
+  if (err == cudaSuccess) return;
+  std::fprintf(stderr, "rmsprop_op: CUDA error in %s: %s (%s)\n", what,
+               cudaGetErrorName(err), cudaGetErrorString(err));
+  std::abort();
+}
+
+class TensorFlowScratch : public gpu::ScratchAllocator {
+ public:
+  explicit TensorFlowScratch(const GPUDevice& d) : d_(d) {}
+  void* Allocate(size_t bytes) override {
+    void* buffer = GpuAllocate(d_, bytes);
+    exhausted_ = buffer == nullptr;
+    return buffer;
+  }
+  void Free(void* buffer) override { GpuDeallocate(d_, buffer); }
+  bool exhausted() const { return exhausted_; }
+
+ private:
+  const GPUDevice& d_;
+  bool exhausted_ = false;
+};
+
+template <typename T>
+void ApplyDense(const GPUDevice& d, const DenseUpdate<T>* updates,
+                int num_updates, const HyperOf<T>& h) {
+  CheckCuda(gpu::LaunchDenseApply<CudaType<T>>(GpuStream(d), updates,
+                                               num_updates, h),
+            "the dense RMSProp update");
+}
+
+template <typename T, typename Tindex>
+int64_t ApplySparse(const GPUDevice& d, const SlotPointers<T>& slots,
+                    const T* grad, const Tindex* indices, int64_t num_indices,
+                    int64_t num_rows, int64_t row_size, const HyperOf<T>& h) {
+  TensorFlowScratch scratch(d);
+  int64_t bad = -1;
+  const cudaError_t err = gpu::LaunchSparseApply<CudaType<T>>(
+      GpuStream(d), &scratch, slots, grad, indices, num_indices, num_rows,
+      row_size, h, &bad);
+  // Out of scratch memory, nothing was enqueued and TensorFlow's allocator
+  // has already failed the op with ResourceExhausted.
+  if (err == cudaErrorMemoryAllocation && scratch.exhausted()) return -1;
+  CheckCuda(err, "the sparse RMSProp update");
+  return bad;
+}
+
+}  // namespace
+
+namespace functor {
+
+#define RMSPROP_DEFINE_GPU_SPARSE_FUNCTOR(T, Tindex)                         \
+  template <>                                                                \
+  int64_t SparseApplyRMSProp<GPUDevice, T, Tindex>::operator()(              \
+      const GPUDevice& d, const SlotPointers<T>& slots, const T* grad,       \
+      const Tindex* indices, int64_t num_indices, int64_t num_rows,          \
+      int64_t row_size, const HyperOf<T>& h) {                               \
+    return ApplySparse<T, Tindex>(d, slots, grad, indices, num_indices,      \
+                                  num_rows, row_size, h);                    \
+  }
+
+#define RMSPROP_DEFINE_GPU_FUNCTORS(T)                                       \
+  template <>                                                                \
+  void DenseApplyRMSProp<GPUDevice, T>::operator()(                          \
+      const GPUDevice& d, const DenseUpdate<T>* updates, int num_updates,    \
+      const HyperOf<T>& h) {                                                 \
+    ApplyDense<T>(d, updates, num_updates, h);                               \
+  }                                                                          \
+  RMSPROP_DEFINE_GPU_SPARSE_FUNCTOR(T, int32_t)                              \
+  RMSPROP_DEFINE_GPU_SPARSE_FUNCTOR(T, int64_t)
+
+RMSPROP_DEFINE_GPU_FUNCTORS(Eigen::half)
+RMSPROP_DEFINE_GPU_FUNCTORS(Eigen::bfloat16)
+RMSPROP_DEFINE_GPU_FUNCTORS(float)
+RMSPROP_DEFINE_GPU_FUNCTORS(double)
+#undef RMSPROP_DEFINE_GPU_FUNCTORS
+#undef RMSPROP_DEFINE_GPU_SPARSE_FUNCTOR
+
+}  // namespace functor
+}  // namespace rmsprop_op

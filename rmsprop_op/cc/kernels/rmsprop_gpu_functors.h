@@ -1,0 +1,63 @@
+// The GPU specializations of the device functors (rmsprop_functors.h).
+//
+// The GPU library is built in two halves: rmsprop_gpu_functors.cu.cc,
+// compiled by nvcc without TensorFlow's headers, defines the functors, and
+// rmsprop_gpu_kernels.cc, compiled by the host compiler against TensorFlow,
+// registers the kernels that call them. This header is all the two share.
+// Eigen's GpuDevice is only named here: its full definition depends on the
+// CUDA headers TensorFlow was built with, so only the host half reads it and
+// hands the CUDA half the three things it needs, below.
+#ifndef RMSPROP_OP_CC_KERNELS_RMSPROP_GPU_FUNCTORS_H_
+#define RMSPROP_OP_CC_KERNELS_RMSPROP_GPU_FUNCTORS_H_
+
+#include <cuda_runtime_api.h>
+
+#include <cstddef>
+#include <cstdint>
+
+#include "rmsprop_op/cc/kernels/rmsprop_functors.h"
+
+namespace Eigen {
+struct GpuDevice;
+struct half;
+struct bfloat16;
+}  // namespace Eigen
+
+namespace rmsprop_op {
+
+// The op's compute stream.
+cudaStream_t GpuStream(const Eigen::GpuDevice& d);
+// Scratch memory from TensorFlow's allocator, ordered on the op's stream: a
+// buffer may be freed once the work using it is enqueued. Null when memory is
+// exhausted; the op's status then says so.
+void* GpuAllocate(const Eigen::GpuDevice& d, size_t bytes);
+void GpuDeallocate(const Eigen::GpuDevice& d, void* buffer);
+
+namespace functor {
+
+#define RMSPROP_DECLARE_GPU_SPARSE_FUNCTOR(T, Tindex)                       \
+  template <>                                                               \
+  int64_t SparseApplyRMSProp<Eigen::GpuDevice, T, Tindex>::operator()(      \
+      const Eigen::GpuDevice& d, const SlotPointers<T>& slots,              \
+      const T* grad, const Tindex* indices, int64_t num_indices,            \
+      int64_t num_rows, int64_t row_size, const HyperOf<T>& h)
+
+#define RMSPROP_DECLARE_GPU_FUNCTORS(T)                                     \
+  template <>                                                               \
+  void DenseApplyRMSProp<Eigen::GpuDevice, T>::operator()(                  \
+      const Eigen::GpuDevice& d, const DenseUpdate<T>* updates,             \
+      int num_updates, const HyperOf<T>& h);                                \
+  RMSPROP_DECLARE_GPU_SPARSE_FUNCTOR(T, int32_t);                           \
+  RMSPROP_DECLARE_GPU_SPARSE_FUNCTOR(T, int64_t)
+
+RMSPROP_DECLARE_GPU_FUNCTORS(Eigen::half);
+RMSPROP_DECLARE_GPU_FUNCTORS(Eigen::bfloat16);
+RMSPROP_DECLARE_GPU_FUNCTORS(float);
+RMSPROP_DECLARE_GPU_FUNCTORS(double);
+#undef RMSPROP_DECLARE_GPU_FUNCTORS
+#undef RMSPROP_DECLARE_GPU_SPARSE_FUNCTOR
+
+}  // namespace functor
+}  // namespace rmsprop_op
+
+#endif  // RMSPROP_OP_CC_KERNELS_RMSPROP_GPU_FUNCTORS_H_

@@ -1,0 +1,60 @@
+// GPU kernel registrations of the fused RMSProp ops.
+//
+// Built into a library of its own (_rmsprop_gpu_kernels.so), loaded after the
+// op library and only where TensorFlow sees a GPU. This half is compiled by
+// the host compiler with GOOGLE_CUDA and EIGEN_USE_GPU against TensorFlow's
+// headers; the functors it calls live in rmsprop_gpu_functors.cu.cc.
+#if !GOOGLE_CUDA || !defined(EIGEN_USE_GPU)
+#error "build with -DGOOGLE_CUDA=1 -DEIGEN_USE_GPU"
+#endif
+
+#include <cstddef>
+#include <cstdint>
+
+#include "rmsprop_op/cc/kernels/rmsprop_functors.h"
+#include "rmsprop_op/cc/kernels/rmsprop_gpu_functors.h"
+#include "rmsprop_op/cc/kernels/rmsprop_op_kernels.h"
+#include "rmsprop_op/cc/kernels/variable_access.h"
+#include "tensorflow/core/framework/op_kernel.h"
+#include "unsupported/Eigen/CXX11/Tensor"
+
+namespace rmsprop_op {
+
+using GPUDevice = Eigen::GpuDevice;
+
+// The CUDA half reinterprets Eigen's 16-bit types as CUDA's __half and
+// __nv_bfloat16, which are bare 16-bit values too.
+static_assert(sizeof(Eigen::half) == sizeof(uint16_t) &&
+                  sizeof(Eigen::bfloat16) == sizeof(uint16_t),
+              "Eigen's 16-bit floating-point types must be 16 bits");
+
+cudaStream_t GpuStream(const GPUDevice& d) { return d.stream(); }
+
+void* GpuAllocate(const GPUDevice& d, size_t bytes) {
+  return d.allocate(bytes);
+}
+
+void GpuDeallocate(const GPUDevice& d, void* buffer) { d.deallocate(buffer); }
+
+template <>
+void DeviceMemcpy<GPUDevice>(const GPUDevice& d, void* dst, const void* src,
+                             size_t bytes) {
+  d.memcpy(dst, src, bytes);  // asynchronous, on the op's stream
+}
+
+#define RMSPROP_REGISTER_GPU(T) \
+  RMSPROP_REGISTER_KERNELS(GPUDevice, ::tensorflow::DEVICE_GPU, T);
+
+RMSPROP_REGISTER_GPU(Eigen::half)
+RMSPROP_REGISTER_GPU(Eigen::bfloat16)
+RMSPROP_REGISTER_GPU(float)
+RMSPROP_REGISTER_GPU(double)
+#undef RMSPROP_REGISTER_GPU
+
+}  // namespace rmsprop_op
+
+// Read back (as bytes of the file, without loading it) by rmsprop_op/_loader.py
+// to tell a library built against another TensorFlow from a current one.
+extern "C" __attribute__((visibility("default"), used)) const char
+    rmsprop_op_gpu_build_stamp[] =
+        "rmsprop_op built against TensorFlow " RMSPROP_OP_TF_VERSION ";";

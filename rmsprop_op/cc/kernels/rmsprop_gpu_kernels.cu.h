@@ -1,0 +1,648 @@
+// CUDA kernels of the fused RMSProp updates and their launchers.
+//
+// No TensorFlow here: the op library (rmsprop_gpu_functors.cu.cc) and the
+// standalone checker (gpu_check/) include this same header, so the checker
+// exercises exactly the code the ops run. Variables are stored as float,
+// double, __half or __nv_bfloat16; arithmetic is in ComputeType (float for
+// the 16-bit types) through rmsprop_math.h, the formula every implementation
+// shares.
+//
+// Must be compiled by nvcc with -fmad=false (tools/tf_build_flags.py), so
+// that every multiply and add rounds separately as in the CPU kernels; with
+// IEEE division and sqrt, results then match the CPU kernels bit for bit.
+#ifndef RMSPROP_OP_CC_KERNELS_RMSPROP_GPU_KERNELS_CU_H_
+#define RMSPROP_OP_CC_KERNELS_RMSPROP_GPU_KERNELS_CU_H_
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <type_traits>
+
+#include <cub/device/device_radix_sort.cuh>
+#include <cub/device/device_select.cuh>
+
+#include "rmsprop_op/cc/kernels/rmsprop_functors.h"
+#include "rmsprop_op/cc/kernels/rmsprop_math.h"
+
+namespace rmsprop_op {
+namespace gpu {
+
+constexpr int kThreads = 256;
+constexpr int kWarpSize = 32;
+
+// Stream-ordered scratch memory: a buffer may be freed as soon as the work
+// using it is enqueued. Allocate returns null when memory is exhausted.
+class ScratchAllocator {
+ public:
+  virtual ~ScratchAllocator() = default;
+  virtual void* Allocate(size_t bytes) = 0;
+  virtual void Free(void* buffer) = 0;
+};
+
+// Conversions between the storage type and the compute type. Host and device,
+// so that the checker's CPU reference rounds the same way.
+__host__ __device__ __forceinline__ float ToCompute(float x) { return x; }
+__host__ __device__ __forceinline__ double ToCompute(double x) { return x; }
+__host__ __device__ __forceinline__ float ToCompute(__half x) {
+  return __half2float(x);
+}
+__host__ __device__ __forceinline__ float ToCompute(__nv_bfloat16 x) {
+  return __bfloat162float(x);
+}
+
+template <typename T>
+__host__ __device__ __forceinline__ T FromCompute(ComputeType<T> x) {
+  return static_cast<T>(x);
+}
+template <>
+__host__ __device__ __forceinline__ __half FromCompute<__half>(float x) {
+  return __float2half_rn(x);
+}
+template <>
+__host__ __device__ __forceinline__ __nv_bfloat16 FromCompute<__nv_bfloat16>(
+    float x) {
+  return __float2bfloat16_rn(x);
+}
+
+// Elements per 16-byte access: the widest load a thread can issue.
+template <typename T>
+constexpr int kVectorWidth = static_cast<int>(16 / sizeof(T));
+
+inline bool IsAligned16(const void* p) {
+  return reinterpret_cast<uintptr_t>(p) % 16 == 0;
+}
+
+template <typename T>
+bool SlotsAligned16(const SlotPointers<T>& s) {
+  return IsAligned16(s.var) && IsAligned16(s.ms) &&
+         (s.mg == nullptr || IsAligned16(s.mg)) &&
+         (s.mom == nullptr || IsAligned16(s.mom));
+}
+
+template <typename T, int kN>
+struct Pack {
+  T v[kN];
+};
+
+// Loads kN elements; p must be 16-byte aligned when kN elements are 16 bytes.
+template <typename T, int kN>
+__device__ __forceinline__ Pack<T, kN> LoadPack(const T* p) {
+  Pack<T, kN> out;
+  if constexpr (kN * sizeof(T) == 16) {
+    const uint4 raw = *reinterpret_cast<const uint4*>(p);
+    memcpy(&out, &raw, sizeof(raw));
+  } else {
+#pragma unroll
+    for (int e = 0; e < kN; ++e) out.v[e] = p[e];
+  }
+  return out;
+}
+
+template <typename T, int kN>
+__device__ __forceinline__ void StorePack(T* p, const Pack<T, kN>& in) {
+  if constexpr (kN * sizeof(T) == 16) {
+    uint4 raw;
+    memcpy(&raw, &in, sizeof(raw));
+    // A plain store of `raw` is split into kN scalar stores; the intrinsic
+    // (an ordinary write-back store) keeps it one 16-byte access.
+    __stwb(reinterpret_cast<uint4*>(p), raw);
+  } else {
+#pragma unroll
+    for (int e = 0; e < kN; ++e) p[e] = in.v[e];
+  }
+}
+
+// Updates kN consecutive elements at `offset` with the gradients g (already
+// in the compute type). Every load is issued before the first store: the
+// compiler cannot know that the slots do not alias, and loads in flight
+// together are what keeps memory busy.
+template <typename T, int kN, bool kCentered, bool kMomentum>
+__device__ __forceinline__ void UpdatePack(const SlotPointers<T>& slots,
+                                           int64_t offset,
+                                           const ComputeType<T> (&g)[kN],
+                                           const HyperOf<T>& h) {
+  using C = ComputeType<T>;
+  Pack<T, kN> var = LoadPack<T, kN>(slots.var + offset);
+  Pack<T, kN> ms = LoadPack<T, kN>(slots.ms + offset);
+  Pack<T, kN> mg;
+  Pack<T, kN> mom;
+  if constexpr (kCentered) mg = LoadPack<T, kN>(slots.mg + offset);
+  if constexpr (kMomentum) mom = LoadPack<T, kN>(slots.mom + offset);
+#pragma unroll
+  for (int e = 0; e < kN; ++e) {
+    C ms_e = ToCompute(ms.v[e]);
+    C mg_e = C(0);
+    C mom_e = C(0);
+    if constexpr (kCentered) mg_e = ToCompute(mg.v[e]);
+    if constexpr (kMomentum) mom_e = ToCompute(mom.v[e]);
+    const C delta = rmsprop_math::UpdateElement<kCentered, kMomentum, C>(
+        g[e], ms_e, mg_e, mom_e, h);
+    var.v[e] = FromCompute<T>(ToCompute(var.v[e]) - delta);
+    ms.v[e] = FromCompute<T>(ms_e);
+    if constexpr (kCentered) mg.v[e] = FromCompute<T>(mg_e);
+    if constexpr (kMomentum) mom.v[e] = FromCompute<T>(mom_e);
+  }
+  StorePack<T, kN>(slots.var + offset, var);
+  StorePack<T, kN>(slots.ms + offset, ms);
+  if constexpr (kCentered) StorePack<T, kN>(slots.mg + offset, mg);
+  if constexpr (kMomentum) StorePack<T, kN>(slots.mom + offset, mom);
+}
+
+template <typename T, int kN>
+__device__ __forceinline__ void LoadGradient(const T* grad,
+                                             ComputeType<T> (&g)[kN]) {
+  const Pack<T, kN> p = LoadPack<T, kN>(grad);
+#pragma unroll
+  for (int e = 0; e < kN; ++e) g[e] = ToCompute(p.v[e]);
+}
+
+template <typename T, bool kCentered, bool kMomentum>
+__device__ __forceinline__ void UpdateOne(const SlotPointers<T>& slots,
+                                          const T* grad, int64_t i,
+                                          const HyperOf<T>& h) {
+  ComputeType<T> g[1];
+  LoadGradient<T, 1>(grad + i, g);
+  UpdatePack<T, 1, kCentered, kMomentum>(slots, i, g, h);
+}
+
+// The number of blocks of `threads` threads the current device holds at once:
+// grid-stride kernels launch no more than this.
+inline int ResidentBlocks(int threads) {
+  int device = 0;
+  int sms = 0;
+  int threads_per_sm = 0;
+  if (cudaGetDevice(&device) != cudaSuccess ||
+      cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device) !=
+          cudaSuccess ||
+      cudaDeviceGetAttribute(&threads_per_sm,
+                             cudaDevAttrMaxThreadsPerMultiProcessor,
+                             device) != cudaSuccess) {
+    return 1024;  // a launch-size hint only; the launch reports real errors
+  }
+  return std::max(1, sms * (threads_per_sm / threads));
+}
+
+inline int64_t CeilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// ---------------------------------------------------------------------------
+// Dense updates.
+//
+// Many variables go to one launch: their elements are cut into tiles of
+// kThreads 16-byte vectors, the tiles of all variables are numbered in a row,
+// and each block walks the tiles grid-stride, finding its variable by binary
+// search over the tiles' first numbers. Small variables (biases) then cost a
+// tile, not a launch.
+
+constexpr int kMaxDenseBatch = 128;
+
+template <typename T>
+struct DenseTask {
+  SlotPointers<T> slots;
+  const T* grad;
+  int64_t size;
+  int64_t first_tile;
+  bool vectorized;  // every buffer 16-byte aligned
+};
+
+// Passed by value as a kernel parameter (about 8 KB: CUDA 12.1+, sm_70+).
+template <typename T>
+struct DenseBatch {
+  int num_tasks;
+  int64_t num_tiles;
+  DenseTask<T> tasks[kMaxDenseBatch];
+};
+
+template <typename T>
+constexpr int64_t kDenseTile = int64_t{kThreads} * kVectorWidth<T>;
+
+template <typename T, bool kCentered, bool kMomentum>
+__global__ void __launch_bounds__(kThreads)
+    DenseApplyKernel(const __grid_constant__ DenseBatch<T> batch,
+                     const HyperOf<T> h) {
+  constexpr int kN = kVectorWidth<T>;
+  for (int64_t tile = blockIdx.x; tile < batch.num_tiles; tile += gridDim.x) {
+    int lo = 0;
+    int hi = batch.num_tasks - 1;
+    while (lo < hi) {
+      const int mid = (lo + hi + 1) / 2;
+      if (batch.tasks[mid].first_tile <= tile) {
+        lo = mid;
+      } else {
+        hi = mid - 1;
+      }
+    }
+    const DenseTask<T>& task = batch.tasks[lo];
+    const int64_t base = (tile - task.first_tile) * kDenseTile<T>;
+    if (task.vectorized) {
+      const int64_t i = base + int64_t{threadIdx.x} * kN;
+      if (i + kN <= task.size) {
+        ComputeType<T> g[kN];
+        LoadGradient<T, kN>(task.grad + i, g);
+        UpdatePack<T, kN, kCentered, kMomentum>(task.slots, i, g, h);
+      } else {
+        for (int64_t j = i; j < task.size; ++j) {
+          UpdateOne<T, kCentered, kMomentum>(task.slots, task.grad, j, h);
+        }
+      }
+    } else {
+#pragma unroll
+      for (int e = 0; e < kN; ++e) {
+        const int64_t i = base + int64_t{e} * kThreads + threadIdx.x;
+        if (i < task.size) {
+          UpdateOne<T, kCentered, kMomentum>(task.slots, task.grad, i, h);
+        }
+      }
+    }
+  }
+}
+
+// Reinterprets TensorFlow's 16-bit types (Eigen::half, Eigen::bfloat16) as
+// CUDA's, which have the same bits. T may be incomplete here (the op library
+// only declares Eigen's types); the library checks the sizes where it can.
+template <typename D, typename T>
+SlotPointers<D> AsDevice(const SlotPointers<T>& s) {
+  return {reinterpret_cast<D*>(s.var), reinterpret_cast<D*>(s.ms),
+          reinterpret_cast<D*>(s.mg), reinterpret_cast<D*>(s.mom)};
+}
+
+template <typename D, bool kCentered, bool kMomentum, typename T>
+cudaError_t LaunchDenseVariant(cudaStream_t stream,
+                               const DenseUpdate<T>* updates, int num_updates,
+                               const HyperOf<D>& h) {
+  const int max_blocks = ResidentBlocks(kThreads);
+  DenseBatch<D> batch;
+  auto launch = [&]() {
+    const int blocks =
+        static_cast<int>(std::min<int64_t>(batch.num_tiles, max_blocks));
+    DenseApplyKernel<D, kCentered, kMomentum>
+        <<<blocks, kThreads, 0, stream>>>(batch, h);
+    batch.num_tasks = 0;
+    batch.num_tiles = 0;
+    return cudaGetLastError();
+  };
+  batch.num_tasks = 0;
+  batch.num_tiles = 0;
+  for (int i = 0; i < num_updates; ++i) {
+    if (updates[i].size <= 0) continue;
+    DenseTask<D>& task = batch.tasks[batch.num_tasks++];
+    task.slots = AsDevice<D>(updates[i].slots);
+    task.grad = reinterpret_cast<const D*>(updates[i].grad);
+    task.size = updates[i].size;
+    task.first_tile = batch.num_tiles;
+    task.vectorized = SlotsAligned16(task.slots) && IsAligned16(task.grad);
+    batch.num_tiles += CeilDiv(task.size, kDenseTile<D>);
+    if (batch.num_tasks == kMaxDenseBatch) {
+      const cudaError_t err = launch();
+      if (err != cudaSuccess) return err;
+    }
+  }
+  return batch.num_tasks > 0 ? launch() : cudaSuccess;
+}
+
+// Enqueues the dense updates on `stream`. D is the CUDA storage type
+// (float, double, __half, __nv_bfloat16); T is the caller's type of the same
+// bits. All updates are centered or not, and have a momentum slot or not, as
+// the first one.
+template <typename D, typename T>
+cudaError_t LaunchDenseApply(cudaStream_t stream, const DenseUpdate<T>* updates,
+                             int num_updates, const HyperOf<D>& h) {
+  if (num_updates <= 0) return cudaSuccess;
+  const bool centered = updates[0].slots.mg != nullptr;
+  const bool momentum = updates[0].slots.mom != nullptr;
+  if (centered) {
+    return momentum
+               ? LaunchDenseVariant<D, true, true>(stream, updates,
+                                                   num_updates, h)
+               : LaunchDenseVariant<D, true, false>(stream, updates,
+                                                    num_updates, h);
+  }
+  return momentum ? LaunchDenseVariant<D, false, true>(stream, updates,
+                                                       num_updates, h)
+                  : LaunchDenseVariant<D, false, false>(stream, updates,
+                                                        num_updates, h);
+}
+
+// ---------------------------------------------------------------------------
+// Sparse updates.
+//
+// 1. One kernel checks every index and records the smallest bad position
+//    (atomicMin), and writes the positions 0..n-1.
+// 2. cub sorts (index, position) pairs by index; the sort is stable, so equal
+//    indices stay in position order.
+// 3. cub keeps the first pair of each run of equal indices: the unique rows
+//    and where each one's run starts.
+// 4. One warp per (unique row, chunk of columns) sums the gradient rows of
+//    the run in position order, in the compute type, and applies the update;
+//    the sums are the CPU kernel's, to the bit, on every run.
+// Every kernel after the first does nothing if an index was bad, so the whole
+// sequence is enqueued at once and the host waits once, to read the result.
+
+constexpr unsigned long long kNoBadIndex = ~0ull;
+
+template <typename Tindex, typename P>
+__global__ void __launch_bounds__(kThreads)
+    ValidateIndicesKernel(const Tindex* __restrict__ indices, P num_indices,
+                          int64_t num_rows, unsigned long long* bad,
+                          P* __restrict__ positions) {
+  for (int64_t i = int64_t{blockIdx.x} * blockDim.x + threadIdx.x;
+       i < num_indices; i += int64_t{gridDim.x} * blockDim.x) {
+    const Tindex index = indices[i];
+    if (index < 0 || static_cast<int64_t>(index) >= num_rows) {
+      atomicMin(bad, static_cast<unsigned long long>(i));
+    }
+    positions[i] = static_cast<P>(i);
+  }
+}
+
+template <typename T, typename Key, typename P, int kN, bool kCentered,
+          bool kMomentum>
+__global__ void __launch_bounds__(kThreads)
+    SparseApplyKernel(const SlotPointers<T> slots, const T* __restrict__ grad,
+                      const P* __restrict__ sorted_positions,
+                      const Key* __restrict__ unique_rows,
+                      const P* __restrict__ run_starts,
+                      const P* __restrict__ num_runs_ptr, int64_t num_indices,
+                      int64_t row_size, int64_t chunks_per_row,
+                      const unsigned long long* bad, const HyperOf<T> h) {
+  using C = ComputeType<T>;
+  if (*bad != kNoBadIndex) return;
+  const int64_t num_runs = *num_runs_ptr;
+  const int64_t num_items = num_runs * chunks_per_row;
+  const int lane = threadIdx.x % kWarpSize;
+  const int64_t warps = int64_t{gridDim.x} * (blockDim.x / kWarpSize);
+  for (int64_t item =
+           (int64_t{blockIdx.x} * blockDim.x + threadIdx.x) / kWarpSize;
+       item < num_items; item += warps) {
+    const int64_t run = item / chunks_per_row;
+    const int64_t chunk = item - run * chunks_per_row;
+    const int64_t col = (chunk * kWarpSize + lane) * kN;
+    if (col >= row_size) continue;
+    const int64_t begin = run_starts[run];
+    const int64_t end = run + 1 < num_runs ? run_starts[run + 1] : num_indices;
+    C sum[kN];
+    LoadGradient<T, kN>(grad + sorted_positions[begin] * row_size + col, sum);
+    // Four rows per step: their loads are independent, the additions stay
+    // in position order.
+    int64_t k = begin + 1;
+    for (; k + 4 <= end; k += 4) {
+      C g[4][kN];
+#pragma unroll
+      for (int r = 0; r < 4; ++r) {
+        LoadGradient<T, kN>(grad + sorted_positions[k + r] * row_size + col,
+                            g[r]);
+      }
+#pragma unroll
+      for (int r = 0; r < 4; ++r) {
+#pragma unroll
+        for (int e = 0; e < kN; ++e) sum[e] += g[r][e];
+      }
+    }
+    for (; k < end; ++k) {
+      C g[kN];
+      LoadGradient<T, kN>(grad + sorted_positions[k] * row_size + col, g);
+#pragma unroll
+      for (int e = 0; e < kN; ++e) sum[e] += g[e];
+    }
+    const int64_t row = static_cast<int64_t>(unique_rows[run]);
+    UpdatePack<T, kN, kCentered, kMomentum>(slots, row * row_size + col, sum,
+                                            h);
+  }
+}
+
+inline size_t RoundUp256(size_t bytes) { return (bytes + 255) / 256 * 256; }
+
+// Carves one scratch allocation into 256-byte aligned buffers.
+class ScratchLayout {
+ public:
+  template <typename U>
+  size_t Add(int64_t count) {
+    const size_t offset = size_;
+    size_ += RoundUp256(static_cast<size_t>(count) * sizeof(U));
+    return offset;
+  }
+  size_t size() const { return size_; }
+
+ private:
+  size_t size_ = 0;
+};
+
+// Frees a scratch buffer when the launcher returns: the frees are
+// stream-ordered, so the work already enqueued still sees the memory.
+class ScopedScratch {
+ public:
+  ScopedScratch(ScratchAllocator* allocator, size_t bytes)
+      : allocator_(allocator),
+        base_(static_cast<char*>(allocator->Allocate(bytes))) {}
+  ~ScopedScratch() {
+    if (base_ != nullptr) allocator_->Free(base_);
+  }
+  ScopedScratch(const ScopedScratch&) = delete;
+  ScopedScratch& operator=(const ScopedScratch&) = delete;
+
+  template <typename U>
+  U* At(size_t offset) const {
+    return reinterpret_cast<U*>(base_ + offset);
+  }
+  bool ok() const { return base_ != nullptr; }
+
+ private:
+  ScratchAllocator* allocator_;
+  char* base_;
+};
+
+template <typename T, typename Key, typename P, int kN, bool kCentered,
+          bool kMomentum>
+void LaunchSparseApplyKernel(cudaStream_t stream, int max_blocks,
+                             const SlotPointers<T>& slots, const T* grad,
+                             const P* sorted_positions, const Key* unique_rows,
+                             const P* run_starts, const P* num_runs,
+                             int64_t num_indices, int64_t row_size,
+                             const unsigned long long* bad,
+                             const HyperOf<T>& h) {
+  const int64_t chunks_per_row = CeilDiv(row_size, int64_t{kWarpSize} * kN);
+  // At most one run per index; warps past the real number of runs return.
+  const int64_t warps_needed = num_indices * chunks_per_row;
+  const int blocks = static_cast<int>(std::min<int64_t>(
+      CeilDiv(warps_needed, kThreads / kWarpSize), max_blocks));
+  SparseApplyKernel<T, Key, P, kN, kCentered, kMomentum>
+      <<<blocks, kThreads, 0, stream>>>(slots, grad, sorted_positions,
+                                        unique_rows, run_starts, num_runs,
+                                        num_indices, row_size, chunks_per_row,
+                                        bad, h);
+}
+
+template <typename T, typename Key, typename P, bool kCentered, bool kMomentum>
+void LaunchSparseApplyVariant(cudaStream_t stream, int max_blocks,
+                              const SlotPointers<T>& slots, const T* grad,
+                              const P* sorted_positions, const Key* unique_rows,
+                              const P* run_starts, const P* num_runs,
+                              int64_t num_indices, int64_t row_size,
+                              const unsigned long long* bad,
+                              const HyperOf<T>& h) {
+  constexpr int kN = kVectorWidth<T>;
+  // Rows are 16-byte aligned when the buffers are and a row is whole vectors.
+  if (row_size % kN == 0 && SlotsAligned16(slots) && IsAligned16(grad)) {
+    LaunchSparseApplyKernel<T, Key, P, kN, kCentered, kMomentum>(
+        stream, max_blocks, slots, grad, sorted_positions, unique_rows,
+        run_starts, num_runs, num_indices, row_size, bad, h);
+  } else {
+    LaunchSparseApplyKernel<T, Key, P, 1, kCentered, kMomentum>(
+        stream, max_blocks, slots, grad, sorted_positions, unique_rows,
+        run_starts, num_runs, num_indices, row_size, bad, h);
+  }
+}
+
+// P: the type of positions, int32_t unless there are more than 2^31 indices.
+template <typename P, typename T, typename Tindex>
+cudaError_t LaunchSparseApplyWithPositions(
+    cudaStream_t stream, ScratchAllocator* scratch, const SlotPointers<T>& slots,
+    const T* grad, const Tindex* indices, int64_t num_indices, int64_t num_rows,
+    int64_t row_size, const HyperOf<T>& h, int64_t* bad_position) {
+  // Checked indices are in [0, num_rows): sorting them as unsigned keys of
+  // just the bits num_rows - 1 needs gives the same order in fewer passes.
+  using Key = std::make_unsigned_t<Tindex>;
+  const P n = static_cast<P>(num_indices);
+  const bool update = row_size > 0;
+  constexpr int kKeyBits = 8 * sizeof(Key);
+  int end_bit = 1;
+  while (end_bit < kKeyBits &&
+         (static_cast<uint64_t>(num_rows - 1) >> end_bit) != 0) {
+    ++end_bit;
+  }
+  const Key* keys = reinterpret_cast<const Key*>(indices);
+
+  size_t sort_bytes = 0;
+  size_t unique_bytes = 0;
+  cudaError_t err = cudaSuccess;
+  if (update) {
+    err = cub::DeviceRadixSort::SortPairs(
+        nullptr, sort_bytes, static_cast<const Key*>(nullptr),
+        static_cast<Key*>(nullptr), static_cast<const P*>(nullptr),
+        static_cast<P*>(nullptr), n, 0, end_bit, stream);
+    if (err != cudaSuccess) return err;
+    err = cub::DeviceSelect::UniqueByKey(
+        nullptr, unique_bytes, static_cast<const Key*>(nullptr),
+        static_cast<const P*>(nullptr), static_cast<Key*>(nullptr),
+        static_cast<P*>(nullptr), static_cast<P*>(nullptr), n, stream);
+    if (err != cudaSuccess) return err;
+  }
+
+  ScratchLayout layout;
+  const size_t bad_at = layout.Add<unsigned long long>(1);
+  const size_t positions_at = layout.Add<P>(num_indices);
+  size_t sorted_keys_at = 0, sorted_positions_at = 0, unique_rows_at = 0,
+         run_starts_at = 0, num_runs_at = 0, cub_at = 0;
+  if (update) {
+    sorted_keys_at = layout.Add<Key>(num_indices);
+    sorted_positions_at = layout.Add<P>(num_indices);
+    unique_rows_at = layout.Add<Key>(num_indices);
+    run_starts_at = layout.Add<P>(num_indices);
+    num_runs_at = layout.Add<P>(1);
+    cub_at = layout.Add<char>(std::max(sort_bytes, unique_bytes));
+  }
+  ScopedScratch mem(scratch, layout.size());
+  if (!mem.ok()) return cudaErrorMemoryAllocation;
+  unsigned long long* bad = mem.At<unsigned long long>(bad_at);
+  P* positions = mem.At<P>(positions_at);
+
+  const int max_blocks = ResidentBlocks(kThreads);
+  err = cudaMemsetAsync(bad, 0xff, sizeof(*bad), stream);  // kNoBadIndex
+  if (err != cudaSuccess) return err;
+  ValidateIndicesKernel<Tindex, P>
+      <<<static_cast<int>(
+             std::min<int64_t>(CeilDiv(num_indices, kThreads), max_blocks)),
+         kThreads, 0, stream>>>(indices, n, num_rows, bad, positions);
+  err = cudaGetLastError();
+  if (err != cudaSuccess) return err;
+
+  if (update) {
+    Key* sorted_keys = mem.At<Key>(sorted_keys_at);
+    P* sorted_positions = mem.At<P>(sorted_positions_at);
+    Key* unique_rows = mem.At<Key>(unique_rows_at);
+    P* run_starts = mem.At<P>(run_starts_at);
+    P* num_runs = mem.At<P>(num_runs_at);
+    void* cub_temp = mem.At<char>(cub_at);
+    // Bad keys, if any, sort to some order and are never applied.
+    err = cub::DeviceRadixSort::SortPairs(cub_temp, sort_bytes, keys,
+                                          sorted_keys, positions,
+                                          sorted_positions, n, 0, end_bit,
+                                          stream);
+    if (err != cudaSuccess) return err;
+    // `positions` is still 0..n-1: the first of each run names its start.
+    err = cub::DeviceSelect::UniqueByKey(
+        cub_temp, unique_bytes, static_cast<const Key*>(sorted_keys),
+        static_cast<const P*>(positions), unique_rows, run_starts, num_runs, n,
+        stream);
+    if (err != cudaSuccess) return err;
+    const bool centered = slots.mg != nullptr;
+    const bool momentum = slots.mom != nullptr;
+    auto apply = [&](auto centered_tag, auto momentum_tag) {
+      LaunchSparseApplyVariant<T, Key, P, decltype(centered_tag)::value,
+                               decltype(momentum_tag)::value>(
+          stream, max_blocks, slots, grad, sorted_positions, unique_rows,
+          run_starts, num_runs, num_indices, row_size, bad, h);
+    };
+    if (centered) {
+      momentum ? apply(std::true_type(), std::true_type())
+               : apply(std::true_type(), std::false_type());
+    } else {
+      momentum ? apply(std::false_type(), std::true_type())
+               : apply(std::false_type(), std::false_type());
+    }
+    err = cudaGetLastError();
+    if (err != cudaSuccess) return err;
+  }
+
+  unsigned long long first_bad = kNoBadIndex;
+  err = cudaMemcpyAsync(&first_bad, bad, sizeof(first_bad),
+                        cudaMemcpyDeviceToHost, stream);
+  if (err != cudaSuccess) return err;
+  err = cudaStreamSynchronize(stream);
+  if (err != cudaSuccess) return err;
+  if (first_bad != kNoBadIndex) {
+    *bad_position = static_cast<int64_t>(first_bad);
+  }
+  return cudaSuccess;
+}
+
+// Enqueues the sparse update on `stream` and waits for it. Sets
+// *bad_position to -1 or, with nothing written, to the position of the first
+// index outside [0, num_rows). D is the CUDA storage type, T the caller's
+// type of the same bits. Returns cudaErrorMemoryAllocation when `scratch`
+// has no memory, before anything is enqueued.
+template <typename D, typename T, typename Tindex>
+cudaError_t LaunchSparseApply(cudaStream_t stream, ScratchAllocator* scratch,
+                              const SlotPointers<T>& slots, const T* grad,
+                              const Tindex* indices, int64_t num_indices,
+                              int64_t num_rows, int64_t row_size,
+                              const HyperOf<D>& h, int64_t* bad_position) {
+  static_assert(std::is_integral_v<Tindex> && std::is_signed_v<Tindex>,
+                "indices are signed integers");
+  *bad_position = -1;
+  if (num_indices <= 0) return cudaSuccess;
+  if (num_rows <= 0) {  // no index can be in range
+    *bad_position = 0;
+    return cudaSuccess;
+  }
+  const SlotPointers<D> d_slots = AsDevice<D>(slots);
+  const D* d_grad = reinterpret_cast<const D*>(grad);
+  if (num_indices <= std::numeric_limits<int32_t>::max()) {
+    return LaunchSparseApplyWithPositions<int32_t>(
+        stream, scratch, d_slots, d_grad, indices, num_indices, num_rows,
+        row_size, h, bad_position);
+  }
+  return LaunchSparseApplyWithPositions<int64_t>(
+      stream, scratch, d_slots, d_grad, indices, num_indices, num_rows,
+      row_size, h, bad_position);
+}
+
+}  // namespace gpu
+}  // namespace rmsprop_op
+
+#endif  // RMSPROP_OP_CC_KERNELS_RMSPROP_GPU_KERNELS_CU_H_
