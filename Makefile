@@ -33,7 +33,11 @@ $(BUILD)/flags.mk: $(INSTALLED) tools/tf_build_flags.py
 	mkdir -p $(BUILD)
 	{ echo "TF_CXXFLAGS := $$($(PY) tools/tf_build_flags.py cxxflags 2>/dev/null)"; \
 	  echo "TF_NVCCFLAGS := $$($(PY) tools/tf_build_flags.py nvccflags 2>/dev/null)"; \
-	  echo "TF_LDFLAGS := $$($(PY) tools/tf_build_flags.py ldflags 2>/dev/null)"; } > $@.tmp
+	  echo "TF_LDFLAGS := $$($(PY) tools/tf_build_flags.py ldflags 2>/dev/null)"; \
+	  if [ -n "$(NVCC)" ]; then \
+	    echo "GPU_CXXFLAGS := $$($(PY) tools/tf_build_flags.py gpu-cxxflags 2>/dev/null)"; \
+	    echo "GPU_LDFLAGS := $$($(PY) tools/tf_build_flags.py gpu-ldflags 2>/dev/null)"; \
+	  fi; } > $@.tmp
 	mv $@.tmp $@
 -include $(BUILD)/flags.mk
 
@@ -48,18 +52,9 @@ $(CPU_LIB): $(CPU_OBJS)
 
 # The GPU kernels: a separate library, loaded only where TensorFlow sees a GPU.
 # The CUDA half (.cu.cc) is compiled by nvcc without TensorFlow's headers; the
-# registrations (.cc) by $(CXX) against TensorFlow and the CUDA headers that
-# TensorFlow ships, which match the CUDA structures TensorFlow hands over.
-# The CUDA runtime is linked statically and its symbols kept private, so the
-# library needs nothing beyond libtensorflow_framework and the driver. It
-# comes before TensorFlow on the link line: libtensorflow_framework exports
-# stubs of the runtime that forward to TensorFlow's own CUDA version, which
-# need not be the one nvcc compiled for.
-ifneq ($(NVCC),)
-CUDA_HOME ?= $(shell $(NVCC) --dryrun -x cu -E /dev/null 2>&1 | sed -n 's/.* TOP=//p' | head -n 1)
-endif
+# registrations (.cc) by $(CXX) against TensorFlow and its CUDA headers. The
+# flags, and why, are in tools/tf_build_flags.py (gpu-cxxflags, gpu-ldflags).
 TF_INCLUDE = $(patsubst -I%,%,$(filter -I%/tensorflow/include,$(TF_CXXFLAGS)))
-GPU_CXXFLAGS = -DGOOGLE_CUDA=1 -DEIGEN_USE_GPU -I$(TF_INCLUDE)/third_party/gpus/cuda/include
 
 $(BUILD)/%.cu.o: %.cu.cc $(BUILD)/flags.mk
 	mkdir -p $(dir $@)
@@ -67,11 +62,10 @@ $(BUILD)/%.cu.o: %.cu.cc $(BUILD)/flags.mk
 
 $(BUILD)/rmsprop_op/cc/kernels/rmsprop_gpu_kernels.o: rmsprop_op/cc/kernels/rmsprop_gpu_kernels.cc $(BUILD)/flags.mk
 	mkdir -p $(dir $@)
-	$(CXX) $(TF_CXXFLAGS) $(GPU_CXXFLAGS) -MMD -MP -c $< -o $@
+	$(CXX) $(GPU_CXXFLAGS) -MMD -MP -c $< -o $@
 
 $(GPU_LIB): $(GPU_OBJS)
-	$(CXX) -shared $^ -o $@ -L$(CUDA_HOME)/lib64 -lcudart_static $(TF_LDFLAGS) -ldl -lrt -lpthread \
-	  -Wl,--exclude-libs,ALL -Wl,--no-undefined
+	$(CXX) -shared $^ -o $@ $(GPU_LDFLAGS)
 
 # The standalone checker: the kernels and the CPU reference, no TensorFlow. It
 # takes our nvcc flags from tools/tf_build_flags.py without importing
@@ -124,3 +118,37 @@ clean:
 # The memory-bandwidth probe of the benchmark, built for this machine.
 benchmarks/_bandwidth_probe.so: benchmarks/bandwidth_probe.c
 	$(CC) -O3 -march=native -fPIC -shared -pthread -Wall $< -o $@
+
+.PHONY: fuzz sanitize
+
+# The property-based tests with the long hypothesis profile (thousands of
+# examples per test instead of the hundred or so that `make test` runs).
+fuzz: build
+	HYPOTHESIS_PROFILE=long $(PY) -m pytest -q tests/test_fuzz.py
+
+# The CPU library again, with AddressSanitizer and UndefinedBehaviorSanitizer,
+# in build/sanitize/ beside the normal one; the op tests and the quick fuzz
+# run against it through RMSPROP_OP_LIBRARY. Python is not instrumented, so
+# the sanitizer runtimes are preloaded, and leak checking is off: the
+# interpreter and TensorFlow keep their allocations until exit by design.
+SAN_BUILD := $(BUILD)/sanitize
+SAN_LIB := $(SAN_BUILD)/_rmsprop_ops.so
+SAN_OBJS := $(patsubst %.cc,$(SAN_BUILD)/%.o,$(CPU_SRCS))
+SAN_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
+SAN_TESTS := tests/test_ops.py tests/test_op_errors.py tests/test_fuzz.py
+SAN_ENV = LD_PRELOAD="$$($(CXX) -print-file-name=libasan.so) $$($(CXX) -print-file-name=libubsan.so)" \
+	ASAN_OPTIONS=detect_leaks=0:halt_on_error=1:abort_on_error=1:detect_stack_use_after_return=1 \
+	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	RMSPROP_OP_LIBRARY=$(abspath $(SAN_LIB))
+
+$(SAN_BUILD)/%.o: %.cc $(BUILD)/flags.mk
+	mkdir -p $(dir $@)
+	$(CXX) $(TF_CXXFLAGS) $(SAN_FLAGS) -MMD -MP -c $< -o $@
+
+$(SAN_LIB): $(SAN_OBJS)
+	$(CXX) -shared $(SAN_FLAGS) $^ -o $@ $(TF_LDFLAGS)
+
+sanitize: $(SAN_LIB)
+	$(SAN_ENV) $(PY) -m pytest -q -p no:cacheprovider $(SAN_TESTS)
+
+-include $(SAN_OBJS:.o=.d)

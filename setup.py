@@ -45,17 +45,17 @@ class BuildTensorFlowOps(build_ext):
                 return
             raise
 
-    def _compile_and_link(self, cc_sources, extra_objects, output, extra_cflags=(),
-                          extra_ldflags=()):
+    def _compile_and_link(self, cc_sources, extra_objects, output, cflags=None, ldflags=None):
         cxx = os.environ.get("CXX", "g++")
+        cflags = _flags("cxxflags") if cflags is None else cflags
+        ldflags = _flags("ldflags") if ldflags is None else ldflags
         objects = []
         for source in cc_sources:
             obj = os.path.join(self.build_temp, source + ".o")
             os.makedirs(os.path.dirname(obj), exist_ok=True)
-            self.spawn([cxx, *_flags("cxxflags"), *extra_cflags, "-c", source, "-o", obj])
+            self.spawn([cxx, *cflags, "-c", source, "-o", obj])
             objects.append(obj)
-        self.spawn([cxx, "-shared", *objects, *extra_objects, "-o", output, *_flags("ldflags"),
-                    *extra_ldflags])
+        self.spawn([cxx, "-shared", *objects, *extra_objects, "-o", output, *ldflags])
 
     def _build_gpu(self, ext, output):
         import tensorflow as tf
@@ -63,18 +63,14 @@ class BuildTensorFlowOps(build_ext):
         if nvcc is None or not tf.test.is_built_with_cuda():
             print("note: nvcc or a CUDA-enabled TensorFlow not found; building CPU kernels only")
             return
-        cuda_lib = os.path.join(os.path.dirname(os.path.dirname(nvcc)), "lib64")
         cu_objects = []
         for source in GPU_CU_SOURCES:
             obj = os.path.join(self.build_temp, source + ".o")
             os.makedirs(os.path.dirname(obj), exist_ok=True)
             self.spawn([nvcc, *_flags("nvccflags"), "-c", source, "-o", obj])
             cu_objects.append(obj)
-        self._compile_and_link(
-            ext.sources, cu_objects, output,
-            extra_cflags=["-DGOOGLE_CUDA=1", "-DEIGEN_USE_GPU"],
-            extra_ldflags=[f"-L{cuda_lib}", "-lcudart_static", "-ldl", "-lrt", "-lpthread"])
-
+        self._compile_and_link(ext.sources, cu_objects, output, _flags("gpu-cxxflags"),
+                               _flags("gpu-ldflags"))
 
 setup(
     name="rmsprop-op",

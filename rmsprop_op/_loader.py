@@ -5,6 +5,7 @@ and must load. The GPU library (`_rmsprop_gpu_kernels.so`) only adds CUDA
 kernels; it is loaded where it exists and TensorFlow sees a GPU, and where it
 cannot load the CPU kernels still serve every op.
 """
+import ctypes
 import os
 import re
 import warnings
@@ -12,7 +13,9 @@ import warnings
 import tensorflow as tf
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
-CPU_LIBRARY = os.path.join(_HERE, "_rmsprop_ops.so")
+# RMSPROP_OP_LIBRARY names another build of the CPU library (`make sanitize`
+# runs the tests against an instrumented one) without replacing this one.
+CPU_LIBRARY = os.environ.get("RMSPROP_OP_LIBRARY") or os.path.join(_HERE, "_rmsprop_ops.so")
 GPU_LIBRARY = os.path.join(_HERE, "_rmsprop_gpu_kernels.so")
 _STAMP = re.compile(rb"rmsprop_op built against TensorFlow ([^;\x00]+);")
 _REBUILD = (
@@ -57,18 +60,58 @@ def _load(path):
         ) from None
 
 
+_CUDA_STAMP = re.compile(rb"GPU kernels built for CUDA (\d+)\.(\d+);")
+_MIN_COMPUTE_CAPABILITY = (8, 0)  # the oldest architecture nvcc builds for (sm_80)
+
+
+def _cuda_driver_version():
+    """The CUDA version the installed driver supports, e.g. 13000 for 13.0."""
+    try:
+        libcuda = ctypes.CDLL("libcuda.so.1")
+        version = ctypes.c_int(0)
+        if libcuda.cuDriverGetVersion(ctypes.byref(version)) != 0:
+            return None
+        return version.value
+    except OSError:
+        return None
+
+
+def _gpu_unsupported_reason(gpus):
+    """Why the GPU library cannot run here, or None. Checked before loading:
+    the CUDA runtime inside it aborts the process on a driver that is too old,
+    and its kernels exist only for sm_80 and newer."""
+    with open(GPU_LIBRARY, "rb") as f:
+        match = _CUDA_STAMP.search(f.read())
+    if match is None:
+        return f"{GPU_LIBRARY} carries no CUDA build stamp"
+    needed = int(match.group(1)) * 1000 + int(match.group(2)) * 10
+    driver = _cuda_driver_version()
+    if driver is None or driver < needed:
+        return (f"the GPU kernels need a driver for CUDA {match.group(1)}.{match.group(2)}, "
+                f"the installed driver supports {driver}")
+    for gpu in gpus:
+        capability = tf.config.experimental.get_device_details(gpu).get("compute_capability")
+        if capability is not None and tuple(capability) < _MIN_COMPUTE_CAPABILITY:
+            return f"{gpu.name} has compute capability {capability}; the kernels need 8.0 or newer"
+    return None
+
+
 def load_gpu_kernels():
     """Loads the CUDA kernels where they were built and a GPU is visible.
 
     Returns True when the GPU kernels are registered. A GPU library that is
-    present but cannot load gives a warning, never an error: the CPU kernels
-    still run every op.
+    present but cannot run here gives a warning, never an error: the ops keep
+    their CPU kernels (variables placed on a GPU then need the GPU kernels).
     """
     if not os.path.exists(GPU_LIBRARY) or not tf.test.is_built_with_cuda():
         return False
-    if not tf.config.list_physical_devices("GPU"):
+    gpus = tf.config.list_physical_devices("GPU")
+    if not gpus:
         return False
     try:
+        reason = _gpu_unsupported_reason(gpus)
+        if reason is not None:
+            raise LibraryError(reason)
         _load(GPU_LIBRARY)
     except LibraryError as e:
         warnings.warn(f"rmsprop_op: GPU kernels not loaded, using the CPU kernels: {e}")

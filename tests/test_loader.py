@@ -68,3 +68,15 @@ def test_gpu_kernels_absent_means_cpu_only():
     if tf.config.list_physical_devices("GPU"):
         pytest.skip("a GPU is visible")
     assert rmsprop_op.GPU_KERNELS_LOADED is False
+
+
+@pytest.mark.skipif(not os.path.exists(_loader.GPU_LIBRARY), reason="GPU library not built")
+def test_gpu_library_refused_on_a_driver_too_old(monkeypatch):
+    """The static CUDA runtime inside would abort the process: refuse first."""
+    monkeypatch.setattr(_loader, "_cuda_driver_version", lambda: 12040)
+    reason = _loader._gpu_unsupported_reason([])
+    assert "driver" in reason and "CUDA 13" in reason
+    monkeypatch.setattr(_loader, "_cuda_driver_version", lambda: None)
+    assert "driver" in _loader._gpu_unsupported_reason([])
+    monkeypatch.setattr(_loader, "_cuda_driver_version", lambda: 99999)
+    assert _loader._gpu_unsupported_reason([]) is None

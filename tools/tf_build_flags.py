@@ -6,7 +6,10 @@ script, so `make build` and `pip install .` build the same library.
 """
 import argparse
 import os
+import re
 import shlex
+import shutil
+import subprocess
 import sys
 
 # Flags of our own, on top of TensorFlow's. -ffp-contract=off keeps
@@ -31,6 +34,21 @@ NVCCFLAGS = [
 ]
 
 
+def cuda_home(nvcc="nvcc"):
+    """The CUDA toolkit nvcc belongs to (nvcc may be a wrapper script
+    elsewhere on the PATH, so ask it rather than its location)."""
+    out = subprocess.run([nvcc, "--dryrun", "-x", "cu", "-E", os.devnull],
+                         capture_output=True, text=True).stderr
+    match = re.search(r"TOP=(\S+)", out)
+    return match.group(1) if match else os.path.dirname(os.path.dirname(shutil.which(nvcc)))
+
+
+def cuda_version(nvcc="nvcc"):
+    """The CUDA release nvcc compiles for, e.g. "13.0"."""
+    out = subprocess.run([nvcc, "--version"], capture_output=True, text=True).stdout
+    return re.search(r"release (\d+\.\d+)", out).group(1)
+
+
 def tensorflow_flags():
     import tensorflow as tf  # imported late: `--help` must work without it
     return tf.sysconfig.get_compile_flags(), tf.sysconfig.get_link_flags(), tf.__version__
@@ -38,7 +56,8 @@ def tensorflow_flags():
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("what", choices=["cxxflags", "nvccflags", "ldflags", "version"])
+    parser.add_argument("what", choices=["cxxflags", "nvccflags", "ldflags", "gpu-cxxflags",
+                                         "gpu-ldflags", "version"])
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     compile_flags, link_flags, version = tensorflow_flags()
@@ -50,6 +69,22 @@ def main(argv=None):
         flags = NVCCFLAGS + [f for f in compile_flags if f != "--std=c++17"] + [stamp, "-I."]
     elif args.what == "ldflags":
         flags = link_flags
+    elif args.what == "gpu-cxxflags":
+        # The registrations compile against the CUDA headers TensorFlow ships,
+        # which match the CUDA structures TensorFlow hands over. The CUDA
+        # release stamped here is what the loader checks the driver against.
+        include = next(f[2:] for f in compile_flags if f.startswith("-I"))
+        flags = CXXFLAGS + compile_flags + [
+            stamp, f'-DRMSPROP_OP_CUDA_VERSION="{cuda_version()}"', "-I.",
+            "-DGOOGLE_CUDA=1", "-DEIGEN_USE_GPU",
+            f"-I{include}/third_party/gpus/cuda/include"]
+    elif args.what == "gpu-ldflags":
+        # The CUDA runtime is linked statically and kept private, before
+        # TensorFlow: libtensorflow_framework exports stubs of the runtime
+        # that forward to TensorFlow's own CUDA version, which need not be the
+        # one nvcc compiled for.
+        flags = [f"-L{cuda_home()}/lib64", "-lcudart_static"] + link_flags + [
+            "-ldl", "-lrt", "-lpthread", "-Wl,--exclude-libs,ALL", "-Wl,--no-undefined"]
     else:
         flags = [version]
     print(shlex.join(flags))

@@ -57,4 +57,5 @@ RMSPROP_REGISTER_GPU(double)
 // to tell a library built against another TensorFlow from a current one.
 extern "C" __attribute__((visibility("default"), used)) const char
     rmsprop_op_gpu_build_stamp[] =
-        "rmsprop_op built against TensorFlow " RMSPROP_OP_TF_VERSION ";";
+        "rmsprop_op built against TensorFlow " RMSPROP_OP_TF_VERSION
+        "; rmsprop_op GPU kernels built for CUDA " RMSPROP_OP_CUDA_VERSION ";";
