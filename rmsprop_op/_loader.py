@@ -84,11 +84,12 @@ def _gpu_unsupported_reason(gpus):
         match = _CUDA_STAMP.search(f.read())
     if match is None:
         return f"{GPU_LIBRARY} carries no CUDA build stamp"
-    needed = int(match.group(1)) * 1000 + int(match.group(2)) * 10
+    major, minor = int(match.group(1)), int(match.group(2))
     driver = _cuda_driver_version()
-    if driver is None or driver < needed:
-        return (f"the GPU kernels need a driver for CUDA {match.group(1)}.{match.group(2)}, "
-                f"the installed driver supports {driver}")
+    if driver is None or driver < major * 1000 + minor * 10:
+        supported = "no CUDA" if driver is None else f"CUDA {driver // 1000}.{driver % 1000 // 10}"
+        return (f"the GPU kernels need a driver for CUDA {major}.{minor}; the installed driver "
+                f"supports {supported}")
     for gpu in gpus:
         capability = tf.config.experimental.get_device_details(gpu).get("compute_capability")
         if capability is not None and tuple(capability) < _MIN_COMPUTE_CAPABILITY:
