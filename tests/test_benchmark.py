@@ -1,0 +1,29 @@
+"""The benchmark program runs and writes what the README table is made of.
+(A smoke run at small sizes; timings are only meaningful from `make bench`.)"""
+import json
+import os
+import subprocess
+
+import pytest
+
+from benchmarks import run
+
+pytestmark = pytest.mark.skipif(
+    subprocess.run(["make", "-q", "benchmarks/_bandwidth_probe.so"],
+                   cwd=os.path.dirname(run.HERE)).returncode not in (0, 1),
+    reason="cannot build the bandwidth probe")
+
+
+def test_quick_benchmark_writes_results(tmp_path):
+    subprocess.run(["make", "benchmarks/_bandwidth_probe.so"], cwd=os.path.dirname(run.HERE),
+                   check=True, capture_output=True)
+    output = tmp_path / "results.json"
+    assert run.main(["--quick", "--only", "sparse", "many", "--output", str(output)]) == 0
+    results = json.loads(output.read_text())
+    impls = {(r["group"], r["impl"]) for r in results["rows"]}
+    assert {("sparse", "ours (op)"), ("sparse", "tf raw op"), ("sparse", "keras stock"),
+            ("many", "ours grouped (op)"), ("many", "ours per-var (keras)")} <= impls
+    for row in results["rows"]:
+        assert row["ms"] > 0 and 0 < row["of_limit"]
+    assert results["machine"]["cores"] >= 1
+    assert all("met" in t for t in results["targets"])
