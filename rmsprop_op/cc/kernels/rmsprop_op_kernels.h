@@ -93,37 +93,65 @@ std::vector<tensorflow::Tensor> TensorsOf(const LockedVariables<Device>& vars) {
   return tensors;
 }
 
-// FusedResourceApplyRMSProp and FusedResourceApplyCenteredRMSProp.
+// What the single-variable ops share: their attrs, and looking up, locking
+// and shape-checking var and its slots.
 template <typename Device, typename T, bool kCentered>
-class DenseApplyRMSPropOp : public tensorflow::OpKernel {
- public:
-  explicit DenseApplyRMSPropOp(tensorflow::OpKernelConstruction* ctx)
+class SingleVariableOpBase : public tensorflow::OpKernel {
+ protected:
+  explicit SingleVariableOpBase(tensorflow::OpKernelConstruction* ctx)
       : OpKernel(ctx) {
     OP_REQUIRES_OK(ctx, ctx->GetAttr("use_locking", &use_locking_));
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("num_momentum_slots", &num_mom_));
-    OP_REQUIRES(ctx, num_mom_ <= 1,
+    int num_mom;
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("num_momentum_slots", &num_mom));
+    OP_REQUIRES(ctx, num_mom <= 1,
                 absl::InvalidArgumentError(
                     "at most one momentum slot (mom) may be given"));
+    has_mom_ = num_mom == 1;
   }
 
-  void Compute(tensorflow::OpKernelContext* ctx) override {
-    const bool has_mom = num_mom_ == 1;
-    HyperOf<T> h;
-    OP_REQUIRES_OK(ctx, ReadHyperparameters<T>(ctx, has_mom, &h));
+  // Positions in `vars` of var, ms, mg and mom (-1 when absent).
+  static constexpr int kVar = 0;
+  static constexpr int kMs = 1;
+  static constexpr int kMg = kCentered ? 2 : -1;
+  int mom_position() const { return has_mom_ ? (kCentered ? 3 : 2) : -1; }
+
+  // Looks up and locks var and its slots; every slot must have var's shape.
+  absl::Status AcquireVariables(tensorflow::OpKernelContext* ctx, bool sparse,
+                                LockedVariables<Device>* vars) const {
     std::vector<VariableInput> inputs;
-    OP_REQUIRES_OK(ctx, SingleUpdateInputs(ctx, kCentered, &inputs));
+    TF_RETURN_IF_ERROR(SingleUpdateInputs(ctx, kCentered, &inputs));
+    TF_RETURN_IF_ERROR(vars->Acquire(ctx, inputs,
+                                     tensorflow::DataTypeToEnum<T>::v(),
+                                     use_locking_, sparse));
+    std::vector<int> slots = {kMs};
+    if (kCentered) slots.push_back(kMg);
+    if (has_mom_) slots.push_back(mom_position());
+    return CheckSlotShapes(*vars, kVar, slots);
+  }
+
+  SlotPointers<T> Slots(const std::vector<tensorflow::Tensor>& tensors) const {
+    return SlotsOf<T>(tensors, kVar, kMs, kMg, mom_position());
+  }
+
+  bool use_locking_;
+  bool has_mom_;
+};
+
+// FusedResourceApplyRMSProp and FusedResourceApplyCenteredRMSProp.
+template <typename Device, typename T, bool kCentered>
+class DenseApplyRMSPropOp : public SingleVariableOpBase<Device, T, kCentered> {
+ public:
+  explicit DenseApplyRMSPropOp(tensorflow::OpKernelConstruction* ctx)
+      : SingleVariableOpBase<Device, T, kCentered>(ctx) {}
+
+  void Compute(tensorflow::OpKernelContext* ctx) override {
+    HyperOf<T> h;
+    OP_REQUIRES_OK(ctx, ReadHyperparameters<T>(ctx, this->has_mom_, &h));
     LockedVariables<Device> vars;
-    OP_REQUIRES_OK(ctx, vars.Acquire(ctx, inputs, tensorflow::DataTypeToEnum<T>::v(),
-                                     use_locking_, /*sparse=*/false));
-    const int mg = kCentered ? 2 : -1;
-    const int mom = has_mom ? (kCentered ? 3 : 2) : -1;
-    std::vector<int> slots = {1};
-    if (mg >= 0) slots.push_back(mg);
-    if (mom >= 0) slots.push_back(mom);
-    OP_REQUIRES_OK(ctx, CheckSlotShapes(vars, 0, slots));
+    OP_REQUIRES_OK(ctx, this->AcquireVariables(ctx, /*sparse=*/false, &vars));
     const tensorflow::Tensor* grad;
     OP_REQUIRES_OK(ctx, ctx->input("grad", &grad));
-    const tensorflow::Tensor var = vars.tensor(0);
+    const tensorflow::Tensor var = vars.tensor(this->kVar);
     OP_REQUIRES(ctx, grad->shape() == var.shape(),
                 absl::InvalidArgumentError(absl::StrCat(
                     "grad has shape ", grad->shape().DebugString(),
@@ -131,34 +159,23 @@ class DenseApplyRMSPropOp : public tensorflow::OpKernel {
                     "; they must match")));
     if (var.NumElements() == 0) return;
     const std::vector<tensorflow::Tensor> tensors = TensorsOf(vars);
-    const DenseUpdate<T> update = {SlotsOf<T>(tensors, 0, 1, mg, mom),
-                                   grad->flat<T>().data(), var.NumElements()};
+    const DenseUpdate<T> update = {this->Slots(tensors), grad->flat<T>().data(),
+                                   var.NumElements()};
     functor::DenseApplyRMSProp<Device, T>()(ctx->eigen_device<Device>(),
                                             &update, 1, h);
   }
-
- private:
-  bool use_locking_;
-  int num_mom_;
 };
 
 // FusedResourceSparseApplyRMSProp and FusedResourceSparseApplyCenteredRMSProp.
 template <typename Device, typename T, typename Tindex, bool kCentered>
-class SparseApplyRMSPropOp : public tensorflow::OpKernel {
+class SparseApplyRMSPropOp : public SingleVariableOpBase<Device, T, kCentered> {
  public:
   explicit SparseApplyRMSPropOp(tensorflow::OpKernelConstruction* ctx)
-      : OpKernel(ctx) {
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("use_locking", &use_locking_));
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("num_momentum_slots", &num_mom_));
-    OP_REQUIRES(ctx, num_mom_ <= 1,
-                absl::InvalidArgumentError(
-                    "at most one momentum slot (mom) may be given"));
-  }
+      : SingleVariableOpBase<Device, T, kCentered>(ctx) {}
 
   void Compute(tensorflow::OpKernelContext* ctx) override {
-    const bool has_mom = num_mom_ == 1;
     HyperOf<T> h;
-    OP_REQUIRES_OK(ctx, ReadHyperparameters<T>(ctx, has_mom, &h));
+    OP_REQUIRES_OK(ctx, ReadHyperparameters<T>(ctx, this->has_mom_, &h));
     const tensorflow::Tensor* grad;
     OP_REQUIRES_OK(ctx, ctx->input("grad", &grad));
     const tensorflow::Tensor* indices;
@@ -167,18 +184,9 @@ class SparseApplyRMSPropOp : public tensorflow::OpKernel {
                 absl::InvalidArgumentError(absl::StrCat(
                     "indices must be a vector, got shape ",
                     indices->shape().DebugString())));
-    std::vector<VariableInput> inputs;
-    OP_REQUIRES_OK(ctx, SingleUpdateInputs(ctx, kCentered, &inputs));
     LockedVariables<Device> vars;
-    OP_REQUIRES_OK(ctx, vars.Acquire(ctx, inputs, tensorflow::DataTypeToEnum<T>::v(),
-                                     use_locking_, /*sparse=*/true));
-    const int mg = kCentered ? 2 : -1;
-    const int mom = has_mom ? (kCentered ? 3 : 2) : -1;
-    std::vector<int> slots = {1};
-    if (mg >= 0) slots.push_back(mg);
-    if (mom >= 0) slots.push_back(mom);
-    OP_REQUIRES_OK(ctx, CheckSlotShapes(vars, 0, slots));
-    const tensorflow::Tensor var = vars.tensor(0);
+    OP_REQUIRES_OK(ctx, this->AcquireVariables(ctx, /*sparse=*/true, &vars));
+    const tensorflow::Tensor var = vars.tensor(this->kVar);
     OP_REQUIRES(ctx, var.dims() >= 1,
                 absl::InvalidArgumentError(absl::StrCat(
                     "var must be at least 1-D for a sparse update, got shape ",
@@ -196,7 +204,7 @@ class SparseApplyRMSPropOp : public tensorflow::OpKernel {
     const int64_t row_size = num_rows > 0 ? var.NumElements() / num_rows : 0;
     const std::vector<tensorflow::Tensor> tensors = TensorsOf(vars);
     const int64_t bad = functor::SparseApplyRMSProp<Device, T, Tindex>()(
-        ctx->eigen_device<Device>(), SlotsOf<T>(tensors, 0, 1, mg, mom),
+        ctx->eigen_device<Device>(), this->Slots(tensors),
         grad->flat<T>().data(), indices->flat<Tindex>().data(), num_indices,
         num_rows, row_size, h);
     OP_REQUIRES(ctx, bad < 0,
@@ -205,10 +213,6 @@ class SparseApplyRMSPropOp : public tensorflow::OpKernel {
                     "in [0, ", num_rows, "), the rows of var; nothing was "
                     "updated")));
   }
-
- private:
-  bool use_locking_;
-  int num_mom_;
 };
 
 // FusedResourceGroupApplyRMSProp: many dense updates with shared
