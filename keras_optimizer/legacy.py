@@ -1,0 +1,180 @@
+"""keras_optimizer.legacy.RMSprop: tf_keras's (Keras 2) legacy RMSprop on the fused ops.
+
+Importing this module imports tf_keras; `import keras_optimizer` alone does not.
+"""
+import numpy as np
+import tensorflow as tf
+import tf_keras
+
+import rmsprop_op
+from keras_optimizer.rmsprop import _compiled_by_xla
+from rmsprop_op import plain_tf
+
+__all__ = ["RMSprop"]
+
+
+def _coefficient_dtype(var_dtype):
+    # The stock optimizer forms its coefficients (lr, rho, 1 - rho, epsilon)
+    # in the variable's dtype; doing the same for float32 and float64 gives
+    # its exact values. Half-precision variables are computed in float32 by
+    # the op, so their coefficients are not first rounded to 16 bits.
+    return tf.float64 if var_dtype == tf.float64 else tf.float32
+
+
+@tf_keras.saving.register_keras_serializable(package="keras_optimizer.legacy", name="RMSprop")
+class RMSprop(tf_keras.optimizers.legacy.Optimizer):
+    """Optimizer that implements the RMSprop algorithm with fused update ops.
+
+    A drop-in replacement for `tf_keras.optimizers.legacy.RMSprop` (what
+    `tf.keras.optimizers.legacy.RMSprop` is under `TF_USE_LEGACY_KERAS=1`):
+    same arguments, same slots (`rms`, `momentum` when momentum > 0, `mg` when
+    centered) and the same config, so checkpoints and configs move between
+    the two. Each variable is updated by one fused op. Sparse gradients
+    (`tf.IndexedSlices`, e.g. from `Embedding`) update only the rows in the
+    batch, duplicates summed first, with or without momentum.
+
+    The update is the one of `keras_optimizer.RMSprop`, with epsilon inside the
+    square root: `step = lr * g / sqrt(ms + epsilon)`. The stock optimizer
+    does the same when momentum > 0, but without momentum it divides by
+    `sqrt(ms) + epsilon` and, on sparse gradients, decays the accumulators of
+    every row, not only of those in the batch.
+
+    Args:
+        learning_rate: A float, a
+            `tf_keras.optimizers.schedules.LearningRateSchedule`, or a callable
+            that takes no arguments. Defaults to `0.001`.
+        rho: Discounting factor for the old gradients. Defaults to 0.9.
+        momentum: If not 0.0, the optimizer tracks the momentum value.
+            Defaults to 0.0.
+        epsilon: Small constant for numerical stability, added inside the
+            square root. Defaults to 1e-7.
+        centered: If True, gradients are normalized by the estimated variance
+            of the gradient. Defaults to False.
+        name: Name prefix of the operations. Defaults to `"RMSprop"`.
+        **kwargs: the keywords of `tf_keras.optimizers.legacy.Optimizer`
+            (`clipnorm`, `clipvalue`, `global_clipnorm`, `decay`, `lr`).
+
+    Example:
+
+    >>> opt = RMSprop(learning_rate=0.1)
+    >>> var1 = tf.Variable(10.0)
+    >>> loss = lambda: (var1 ** 2) / 2.0    # d(loss) / d(var1) = var1
+    >>> step_count = opt.minimize(loss, [var1]).numpy()
+    >>> var1.numpy()
+    9.683772
+    """
+
+    _HAS_AGGREGATE_GRAD = True
+
+    def __init__(
+        self,
+        learning_rate=0.001,
+        rho=0.9,
+        momentum=0.0,
+        epsilon=1e-7,
+        centered=False,
+        name="RMSprop",
+        **kwargs,
+    ):
+        super().__init__(name, **kwargs)
+        self._set_hyper("learning_rate", kwargs.get("lr", learning_rate))
+        self._set_hyper("decay", self._initial_decay)
+        self._set_hyper("rho", rho)
+
+        # Same rule as the stock optimizer: a tensor or callable momentum may
+        # become non-zero later, so it gets a slot.
+        self._momentum = isinstance(momentum, tf.Tensor) or callable(momentum) or momentum > 0
+        if isinstance(momentum, (int, float)) and (momentum < 0 or momentum > 1):
+            raise ValueError(
+                "`momentum` must be between [0, 1]. Received: "
+                f"momentum={momentum} (of type {type(momentum)})."
+            )
+        self._set_hyper("momentum", momentum)
+
+        self.epsilon = epsilon or tf_keras.backend.epsilon()
+        self.centered = centered
+
+    def _create_slots(self, var_list):
+        # Names and order of tf_keras.optimizers.legacy.RMSprop's slots, so
+        # that checkpoints and get_weights/set_weights move between the two.
+        for var in var_list:
+            self.add_slot(var, "rms")
+        if self._momentum:
+            for var in var_list:
+                self.add_slot(var, "momentum")
+        if self.centered:
+            for var in var_list:
+                self.add_slot(var, "mg")
+
+    def _prepare_local(self, var_device, var_dtype, apply_state):
+        dtype = _coefficient_dtype(var_dtype)
+        momentum = (tf.identity(self._get_hyper("momentum", dtype)) if self._momentum
+                    else 0.0)
+        apply_state[(var_device, var_dtype)].update(
+            dict(
+                lr=tf.identity(self._decayed_lr(dtype)),
+                rho=tf.identity(self._get_hyper("rho", dtype)),
+                momentum=momentum,
+                epsilon=tf.convert_to_tensor(self.epsilon, dtype),
+            )
+        )
+
+    def _coefficients(self, var, apply_state):
+        var_device, var_dtype = var.device, var.dtype.base_dtype
+        coefficients = (apply_state or {}).get(
+            (var_device, var_dtype)
+        ) or self._fallback_apply_state(var_device, var_dtype)
+        return {k: coefficients[k] for k in ("lr", "rho", "momentum", "epsilon")}
+
+    def _slot_variables(self, var):
+        """(ms, mg, mom) of `var`; mg / mom None when absent."""
+        ms = self.get_slot(var, "rms")
+        mg = self.get_slot(var, "mg") if self.centered else None
+        mom = self.get_slot(var, "momentum") if self._momentum else None
+        return ms, mg, mom
+
+    def _resource_apply_dense(self, grad, var, apply_state=None):
+        ops = plain_tf if _compiled_by_xla() else rmsprop_op
+        ms, mg, mom = self._slot_variables(var)
+        hyper = self._coefficients(var, apply_state)
+        if self.centered:
+            return ops.apply_centered_rmsprop(var, mg, ms, mom, grad, use_locking=self._use_locking,
+                                              **hyper)
+        return ops.apply_rmsprop(var, ms, mom, grad, use_locking=self._use_locking, **hyper)
+
+    def _resource_apply_sparse(self, grad, var, indices, apply_state=None):
+        ops = plain_tf if _compiled_by_xla() else rmsprop_op
+        ms, mg, mom = self._slot_variables(var)
+        hyper = self._coefficients(var, apply_state)
+        if self.centered:
+            return ops.sparse_apply_centered_rmsprop(var, mg, ms, mom, grad, indices,
+                                                     use_locking=self._use_locking, **hyper)
+        return ops.sparse_apply_rmsprop(var, ms, mom, grad, indices,
+                                        use_locking=self._use_locking, **hyper)
+
+    def _resource_apply_sparse_duplicate_indices(self, grad, handle, indices, **kwargs):
+        # The sparse ops sum duplicate indices themselves (in index order),
+        # so the base class's tf.unique + segment sum would only cost time.
+        return self._resource_apply_sparse(grad, handle, indices, **kwargs)
+
+    def set_weights(self, weights):
+        # As the stock optimizer: weights saved by a TF1-era optimizer lack
+        # the leading iteration count.
+        params = self.weights
+        if len(params) == len(weights) + 1:
+            weights = [np.array(0)] + list(weights)
+        super().set_weights(weights)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "learning_rate": self._serialize_hyperparameter("learning_rate"),
+                "decay": self._initial_decay,
+                "rho": self._serialize_hyperparameter("rho"),
+                "momentum": self._serialize_hyperparameter("momentum"),
+                "epsilon": self.epsilon,
+                "centered": self.centered,
+            }
+        )
+        return config

@@ -1,0 +1,35 @@
+"""keras_optimizer.legacy.RMSprop, the tf_keras (Keras 2) optimizer.
+
+tf_keras must be what `tf.keras` is, which TensorFlow decides once, at import,
+from TF_USE_LEGACY_KERAS; this process already runs Keras 3. So the tf_keras
+suite (tests/legacy_suite/) runs in a child process with the variable set.
+"""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _run(args, legacy, timeout):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    if legacy:
+        env["TF_USE_LEGACY_KERAS"] = "1"
+    else:
+        env.pop("TF_USE_LEGACY_KERAS", None)
+    result = subprocess.run([sys.executable, *args], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, timeout=timeout)
+    assert result.returncode == 0, f"{' '.join(args)} failed:\n{result.stdout}"
+    return result.stdout
+
+
+def test_importing_keras_optimizer_does_not_import_tf_keras():
+    _run(["-c", "import sys, keras_optimizer; "
+                "assert 'tf_keras' not in sys.modules, 'keras_optimizer imported tf_keras'"],
+         legacy=False, timeout=300)
+
+
+def test_tf_keras_suite():
+    _run(["-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/legacy_suite"],
+         legacy=True, timeout=600)
