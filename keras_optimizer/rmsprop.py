@@ -19,6 +19,24 @@ def _tf_variable(variable):
     return variable.value if isinstance(variable, keras.Variable) else variable
 
 
+def _replica_variable(variable):
+    """The tf.Variable that an op updates.
+
+    Under a strategy, `extended.update` hands the update one replica's
+    component. A whole distributed variable here would give the op only its
+    primary component's handle and the replicas would silently drift apart;
+    that happens when the optimizer does not belong to the variable's strategy.
+    """
+    variable = _tf_variable(variable)
+    if isinstance(variable, tf.distribute.DistributedValues):
+        raise ValueError(
+            f"Variable {variable.name} is a {type(variable).__name__} of a "
+            "tf.distribute strategy, but this optimizer was not created under "
+            "that strategy's scope. Create the model and the optimizer under "
+            "the same `strategy.scope()`.")
+    return variable
+
+
 @keras.saving.register_keras_serializable(package="keras_optimizer", name="RMSprop")
 class RMSprop(keras.optimizers.Optimizer):
     """Optimizer that implements the RMSprop algorithm with fused update ops.
@@ -126,7 +144,7 @@ class RMSprop(keras.optimizers.Optimizer):
 
     def update_step(self, gradient, variable, learning_rate):
         """Update step given gradient and the associated model variable."""
-        variable = _tf_variable(variable)
+        variable = _replica_variable(variable)
         ops = plain_tf if _compiled_by_xla() else rmsprop_op
         ms, mg, mom = self._slots(variable)
         hyper = self._hyperparameters(learning_rate)
@@ -145,8 +163,11 @@ class RMSprop(keras.optimizers.Optimizer):
         # Without a distribution strategy, dense updates of many variables of
         # one dtype go to the grouped op: one dispatch instead of hundreds.
         # Under a strategy every variable goes through its own
-        # `extended.update`, as the strategy requires.
-        if not self._group_dense_updates or tf.distribute.has_strategy() or _compiled_by_xla():
+        # `extended.update`, as the strategy requires. `distribution` is the
+        # optimizer's strategy even when it is applied outside that
+        # strategy's scope, where has_strategy() is False.
+        default = not tf.distribute.has_strategy() and distribution is tf.distribute.get_strategy()
+        if not self._group_dense_updates or not default or _compiled_by_xla():
             return super()._distributed_tf_update_step(distribution, grads_and_vars, learning_rate)
         dense_by_dtype = {}
         for grad, var in grads_and_vars:
@@ -158,7 +179,7 @@ class RMSprop(keras.optimizers.Optimizer):
             if len(pairs) == 1:
                 self.update_step(pairs[0][0], pairs[0][1], learning_rate)
                 continue
-            variables = [_tf_variable(v) for _, v in pairs]
+            variables = [_replica_variable(v) for _, v in pairs]
             grads = [tf.cast(g, v.dtype) for (g, _), v in zip(pairs, variables)]
             slots = [self._slots(v) for v in variables]
             rmsprop_op.group_apply_rmsprop(
