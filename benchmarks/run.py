@@ -91,15 +91,18 @@ class Bench:
 
 
 class Timed:
-    """`fn` unrolled `per_call` times in one tf.function, so that small updates
-    are timed without Python's per-call overhead; `seconds()` is per update."""
+    """`fn` unrolled `per_call` times in one tf.function, so that an update is
+    timed without most of the cost of calling the function from Python (which
+    grows with the number of variables it captures; a tf.while_loop would
+    instead pay per iteration for every captured variable); `seconds()` is
+    per update."""
 
     def __init__(self, fn, per_call=1):
         self.per_call = per_call
 
         @tf.function
         def run():
-            for _ in range(per_call):  # unrolled: auto control deps keep order
+            for _ in range(per_call):  # unrolled; automatic control deps keep the order
                 fn()
         self.run = run
 
@@ -108,8 +111,8 @@ class Timed:
 
 
 def updates_per_call(elements):
-    """Enough updates per call that a call lasts a few milliseconds."""
-    return int(min(50, max(1, 4e6 // max(elements, 1))))
+    """Enough updates per call that a call lasts several milliseconds."""
+    return int(min(50, max(1, 1e7 // max(elements, 1))))
 
 
 def _slot_count(momentum, centered):
@@ -225,19 +228,19 @@ def many_variable_rows(bench, count=500, size=1000):
         if not grouped:
             opt._group_dense_updates = False
         opt.build(variables)
-        return Timed(lambda: opt.apply_gradients(zip(grads, variables)))
+        return Timed(lambda: opt.apply_gradients(zip(grads, variables)), 20)
 
     # Op level: one grouped op against `count` separate ops in one graph.
     slots = [[tf.Variable(tf.fill([size], 0.5)) for _ in range(3)] for _ in range(count)]
     t_group_op = Timed(lambda: rmsprop_op.group_apply_rmsprop(
         [s[0] for s in slots], None, [s[1] for s in slots], [s[2] for s in slots], grads,
-        momentum=0.9, **HYPER)).seconds(30)
+        momentum=0.9, **HYPER), 20).seconds(30)
     bench.add("many", case, "ours grouped (op)", t_group_op, num_bytes, 4)
 
     def separate_ops():
         for (var, ms, mom), grad in zip(slots, grads):
             rmsprop_op.apply_rmsprop(var, ms, mom, grad, momentum=0.9, **HYPER)
-    t = Timed(separate_ops).seconds(30)
+    t = Timed(separate_ops, 20).seconds(30)
     bench.add("many", case, "ours per-var (op)", t, num_bytes, 4, grouped_speedup=t / t_group_op)
 
     t_grouped = keras_step(keras_optimizer.RMSprop).seconds(30)

@@ -4,9 +4,11 @@
 // mutex in address order; sparse updates switch the variable to
 // copy-on-read mode and may share the lock; dense updates copy a buffer that
 // a reader still holds) but reports every problem as an InvalidArgument
-// status naming the input, instead of crashing or failing later, and it
+// status naming the input, instead of crashing or failing later, it
 // copies buffers with a plain device memcpy so that the GPU build needs
-// nothing from TensorFlow beyond libtensorflow_framework.
+// nothing from TensorFlow beyond libtensorflow_framework, and a sparse update
+// checks copy-on-read mode again once it holds the locks (TensorFlow's does
+// not), so that a tensor read without a copy never changes afterwards.
 #ifndef RMSPROP_OP_CC_KERNELS_VARIABLE_ACCESS_H_
 #define RMSPROP_OP_CC_KERNELS_VARIABLE_ACCESS_H_
 
@@ -26,10 +28,19 @@
 
 namespace rmsprop_op {
 
-// A resource input of an update op and the name users know it by.
+// A resource input of an update op and the name users know it by. The name
+// is formatted only for an error message: the grouped op has thousands of
+// inputs, and building their names on every call would cost more than the
+// update of a small variable.
 struct VariableInput {
   int index;         // input index in the OpKernelContext
-  std::string name;  // e.g. "var", "ms", "mom[3]"
+  const char* base;  // the op's input name, e.g. "var", "ms", "mom"
+  int list_index;    // position in a list input, or -1
+
+  std::string name() const {
+    return list_index < 0 ? std::string(base)
+                          : absl::StrCat(base, "[", list_index, "]");
+  }
 };
 
 // The input indices of a (possibly list-valued) resource input, named.
@@ -39,8 +50,7 @@ inline absl::Status NamedVariableInputs(tensorflow::OpKernelContext* ctx,
   int start, stop;
   TF_RETURN_IF_ERROR(ctx->op_kernel().InputRange(name, &start, &stop));
   for (int i = start; i < stop; ++i) {
-    out->push_back({i, indexed ? absl::StrCat(name, "[", i - start, "]")
-                               : std::string(name)});
+    out->push_back({i, name, indexed ? i - start : -1});
   }
   return absl::OkStatus();
 }
@@ -71,7 +81,7 @@ class LockedVariables {
           ctx, tensorflow::HandleFromInput(ctx, input.index), &var);
       if (!s.ok()) {
         return absl::InvalidArgumentError(
-            absl::StrCat(input.name,
+            absl::StrCat(input.name(),
                          " is not an initialized resource variable: ",
                          s.message()));
       }
@@ -83,17 +93,31 @@ class LockedVariables {
         TF_RETURN_IF_ERROR(EnableCopyOnRead(ctx, i, dtype));
       }
     }
-    LockInAddressOrder(/*exclusive=*/!sparse || use_locking);
+    bool exclusive = !sparse || use_locking;
+    LockInAddressOrder(exclusive);
+    if (!exclusive && !AllCopyOnRead()) {
+      // A no-copy read (DisableCopyOnRead, as checkpoint saving does) came
+      // between EnableCopyOnRead and the lock and may hold the buffer:
+      // writing it under a shared lock would change a tensor already read.
+      shared_locks_.reset();
+      exclusive = true;
+      LockInAddressOrder(exclusive);
+    }
     for (size_t i = 0; i < vars_.size(); ++i) {
       TF_RETURN_IF_ERROR(CheckInitializedWithDtype(i, dtype));
-      if (!sparse) TF_RETURN_IF_ERROR(UnshareBuffer(ctx, i));
+      // Under the exclusive lock a sparse update re-enables copy-on-read
+      // itself, for the same reason.
+      if (!sparse || !vars_[i]->copy_on_read_mode.load()) {
+        TF_RETURN_IF_ERROR(UnshareBuffer(ctx, i));
+        if (sparse) vars_[i]->copy_on_read_mode.store(true);
+      }
     }
     return absl::OkStatus();
   }
 
-  // The variable's tensor; a shallow copy sharing the variable's buffer.
-  tensorflow::Tensor tensor(int i) const { return *vars_[i]->tensor(); }
-  const std::string& name(int i) const { return inputs_[i].name; }
+  // The variable's tensor, valid while this object holds the locks.
+  const tensorflow::Tensor& tensor(int i) const { return *vars_[i]->tensor(); }
+  std::string name(int i) const { return inputs_[i].name(); }
   int size() const { return static_cast<int>(vars_.size()); }
 
  private:
@@ -106,8 +130,8 @@ class LockedVariables {
     for (size_t i = 1; i < by_address.size(); ++i) {
       if (by_address[i].first == by_address[i - 1].first) {
         return absl::InvalidArgumentError(absl::StrCat(
-            inputs_[by_address[i - 1].second].name, " and ",
-            inputs_[by_address[i].second].name,
+            inputs_[by_address[i - 1].second].name(), " and ",
+            inputs_[by_address[i].second].name(),
             " are the same variable; the variable and each of its slots must "
             "be distinct variables"));
       }
@@ -115,16 +139,23 @@ class LockedVariables {
     return absl::OkStatus();
   }
 
+  bool AllCopyOnRead() const {
+    for (const auto& var : vars_) {
+      if (!var->copy_on_read_mode.load()) return false;
+    }
+    return true;
+  }
+
   absl::Status CheckInitializedWithDtype(size_t i,
                                          tensorflow::DataType dtype) const {
     const tensorflow::Tensor* t = vars_[i]->tensor();
     if (!vars_[i]->is_initialized || !t->IsInitialized()) {
       return absl::InvalidArgumentError(absl::StrCat(
-          inputs_[i].name, " is not initialized; assign it a value first"));
+          inputs_[i].name(), " is not initialized; assign it a value first"));
     }
     if (t->dtype() != dtype) {
       return absl::InvalidArgumentError(absl::StrCat(
-          inputs_[i].name, " has dtype ", tensorflow::DataTypeString(t->dtype()),
+          inputs_[i].name(), " has dtype ", tensorflow::DataTypeString(t->dtype()),
           " but grad has dtype ", tensorflow::DataTypeString(dtype),
           "; they must match"));
     }
