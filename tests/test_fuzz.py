@@ -1,0 +1,550 @@
+"""Property-based fuzzing of every op against tests/reference.py.
+
+Shapes (scalars, empty and 0-sized dims, N-D), dtypes, hyperparameters (0, 1,
+subnormal, huge, infinite, NaN), values (NaN, Inf, subnormal, huge) and
+index vectors (duplicates, unsorted, negative, out of range, int32 / int64)
+are drawn at random. Valid input must give the reference's result in the
+op's compute dtype bit for bit (any NaN matches any NaN); invalid input an
+InvalidArgumentError with every variable bit-for-bit unchanged.
+
+TensorFlow runs every kernel with subnormals flushed to zero (FTZ and DAZ are
+set on each thread that executes ops) and NumPy does not, so the reference
+runs on arrays whose arithmetic does what the processor does inside the
+kernel: subnormal operands of the compute dtype read as zero, and a result
+is flushed when it is tiny, which x86 judges on the result rounded to the
+format's precision with an unbounded exponent, so a product just below the
+smallest normal that rounds up to it in the format is flushed as well.
+Storage conversions are exact or rounded in software and are not flushed;
+neither are half precision subnormals, which are normal numbers in float32.
+
+The number of examples per test comes from the hypothesis profile chosen in
+tests/conftest.py (HYPOTHESIS_PROFILE=long for `make fuzz`).
+"""
+import math
+import operator
+import uuid
+from fractions import Fraction
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from hypothesis import event, given, note, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+import rmsprop_op
+from tests.reference import (NUMPY_DTYPES, compute_dtype_of, rmsprop_step,
+                             sparse_rmsprop_step)
+
+DTYPES = list(NUMPY_DTYPES)
+SLOTS = ("var", "ms", "mg", "mom")
+HYPER_NAMES = ("lr", "rho", "momentum", "epsilon")
+INT32_MIN, INT32_MAX = -2**31, 2**31 - 1
+INT64_MIN, INT64_MAX = -2**63, 2**63 - 1
+
+
+# --- The reference, with the processor's subnormal handling ---------------
+
+_TINY = {np.dtype(np.float32): np.finfo(np.float32).tiny,
+         np.dtype(np.float64): np.finfo(np.float64).tiny}
+# Exact results below these are tiny: half an ulp of the binade beneath the
+# smallest normal (2**-126 in float32, 2**-1022 in float64) under it.
+_TINY_BOUND = {np.dtype(np.float32): Fraction(2)**-126 - Fraction(2)**-151,
+               np.dtype(np.float64): Fraction(2)**-1022 - Fraction(2)**-1076}
+_EXACT = {np.add: operator.add, np.subtract: operator.sub, np.multiply: operator.mul,
+          np.true_divide: operator.truediv}
+
+
+def _flush(x):
+    x = np.asarray(x)
+    tiny = _TINY.get(x.dtype)
+    if tiny is None:
+        return x
+    return np.where(np.abs(x) < tiny, np.copysign(np.zeros_like(x), x), x)
+
+
+def _flush_result(ufunc, args, result):
+    """FTZ: `result` of ufunc(*args) with every tiny result zeroed."""
+    flushed = _flush(result)
+    tiny = _TINY.get(flushed.dtype)
+    exact = _EXACT.get(ufunc)
+    if tiny is None or exact is None or len(args) != 2:
+        return flushed  # sqrt never rounds up to the smallest normal
+    # Only a result equal to the smallest normal can come from a tiny one.
+    edge = np.argwhere(np.abs(flushed) == tiny)
+    if len(edge) == 0:
+        return flushed
+    a, b = np.broadcast_arrays(*(np.asarray(x) for x in args))
+    flushed = np.array(flushed)
+    for index in map(tuple, edge):
+        value = exact(Fraction(float(a[index])), Fraction(float(b[index])))
+        if abs(value) < _TINY_BOUND[flushed.dtype]:
+            flushed[index] = -0.0 if value < 0 else 0.0
+    return flushed
+
+
+class _FlushToZero(np.ndarray):
+    """An array whose ufuncs see subnormal operands as zero (DAZ) and return
+    tiny results as zero (FTZ), in float32 and float64."""
+
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        args = [_flush(x) if isinstance(x, (np.ndarray, np.generic)) else x for x in inputs]
+        result = getattr(ufunc, method)(*args, **kwargs)
+        if method == "__call__":
+            result = _flush_result(ufunc, args, result)
+        return _flush(result).view(_FlushToZero)
+
+    def __getitem__(self, index):
+        # A 0-d array, not a NumPy scalar: scalar arithmetic would bypass
+        # __array_ufunc__.
+        item = super().__getitem__(index)
+        return item if isinstance(item, np.ndarray) else np.asarray(item).view(_FlushToZero)
+
+
+def _flushing(x):
+    return None if x is None else np.asarray(x).view(_FlushToZero)
+
+
+def _plain(values):
+    return [None if x is None else np.asarray(x) for x in values]
+
+
+def reference_dense(values, grad, hyper, dtype):
+    """values: (var, ms, mg, mom); returns the new ones."""
+    with np.errstate(all="ignore"):
+        return _plain(rmsprop_step(*map(_flushing, values), _flushing(grad), **hyper,
+                                   compute_dtype=compute_dtype_of(NUMPY_DTYPES[dtype])))
+
+
+def reference_sparse(values, grad, indices, hyper, dtype):
+    with np.errstate(all="ignore"):
+        return _plain(sparse_rmsprop_step(*map(_flushing, values), _flushing(grad),
+                                          np.asarray(indices), **hyper,
+                                          compute_dtype=compute_dtype_of(NUMPY_DTYPES[dtype])))
+
+
+# --- Comparisons -----------------------------------------------------------
+
+_UINT = {2: np.uint16, 4: np.uint32, 8: np.uint64}
+
+
+def _bits(x):
+    x = np.asarray(x)
+    return x.view(_UINT[x.dtype.itemsize])
+
+
+def assert_same_bits(actual, expected, name):
+    actual, expected = np.asarray(actual), np.asarray(expected)
+    assert actual.dtype == expected.dtype, (name, actual.dtype, expected.dtype)
+    assert actual.shape == expected.shape, (name, actual.shape, expected.shape)
+    same = _bits(actual) == _bits(expected)
+    same |= np.isnan(actual.astype(np.float64)) & np.isnan(expected.astype(np.float64))
+    if not np.all(same):
+        where = tuple(np.argwhere(~same)[0])
+        raise AssertionError(
+            f"{name}{list(where)}: op gave {actual[where]!r} (bits {_bits(actual)[where]:#x}), "
+            f"reference {expected[where]!r} (bits {_bits(expected)[where]:#x}); "
+            f"{int(np.sum(~same))} of {same.size} elements differ")
+
+
+def snapshot(variables):
+    return [(v, v.numpy().copy()) for v in variables]
+
+
+def assert_unchanged(saved):
+    for i, (v, before) in enumerate(saved):
+        np.testing.assert_array_equal(_bits(v.numpy()), _bits(before),
+                                      err_msg=f"variable {i} ({v.name}) changed")
+
+
+# --- Strategies ------------------------------------------------------------
+
+def examples(fraction):
+    """A share of the profile's max_examples (tests/conftest.py), for a test
+    that pytest runs once per parameter."""
+    return max(10, int(settings.default.max_examples * fraction))
+
+
+_EDGE_VALUES = [
+    0.0, -0.0, math.nan, -math.nan, math.inf, -math.inf,
+    5e-324, 1e-310, 2.2250738585072014e-308,     # float64 subnormal / smallest normal
+    1e-45, -1e-40, 9.2e-41, 1.1754942e-38, 1.1754944e-38,  # float32 / bfloat16 subnormal
+    6e-8, -6.1e-5,                               # float16 subnormal
+    65504.0, 65520.0, 3.3895e38, 3.4028235e38, 3.5e38, 1.7e308, -1.7e308,
+    1e-20, -1e20, 1.0, -1.0,
+]
+_EDGE_HYPER = [
+    0.0, -0.0, 1.0, 5e-324, 1e-310, 1e-300, 1e-45, 1e-40, 1e-38, 1e-20, 1e-8, 0.5,
+    0.9, 0.999, 1.0 - 2**-53, 1.0 + 2**-52, 2.0, 65504.0, 1e20, 3.4e38, 3.5e38, 1e300,
+    math.inf, -math.inf, math.nan, -1.0, -1e-7,
+]
+
+
+def _elements(wild):
+    tame = st.floats(-4.0, 4.0)
+    return st.one_of(tame, st.sampled_from(_EDGE_VALUES), st.floats()) if wild else tame
+
+
+def draw_array(data, shape, dtype, wild, label, nonnegative=False):
+    values = data.draw(hnp.arrays(np.float64, shape, elements=_elements(wild)), label=label)
+    if nonnegative and not wild:
+        values = np.abs(values)
+    with np.errstate(all="ignore"):
+        return values.astype(NUMPY_DTYPES[dtype])
+
+
+def draw_dense_shape(data, label="shape"):
+    if data.draw(st.sampled_from([False] * 5 + [True]), label=f"{label} large"):
+        # Large enough to be split over the thread pool.
+        return data.draw(st.tuples(st.integers(2000, 60000)), label=label)
+    return data.draw(hnp.array_shapes(min_dims=0, max_dims=4, min_side=0, max_side=5), label=label)
+
+
+def _same_float32_in_kernel(x):
+    """False for the doubles within half an ulp below float32's smallest
+    normal: the kernel's conversion (under FTZ) makes them 0 where NumPy's
+    float32(x), which the reference uses, gives the smallest normal."""
+    return not float(_TINY_BOUND[np.dtype(np.float32)]) <= abs(x) < 2.0**-126
+
+
+def draw_hyper(data, with_mom):
+    wild = data.draw(st.booleans(), label="wild hyperparameters")
+    tame = dict(lr=st.floats(1e-6, 1.0), rho=st.floats(0.0, 1.0), momentum=st.floats(0.0, 0.99),
+                epsilon=st.one_of(st.sampled_from([1e-7, 1e-3, 1.0]), st.floats(1e-10, 1.0)))
+    hyper = {}
+    for name in HYPER_NAMES:
+        strategy = tame[name]
+        if wild:
+            strategy = st.one_of(strategy, st.sampled_from(_EDGE_HYPER), st.floats())
+        hyper[name] = data.draw(strategy.filter(_same_float32_in_kernel), label=name)
+    if not with_mom:
+        hyper["momentum"] = 0.0
+    # 0-d arrays: TensorFlow caches the tensors it makes of Python floats (and
+    # of np.float64, a float subclass) by value, and -0.0 == 0.0, so a -0.0
+    # can arrive as the 0.0 of an earlier call.
+    return {name: np.array(x, np.float64) for name, x in hyper.items()}
+
+
+def draw_slot_values(data, shape, dtype, centered, with_mom, prefix=""):
+    wild = data.draw(st.booleans(), label=f"{prefix}wild values")
+    return [
+        draw_array(data, shape, dtype, wild, f"{prefix}var"),
+        draw_array(data, shape, dtype, wild, f"{prefix}ms", nonnegative=True),
+        draw_array(data, shape, dtype, wild, f"{prefix}mg") if centered else None,
+        draw_array(data, shape, dtype, wild, f"{prefix}mom") if with_mom else None,
+    ]
+
+
+def make_variables(values):
+    return {name: tf.Variable(v) for name, v in zip(SLOTS, values) if v is not None}
+
+
+def eager(value):
+    """`value` as an eager tensor, which a tf.function captures as an input.
+    Given NumPy values it would embed them as constants, and TensorFlow's
+    compression of constant protos takes -0.0 for the default 0.0: an all
+    -0.0 gradient would arrive as +0.0."""
+    if isinstance(value, dict):
+        return {k: eager(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [eager(v) for v in value]
+    return tf.constant(value)
+
+
+def run(mode, fn):
+    if mode == "function":
+        def step():
+            fn()  # the op returns an Operation, which a tf.function cannot
+        tf.function(step)()
+    else:
+        fn()
+
+
+def apply_dense(v, grad, hyper, use_locking=False):
+    if "mg" in v:
+        return rmsprop_op.apply_centered_rmsprop(v["var"], v["mg"], v["ms"], v.get("mom"), grad,
+                                                 **hyper, use_locking=use_locking)
+    return rmsprop_op.apply_rmsprop(v["var"], v["ms"], v.get("mom"), grad, **hyper,
+                                    use_locking=use_locking)
+
+
+def apply_sparse(v, grad, indices, hyper, use_locking=False):
+    if "mg" in v:
+        return rmsprop_op.sparse_apply_centered_rmsprop(
+            v["var"], v["mg"], v["ms"], v.get("mom"), grad, indices, **hyper,
+            use_locking=use_locking)
+    return rmsprop_op.sparse_apply_rmsprop(v["var"], v["ms"], v.get("mom"), grad, indices,
+                                           **hyper, use_locking=use_locking)
+
+
+def apply_group(members, grads, hyper, use_locking=False):
+    centered, with_mom = "mg" in members[0], "mom" in members[0]
+    return rmsprop_op.group_apply_rmsprop(
+        [m["var"] for m in members], [m["mg"] for m in members] if centered else None,
+        [m["ms"] for m in members], [m["mom"] for m in members] if with_mom else None,
+        grads, **hyper, use_locking=use_locking)
+
+
+def assert_matches(variables, expected):
+    for name, e in zip(SLOTS, expected):
+        if e is not None:
+            assert_same_bits(variables[name].numpy(), e, name)
+
+
+def _bad_indices(index_dtype, rows):
+    bad = [-1, -2, rows, rows + 1, INT32_MIN, INT32_MAX]
+    if index_dtype == np.int64:
+        # 2**32 + r passes a check done on the low 32 bits only.
+        bad += [INT64_MIN, INT64_MAX, 2**31, 2**32, -2**32]
+        bad += [2**32 + r for r in range(min(rows, 3))]
+    return bad
+
+
+def draw_indices(data, rows, index_dtype, valid):
+    """An index vector; with valid=False at least one entry is out of range."""
+    if data.draw(st.sampled_from([False] * 5 + [True]), label="many indices") and rows > 0:
+        seed = data.draw(st.integers(0, 2**32 - 1), label="index seed")
+        n = data.draw(st.integers(100, 3000), label="num indices")
+        indices = np.random.default_rng(seed).integers(0, rows, n).tolist()
+    elif rows > 0:
+        indices = data.draw(st.lists(st.integers(0, rows - 1), max_size=10), label="indices")
+    else:
+        indices = []
+    if not valid:
+        for bad in data.draw(st.lists(st.sampled_from(_bad_indices(index_dtype, rows)),
+                                      min_size=1, max_size=3), label="bad indices"):
+            position = data.draw(st.integers(0, len(indices)), label="bad position")
+            indices.insert(position, bad)
+    return np.array(indices, dtype=index_dtype)
+
+
+# --- Valid input: bit for bit the reference --------------------------------
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@settings(max_examples=examples(0.5))
+@given(data=st.data())
+def test_dense_matches_reference(dtype, data):
+    centered = data.draw(st.booleans(), label="centered")
+    with_mom = data.draw(st.booleans(), label="with_mom")
+    mode = data.draw(st.sampled_from(["eager", "function"]), label="mode")
+    use_locking = data.draw(st.booleans(), label="use_locking")
+    shape = draw_dense_shape(data)
+    event(f"centered={centered} mom={with_mom}")
+    values = draw_slot_values(data, shape, dtype, centered, with_mom)
+    hyper = draw_hyper(data, with_mom)
+    variables = make_variables(values)
+    for step in range(data.draw(st.integers(1, 2), label="steps")):
+        grad = draw_array(data, shape, dtype, data.draw(st.booleans(), label="wild grad"),
+                          f"grad{step}")
+        inputs = eager([grad, hyper])
+        run(mode, lambda: apply_dense(variables, *inputs, use_locking))
+        values = reference_dense(values, grad, hyper, dtype)
+        assert_matches(variables, values)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@settings(max_examples=examples(0.5))
+@given(data=st.data())
+def test_sparse_matches_reference_or_rejects_bad_indices(dtype, data):
+    centered = data.draw(st.booleans(), label="centered")
+    with_mom = data.draw(st.booleans(), label="with_mom")
+    mode = data.draw(st.sampled_from(["eager", "function"]), label="mode")
+    use_locking = data.draw(st.booleans(), label="use_locking")
+    index_dtype = data.draw(st.sampled_from([np.int32, np.int64]), label="index dtype")
+    if data.draw(st.sampled_from([False] * 5 + [True]), label="many rows"):
+        rows = data.draw(st.integers(100, 3000), label="rows")
+        row_shape = data.draw(hnp.array_shapes(min_dims=0, max_dims=1, max_side=8), label="row")
+    else:
+        rows = data.draw(st.integers(0, 6), label="rows")
+        row_shape = data.draw(hnp.array_shapes(min_dims=0, max_dims=2, min_side=0, max_side=4),
+                              label="row shape")
+    shape = (rows,) + row_shape
+    values = draw_slot_values(data, shape, dtype, centered, with_mom)
+    hyper = draw_hyper(data, with_mom)
+    valid = data.draw(st.sampled_from([True, False]), label="valid indices")
+    indices = draw_indices(data, rows, index_dtype, valid)
+    in_range = bool(np.all((indices >= 0) & (indices < rows)))
+    note(f"indices={indices.tolist()}")
+    event(f"{np.dtype(index_dtype).name} indices")
+    event("out of range" if not in_range else "in range")
+    grad = draw_array(data, (len(indices),) + row_shape, dtype,
+                      data.draw(st.booleans(), label="wild grad"), "grad")
+    variables = make_variables(values)
+    inputs = eager([grad, indices, hyper])
+    call = lambda: apply_sparse(variables, *inputs, use_locking)  # noqa: E731
+    if not in_range:
+        saved = snapshot(variables.values())
+        with pytest.raises(tf.errors.InvalidArgumentError, match=FAULT_MESSAGES["index range"]):
+            call()
+        assert_unchanged(saved)
+        return
+    run(mode, call)
+    assert_matches(variables, reference_sparse(values, grad, indices, hyper, dtype))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@settings(max_examples=examples(0.5))
+@given(data=st.data())
+def test_group_matches_reference(dtype, data):
+    centered = data.draw(st.booleans(), label="centered")
+    with_mom = data.draw(st.booleans(), label="with_mom")
+    mode = data.draw(st.sampled_from(["eager", "function"]), label="mode")
+    use_locking = data.draw(st.booleans(), label="use_locking")
+    n = data.draw(st.integers(1, 5), label="num vars")
+    shapes = [draw_dense_shape(data, f"shape{i}") for i in range(n)]
+    values = [draw_slot_values(data, s, dtype, centered, with_mom, prefix=f"{i}.")
+              for i, s in enumerate(shapes)]
+    grads = [draw_array(data, s, dtype, data.draw(st.booleans(), label=f"wild grad{i}"),
+                        f"grad{i}") for i, s in enumerate(shapes)]
+    hyper = draw_hyper(data, with_mom)
+    members = [make_variables(v) for v in values]
+    inputs = eager([grads, hyper])
+    run(mode, lambda: apply_group(members, *inputs, use_locking))
+    for member, start, grad in zip(members, values, grads):
+        assert_matches(member, reference_dense(start, grad, hyper, dtype))
+
+
+# --- Invalid input: InvalidArgumentError, nothing changed ------------------
+
+def _other_shape(data, shape, label):
+    """A shape different from `shape` (rank or some dimension)."""
+    change = data.draw(st.sampled_from(["grow", "rank+", "rank-"]), label=label)
+    if change == "rank+" or (change in ("grow", "rank-") and not shape):
+        return shape + (data.draw(st.integers(0, 3), label=f"{label} extra"),)
+    if change == "rank-":
+        return shape[1:]
+    axis = data.draw(st.integers(0, len(shape) - 1), label=f"{label} axis")
+    return shape[:axis] + (shape[axis] + data.draw(st.integers(1, 3)),) + shape[axis + 1:]
+
+
+class _Uninitialized:
+    """A handle to a variable that was never created."""
+
+    def __init__(self, dtype, shape):
+        self.handle = tf.raw_ops.VarHandleOp(dtype=tf.as_dtype(dtype), shape=shape,
+                                             shared_name=f"fuzz_missing_{uuid.uuid4().hex}")
+
+
+# Each fault and what the error must say, so that an example fails for the
+# fault it was built with and not some other.
+FAULT_MESSAGES = {
+    "grad shape": r"grad(\[\d+\])? has shape",
+    "grad dtype": r"has dtype \w+ but grad has dtype",
+    "slot shape": r"a slot must have the shape of its variable",
+    "slot dtype": r"has dtype \w+ but grad has dtype",
+    "member dtype": r"has dtype \w+ but grad has dtype",
+    "uninitialized": r"is not an initialized resource variable",
+    "alias": r"are the same variable",
+    "hyperparameter shape": r"must be a scalar",
+    "momentum without slot": r"no momentum slot",
+    "index range": r"indices\[\d+\] is out of range",
+    "index rank": r"indices must be a vector",
+    "scalar var": r"at least 1-D",
+    "grad row shape": r"grad has shape",
+}
+DENSE_FAULTS = ["grad shape", "grad dtype", "slot shape", "slot dtype", "alias",
+                "uninitialized", "hyperparameter shape", "momentum without slot"]
+SPARSE_FAULTS = DENSE_FAULTS + ["index range", "index rank", "scalar var", "grad row shape"]
+GROUP_FAULTS = DENSE_FAULTS + ["member dtype"]
+FAULTS = ([("dense", f) for f in DENSE_FAULTS] + [("sparse", f) for f in SPARSE_FAULTS]
+          + [("group", f) for f in GROUP_FAULTS])
+
+
+@pytest.mark.parametrize("kind,fault", FAULTS)
+@settings(max_examples=examples(0.1))
+@given(data=st.data())
+def test_invalid_input_changes_nothing(kind, fault, data):
+    dtype = data.draw(st.sampled_from(DTYPES), label="dtype")
+    other_dtype = data.draw(st.sampled_from([d for d in DTYPES if d != dtype]), label="other")
+    centered = data.draw(st.booleans(), label="centered")
+    with_mom = fault != "momentum without slot" and data.draw(st.booleans(), label="with_mom")
+    use_locking = data.draw(st.booleans(), label="use_locking")
+    hyper = draw_hyper(data, with_mom)
+    if fault == "momentum without slot":
+        # A tensor: a Python number is already refused in Python. Subnormal
+        # doubles are left out: DAZ makes them compare equal to 0 in the kernel.
+        hyper["momentum"] = tf.constant(data.draw(st.sampled_from(
+            [0.5, -1.0, 1e-300, 1.0, math.inf, math.nan]), label="momentum"), tf.float64)
+    if fault == "hyperparameter shape":
+        name = data.draw(st.sampled_from(HYPER_NAMES), label="non-scalar")
+        shape = data.draw(hnp.array_shapes(min_dims=1, max_dims=2, min_side=0, max_side=3))
+        hyper[name] = np.full(shape, 0.0 if name == "momentum" and not with_mom else 0.5)
+
+    n = data.draw(st.integers(1, 3), label="num vars") if kind == "group" else 1
+    if kind == "sparse":
+        rows = data.draw(st.integers(0 if fault == "index range" else 1, 5), label="rows")
+        row_shape = data.draw(hnp.array_shapes(min_dims=0, max_dims=2, min_side=0, max_side=3))
+        shapes = [() if fault == "scalar var" else (rows,) + row_shape]
+    else:
+        shapes = [draw_dense_shape(data, f"shape{i}") for i in range(n)]
+    members = [make_variables(draw_slot_values(data, s, dtype, centered, with_mom, f"{i}."))
+               for i, s in enumerate(shapes)]
+    extra = []  # variables brought in by the fault, checked as well
+    grads = [draw_array(data, s, dtype, True, f"grad{i}") for i, s in enumerate(shapes)]
+    target = data.draw(st.integers(0, n - 1), label="faulty member")
+    member, shape = members[target], shapes[target]
+    slot = data.draw(st.sampled_from([s for s in SLOTS[1:] if s in member]), label="slot")
+    indices = None
+    if kind == "sparse":
+        index_dtype = data.draw(st.sampled_from([np.int32, np.int64]), label="index dtype")
+        if fault == "scalar var":
+            indices = np.zeros(1, index_dtype)
+            grads = [np.ones(1, NUMPY_DTYPES[dtype])]
+        else:
+            indices = draw_indices(data, shape[0], index_dtype, valid=fault != "index range")
+            grads = [draw_array(data, (len(indices),) + shape[1:], dtype, True, "grad")]
+            if fault == "index rank":
+                indices = indices.reshape(data.draw(st.sampled_from(
+                    [(1, -1), (-1, 1)] + ([()] if len(indices) == 1 else [])), label="rank"))
+            if fault == "grad row shape":
+                grads = [np.ones((len(indices),) + _other_shape(data, shape[1:], "row"),
+                                 NUMPY_DTYPES[dtype])]
+
+    if fault == "grad shape":
+        if kind == "sparse":
+            deltas = [1, 2] + ([-1] if len(indices) else [])
+            new_shape = (len(indices) + data.draw(st.sampled_from(deltas)),) + shape[1:]
+        else:
+            new_shape = _other_shape(data, shape, "grad shape")
+        grads[target] = np.ones(new_shape, NUMPY_DTYPES[dtype])
+    elif fault == "grad dtype":
+        with np.errstate(all="ignore"):
+            grads = [g.astype(NUMPY_DTYPES[other_dtype]) for g in grads]
+    elif fault == "slot shape":
+        member[slot] = tf.Variable(np.zeros(_other_shape(data, shape, "slot shape"),
+                                            NUMPY_DTYPES[dtype]))
+        extra.append(member[slot])
+    elif fault == "slot dtype":
+        member[slot] = tf.Variable(np.zeros(shape, NUMPY_DTYPES[other_dtype]))
+        extra.append(member[slot])
+    elif fault == "member dtype":
+        replaced = make_variables(draw_slot_values(data, shape, other_dtype, centered, with_mom))
+        members[target] = replaced
+        extra += list(member.values())
+    elif fault == "uninitialized":
+        name = data.draw(st.sampled_from(list(member)), label="uninitialized")
+        extra.append(member[name])
+        member[name] = _Uninitialized(NUMPY_DTYPES[dtype], shape)
+    elif fault == "alias":
+        everything = [(i, name) for i, m in enumerate(members) for name in m]
+        (i, a), (j, b) = data.draw(st.lists(st.sampled_from(everything), min_size=2, max_size=2,
+                                            unique=True), label="aliased")
+        extra.append(members[j][b])
+        members[j][b] = members[i][a]
+
+    note(f"shapes={shapes} grads={[g.shape for g in grads]} "
+         f"indices={None if indices is None else indices.tolist()}")
+    watched = [v for m in members for v in m.values() if isinstance(v, tf.Variable)] + extra
+    saved = snapshot(watched)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=FAULT_MESSAGES[fault]):
+        if kind == "dense":
+            apply_dense(members[0], grads[0], hyper, use_locking)
+        elif kind == "sparse":
+            apply_sparse(members[0], grads[0], indices, hyper, use_locking)
+        else:
+            apply_group(members, grads, hyper, use_locking)
+    assert_unchanged(saved)
+
+
+def test_every_fault_has_a_message():
+    assert {fault for _, fault in FAULTS} == set(FAULT_MESSAGES)
