@@ -284,55 +284,40 @@ class GroupApplyRMSPropOp : public tensorflow::OpKernel {
   int num_mg_;
 };
 
+// The kernel builder of op NAME on one device; the hyperparameters are host
+// scalars on every device.
+#define RMSPROP_KERNEL_BUILDER(NAME, DEVICE_TYPE, T)                    \
+  Name(NAME)                                                            \
+      .Device(DEVICE_TYPE)                                              \
+      .HostMemory("lr")                                                 \
+      .HostMemory("rho")                                                \
+      .HostMemory("momentum")                                           \
+      .HostMemory("epsilon")                                            \
+      .TypeConstraint<T>("T")
+
 // Registers the op kernels of one device for one variable dtype.
-#define RMSPROP_REGISTER_KERNELS(DEVICE, DEVICE_TYPE, T)                       \
-  REGISTER_KERNEL_BUILDER(Name("FusedResourceApplyRMSProp")                    \
-                              .Device(DEVICE_TYPE)                             \
-                              .HostMemory("lr")                                \
-                              .HostMemory("rho")                               \
-                              .HostMemory("momentum")                          \
-                              .HostMemory("epsilon")                           \
-                              .TypeConstraint<T>("T"),                         \
-                          ::rmsprop_op::DenseApplyRMSPropOp<DEVICE, T, false>); \
-  REGISTER_KERNEL_BUILDER(Name("FusedResourceApplyCenteredRMSProp")            \
-                              .Device(DEVICE_TYPE)                             \
-                              .HostMemory("lr")                                \
-                              .HostMemory("rho")                               \
-                              .HostMemory("momentum")                          \
-                              .HostMemory("epsilon")                           \
-                              .TypeConstraint<T>("T"),                         \
-                          ::rmsprop_op::DenseApplyRMSPropOp<DEVICE, T, true>);  \
-  REGISTER_KERNEL_BUILDER(Name("FusedResourceGroupApplyRMSProp")               \
-                              .Device(DEVICE_TYPE)                             \
-                              .HostMemory("lr")                                \
-                              .HostMemory("rho")                               \
-                              .HostMemory("momentum")                          \
-                              .HostMemory("epsilon")                           \
-                              .TypeConstraint<T>("T"),                         \
-                          ::rmsprop_op::GroupApplyRMSPropOp<DEVICE, T>);        \
-  RMSPROP_REGISTER_SPARSE_KERNELS(DEVICE, DEVICE_TYPE, T, int32_t);            \
+#define RMSPROP_REGISTER_KERNELS(DEVICE, DEVICE_TYPE, T)                         \
+  REGISTER_KERNEL_BUILDER(                                                       \
+      RMSPROP_KERNEL_BUILDER("FusedResourceApplyRMSProp", DEVICE_TYPE, T),       \
+      ::rmsprop_op::DenseApplyRMSPropOp<DEVICE, T, false>);                      \
+  REGISTER_KERNEL_BUILDER(                                                       \
+      RMSPROP_KERNEL_BUILDER("FusedResourceApplyCenteredRMSProp", DEVICE_TYPE, T), \
+      ::rmsprop_op::DenseApplyRMSPropOp<DEVICE, T, true>);                       \
+  REGISTER_KERNEL_BUILDER(                                                       \
+      RMSPROP_KERNEL_BUILDER("FusedResourceGroupApplyRMSProp", DEVICE_TYPE, T),  \
+      ::rmsprop_op::GroupApplyRMSPropOp<DEVICE, T>);                             \
+  RMSPROP_REGISTER_SPARSE_KERNELS(DEVICE, DEVICE_TYPE, T, int32_t);              \
   RMSPROP_REGISTER_SPARSE_KERNELS(DEVICE, DEVICE_TYPE, T, int64_t)
 
-#define RMSPROP_REGISTER_SPARSE_KERNELS(DEVICE, DEVICE_TYPE, T, Tindex)       \
-  REGISTER_KERNEL_BUILDER(                                                    \
-      Name("FusedResourceSparseApplyRMSProp")                                 \
-          .Device(DEVICE_TYPE)                                                \
-          .HostMemory("lr")                                                   \
-          .HostMemory("rho")                                                  \
-          .HostMemory("momentum")                                             \
-          .HostMemory("epsilon")                                              \
-          .TypeConstraint<T>("T")                                             \
-          .TypeConstraint<Tindex>("Tindices"),                                \
-      ::rmsprop_op::SparseApplyRMSPropOp<DEVICE, T, Tindex, false>);          \
-  REGISTER_KERNEL_BUILDER(                                                    \
-      Name("FusedResourceSparseApplyCenteredRMSProp")                         \
-          .Device(DEVICE_TYPE)                                                \
-          .HostMemory("lr")                                                   \
-          .HostMemory("rho")                                                  \
-          .HostMemory("momentum")                                             \
-          .HostMemory("epsilon")                                              \
-          .TypeConstraint<T>("T")                                             \
-          .TypeConstraint<Tindex>("Tindices"),                                \
+#define RMSPROP_REGISTER_SPARSE_KERNELS(DEVICE, DEVICE_TYPE, T, Tindex)         \
+  REGISTER_KERNEL_BUILDER(                                                      \
+      RMSPROP_KERNEL_BUILDER("FusedResourceSparseApplyRMSProp", DEVICE_TYPE, T) \
+          .TypeConstraint<Tindex>("Tindices"),                                  \
+      ::rmsprop_op::SparseApplyRMSPropOp<DEVICE, T, Tindex, false>);            \
+  REGISTER_KERNEL_BUILDER(                                                      \
+      RMSPROP_KERNEL_BUILDER("FusedResourceSparseApplyCenteredRMSProp",         \
+                             DEVICE_TYPE, T)                                    \
+          .TypeConstraint<Tindex>("Tindices"),                                  \
       ::rmsprop_op::SparseApplyRMSPropOp<DEVICE, T, Tindex, true>)
 
 }  // namespace rmsprop_op
