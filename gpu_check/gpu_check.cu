@@ -152,13 +152,16 @@ struct DeviceSlots {
   }
 };
 
+// Without momentum epsilon goes after the root (as the tf_keras flavour asks),
+// with momentum under it, so that the checks cover both placements.
 template <typename T>
 HyperOf<T> MakeHyper(bool momentum) {
   using C = ComputeType<T>;
   const double lr = 0.01, rho = 0.9, epsilon = 1e-7;
   const double mom = momentum ? 0.9 : 0.0;
   return {static_cast<C>(lr), static_cast<C>(rho), static_cast<C>(1.0 - rho),
-          static_cast<C>(mom), static_cast<C>(epsilon)};
+          static_cast<C>(mom), static_cast<C>(momentum ? epsilon : 0.0),
+          static_cast<C>(momentum ? 0.0 : epsilon)};
 }
 
 // The CPU reference: element i of the update with gradient g, as the CPU

@@ -33,11 +33,13 @@ class RMSprop(tf_keras.optimizers.legacy.Optimizer):
     (`tf.IndexedSlices`, e.g. from `Embedding`) update only the rows in the
     batch, duplicates summed first, with or without momentum.
 
-    The update is the one of `keras_optimizer.RMSprop`, with epsilon inside the
-    square root: `step = lr * g / sqrt(ms + epsilon)`. The stock optimizer
-    does the same when momentum > 0, but without momentum it divides by
-    `sqrt(ms) + epsilon` and, on sparse gradients, decays the accumulators of
-    every row, not only of those in the batch.
+    The formula is the stock optimizer's: with momentum, epsilon inside the
+    square root (`step = lr * g / sqrt(ms + epsilon)`, as TensorFlow's
+    training ops compute it); without momentum, after it
+    (`step = lr * g / (sqrt(ms) + epsilon)`). One difference is by design:
+    on sparse gradients without momentum the stock optimizer decays the
+    accumulators of every row, ours only those of the rows in the batch, as
+    with momentum.
 
     Args:
         learning_rate: A float, a
@@ -46,8 +48,8 @@ class RMSprop(tf_keras.optimizers.legacy.Optimizer):
         rho: Discounting factor for the old gradients. Defaults to 0.9.
         momentum: If not 0.0, the optimizer tracks the momentum value.
             Defaults to 0.0.
-        epsilon: Small constant for numerical stability, added inside the
-            square root. Defaults to 1e-7.
+        epsilon: Small constant for numerical stability: added inside the
+            square root with momentum, to it without. Defaults to 1e-7.
         centered: If True, gradients are normalized by the estimated variance
             of the gradient. Defaults to False.
         name: Name prefix of the operations. Defaults to `"RMSprop"`.
@@ -124,7 +126,11 @@ class RMSprop(tf_keras.optimizers.legacy.Optimizer):
         coefficients = (apply_state or {}).get(
             (var_device, var_dtype)
         ) or self._fallback_apply_state(var_device, var_dtype)
-        return {k: coefficients[k] for k in ("lr", "rho", "momentum", "epsilon")}
+        hyper = {k: coefficients[k] for k in ("lr", "rho", "momentum", "epsilon")}
+        # Where the stock optimizer puts epsilon: its momentum path runs
+        # TensorFlow's training ops, its plain path divides by sqrt(ms) + eps.
+        hyper["epsilon_after_sqrt"] = not self._momentum
+        return hyper
 
     def _slot_variables(self, var):
         """(ms, mg, mom) of `var`; mg / mom None when absent."""

@@ -3,7 +3,9 @@
 Each function updates `var` and its slots in place, in one pass, and returns
 the op (in a `tf.function`) or None (eagerly). Hyperparameters are Python
 numbers or scalar tensors; `mom=None` means no momentum slot, and then
-`momentum` must be 0. See README.md for the exact formula.
+`momentum` must be 0. `epsilon_after_sqrt=True` divides by sqrt(ms) + epsilon
+instead of sqrt(ms + epsilon), as tf_keras's RMSprop does without momentum.
+See README.md for the exact formula.
 """
 import tensorflow as tf
 
@@ -58,44 +60,48 @@ def _hyperparameters(lr, rho, momentum, epsilon):
     ]
 
 
-def apply_rmsprop(var, ms, mom, grad, lr, rho, momentum, epsilon, use_locking=False):
+def apply_rmsprop(var, ms, mom, grad, lr, rho, momentum, epsilon, use_locking=False, epsilon_after_sqrt=False):
     """var -= RMSProp step for a dense `grad`; updates ms (and mom) in place."""
     lr, rho, momentum_t, epsilon = _hyperparameters(lr, rho, momentum, epsilon)
     return _ops.fused_resource_apply_rms_prop(
         var=_handle(var, "var"), ms=_handle(ms, "ms"), mom=_momentum_slot(mom, momentum),
         grad=grad, lr=lr, rho=rho, momentum=momentum_t, epsilon=epsilon,
-        use_locking=use_locking)
+        use_locking=use_locking,
+        epsilon_after_sqrt=epsilon_after_sqrt)
 
 
-def apply_centered_rmsprop(var, mg, ms, mom, grad, lr, rho, momentum, epsilon, use_locking=False):
+def apply_centered_rmsprop(var, mg, ms, mom, grad, lr, rho, momentum, epsilon, use_locking=False, epsilon_after_sqrt=False):
     """Centered variant: also tracks the mean gradient mg."""
     lr, rho, momentum_t, epsilon = _hyperparameters(lr, rho, momentum, epsilon)
     return _ops.fused_resource_apply_centered_rms_prop(
         var=_handle(var, "var"), mg=_handle(mg, "mg"), ms=_handle(ms, "ms"),
         mom=_momentum_slot(mom, momentum), grad=grad, lr=lr, rho=rho,
-        momentum=momentum_t, epsilon=epsilon, use_locking=use_locking)
+        momentum=momentum_t, epsilon=epsilon, use_locking=use_locking,
+        epsilon_after_sqrt=epsilon_after_sqrt)
 
 
-def sparse_apply_rmsprop(var, ms, mom, grad, indices, lr, rho, momentum, epsilon, use_locking=False):
+def sparse_apply_rmsprop(var, ms, mom, grad, indices, lr, rho, momentum, epsilon, use_locking=False, epsilon_after_sqrt=False):
     """Row-wise update of the rows `indices` of var; duplicates are summed first."""
     lr, rho, momentum_t, epsilon = _hyperparameters(lr, rho, momentum, epsilon)
     return _ops.fused_resource_sparse_apply_rms_prop(
         var=_handle(var, "var"), ms=_handle(ms, "ms"), mom=_momentum_slot(mom, momentum),
         grad=grad, indices=indices, lr=lr, rho=rho, momentum=momentum_t,
-        epsilon=epsilon, use_locking=use_locking)
+        epsilon=epsilon, use_locking=use_locking,
+        epsilon_after_sqrt=epsilon_after_sqrt)
 
 
 def sparse_apply_centered_rmsprop(var, mg, ms, mom, grad, indices, lr, rho, momentum, epsilon,
-                                  use_locking=False):
+                                  use_locking=False, epsilon_after_sqrt=False):
     """Row-wise centered update; see sparse_apply_rmsprop."""
     lr, rho, momentum_t, epsilon = _hyperparameters(lr, rho, momentum, epsilon)
     return _ops.fused_resource_sparse_apply_centered_rms_prop(
         var=_handle(var, "var"), mg=_handle(mg, "mg"), ms=_handle(ms, "ms"),
         mom=_momentum_slot(mom, momentum), grad=grad, indices=indices, lr=lr,
-        rho=rho, momentum=momentum_t, epsilon=epsilon, use_locking=use_locking)
+        rho=rho, momentum=momentum_t, epsilon=epsilon, use_locking=use_locking,
+        epsilon_after_sqrt=epsilon_after_sqrt)
 
 
-def group_apply_rmsprop(vars, mgs, mss, moms, grads, lr, rho, momentum, epsilon, use_locking=False):
+def group_apply_rmsprop(vars, mgs, mss, moms, grads, lr, rho, momentum, epsilon, use_locking=False, epsilon_after_sqrt=False):
     """Dense updates of many variables of one dtype in one op.
 
     `mgs` is None (plain RMSProp) or one mean-gradient slot per variable;
@@ -116,4 +122,5 @@ def group_apply_rmsprop(vars, mgs, mss, moms, grads, lr, rho, momentum, epsilon,
         ms=[_handle(v, f"mss[{i}]") for i, v in enumerate(mss)],
         mom=[] if moms is None else [_handle(v, f"moms[{i}]") for i, v in enumerate(moms)],
         grad=list(grads), lr=lr, rho=rho, momentum=momentum_t, epsilon=epsilon,
-        use_locking=use_locking)
+        use_locking=use_locking,
+        epsilon_after_sqrt=epsilon_after_sqrt)

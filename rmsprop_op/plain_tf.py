@@ -18,7 +18,7 @@ def _float64(x):
     return tf.cast(tf.convert_to_tensor(x, dtype_hint=tf.float64), tf.float64)
 
 
-def _formula(var, ms, mg, mom, g, lr, rho, momentum, epsilon):
+def _formula(var, ms, mg, mom, g, lr, rho, momentum, epsilon, epsilon_after_sqrt):
     """rmsprop_math::UpdateElement on tensors in the compute dtype.
     Returns the new (var, ms, mg, mom); mg / mom None when absent."""
     c = g.dtype
@@ -26,11 +26,15 @@ def _formula(var, ms, mg, mom, g, lr, rho, momentum, epsilon):
     one_minus_rho = tf.cast(1.0 - rho, c)
     lr, rho = tf.cast(lr, c), tf.cast(rho, c)
     ms = rho * ms + one_minus_rho * (g * g)
+    epsilon = tf.cast(epsilon, c)
+    zero = tf.zeros([], c)
+    eps_in, eps_after = (zero, epsilon) if epsilon_after_sqrt else (epsilon, zero)
     if mg is not None:
         mg = rho * mg + one_minus_rho * g
-        step = (lr * g) / tf.sqrt((ms - mg * mg) + tf.cast(epsilon, c))
+        denom = ms - mg * mg
     else:
-        step = (lr * g) / tf.sqrt(ms + tf.cast(epsilon, c))
+        denom = ms
+    step = (lr * g) / (tf.sqrt(denom + eps_in) + eps_after)
     if mom is not None:
         mom = tf.cast(momentum, c) * mom + step
         delta = mom
@@ -43,15 +47,15 @@ def _read(v, c):
     return None if v is None else tf.cast(v.read_value(), c)
 
 
-def _dense(var, ms, mg, mom, grad, lr, rho, momentum, epsilon):
+def _dense(var, ms, mg, mom, grad, *hyper):
     c = _compute_dtype(var.dtype)
     new = _formula(_read(var, c), _read(ms, c), _read(mg, c), _read(mom, c),
-                   tf.cast(grad, c), lr, rho, momentum, epsilon)
+                   tf.cast(grad, c), *hyper)
     return tf.group([v.assign(tf.cast(x, v.dtype)) for v, x in zip((var, ms, mg, mom), new)
                      if v is not None])
 
 
-def _sparse(var, ms, mg, mom, grad, indices, lr, rho, momentum, epsilon):
+def _sparse(var, ms, mg, mom, grad, indices, *hyper):
     # Sum duplicate rows without tf.unique (which XLA cannot compile with a
     # static shape): segment-sum into the full row space, then update only
     # the touched rows and leave the others bit-for-bit as they were.
@@ -61,39 +65,42 @@ def _sparse(var, ms, mg, mom, grad, indices, lr, rho, momentum, epsilon):
     touched = tf.math.unsorted_segment_max(tf.ones_like(indices, tf.int32), indices, num_rows) > 0
     touched = tf.reshape(touched, [-1] + [1] * (len(var.shape) - 1))
     old = [None if v is None else v.read_value() for v in (var, ms, mg, mom)]
-    new = _formula(*[None if x is None else tf.cast(x, c) for x in old], summed,
-                   lr, rho, momentum, epsilon)
+    new = _formula(*[None if x is None else tf.cast(x, c) for x in old], summed, *hyper)
     return tf.group([v.assign(tf.where(touched, tf.cast(x, v.dtype), o))
                      for v, x, o in zip((var, ms, mg, mom), new, old) if v is not None])
 
 
-def apply_rmsprop(var, ms, mom, grad, lr, rho, momentum, epsilon, use_locking=False):
+def apply_rmsprop(var, ms, mom, grad, lr, rho, momentum, epsilon, use_locking=False,
+                  epsilon_after_sqrt=False):
     del use_locking  # variable assignments in one graph are already ordered
-    return _dense(var, ms, None, mom, grad, lr, rho, momentum, epsilon)
+    return _dense(var, ms, None, mom, grad, lr, rho, momentum, epsilon, epsilon_after_sqrt)
 
 
-def apply_centered_rmsprop(var, mg, ms, mom, grad, lr, rho, momentum, epsilon, use_locking=False):
+def apply_centered_rmsprop(var, mg, ms, mom, grad, lr, rho, momentum, epsilon, use_locking=False,
+                           epsilon_after_sqrt=False):
     del use_locking
-    return _dense(var, ms, mg, mom, grad, lr, rho, momentum, epsilon)
+    return _dense(var, ms, mg, mom, grad, lr, rho, momentum, epsilon, epsilon_after_sqrt)
 
 
 def sparse_apply_rmsprop(var, ms, mom, grad, indices, lr, rho, momentum, epsilon,
-                         use_locking=False):
+                         use_locking=False, epsilon_after_sqrt=False):
     del use_locking
-    return _sparse(var, ms, None, mom, grad, indices, lr, rho, momentum, epsilon)
+    return _sparse(var, ms, None, mom, grad, indices, lr, rho, momentum, epsilon,
+                   epsilon_after_sqrt)
 
 
 def sparse_apply_centered_rmsprop(var, mg, ms, mom, grad, indices, lr, rho, momentum, epsilon,
-                                  use_locking=False):
+                                  use_locking=False, epsilon_after_sqrt=False):
     del use_locking
-    return _sparse(var, ms, mg, mom, grad, indices, lr, rho, momentum, epsilon)
+    return _sparse(var, ms, mg, mom, grad, indices, lr, rho, momentum, epsilon,
+                   epsilon_after_sqrt)
 
 
 def group_apply_rmsprop(vars, mgs, mss, moms, grads, lr, rho, momentum, epsilon,
-                        use_locking=False):
+                        use_locking=False, epsilon_after_sqrt=False):
     del use_locking
     n = len(vars)
     mgs = mgs if mgs is not None else [None] * n
     moms = moms if moms is not None else [None] * n
-    return tf.group([_dense(v, ms, mg, mom, g, lr, rho, momentum, epsilon)
+    return tf.group([_dense(v, ms, mg, mom, g, lr, rho, momentum, epsilon, epsilon_after_sqrt)
                      for v, mg, ms, mom, g in zip(vars, mgs, mss, moms, grads)])

@@ -13,23 +13,26 @@ def compute_dtype_of(dtype):
     return np.float64 if np.dtype(dtype) == np.float64 else np.float32
 
 
-def rmsprop_step(var, ms, mg, mom, grad, lr, rho, momentum, epsilon, compute_dtype=np.float64):
+def rmsprop_step(var, ms, mg, mom, grad, lr, rho, momentum, epsilon, compute_dtype=np.float64,
+                 epsilon_after_sqrt=False):
     """One dense step. mg / mom are None when absent. Returns new (var, ms, mg, mom)
-    in the storage dtype of var."""
+    in the storage dtype of var. epsilon goes under the root, or after it."""
     c = np.dtype(compute_dtype).type
     storage = var.dtype
     g = grad.astype(c)
     lr_, rho_, one_minus_rho = c(lr), c(rho), c(1.0 - float(rho))
-    momentum_, epsilon_ = c(momentum), c(epsilon)
+    momentum_ = c(momentum)
+    eps_in, eps_after = (c(0), c(epsilon)) if epsilon_after_sqrt else (c(epsilon), c(0))
     ms_ = ms.astype(c)
     ms_ = rho_ * ms_ + one_minus_rho * (g * g)
     if mg is not None:
         mg_ = mg.astype(c)
         mg_ = rho_ * mg_ + one_minus_rho * g
-        step = (lr_ * g) / np.sqrt((ms_ - mg_ * mg_) + epsilon_)
+        denom = ms_ - mg_ * mg_
     else:
         mg_ = None
-        step = (lr_ * g) / np.sqrt(ms_ + epsilon_)
+        denom = ms_
+    step = (lr_ * g) / (np.sqrt(denom + eps_in) + eps_after)
     if mom is not None:
         mom_ = momentum_ * mom.astype(c) + step
         delta = mom_
@@ -42,7 +45,7 @@ def rmsprop_step(var, ms, mg, mom, grad, lr, rho, momentum, epsilon, compute_dty
 
 
 def sparse_rmsprop_step(var, ms, mg, mom, grad, indices, lr, rho, momentum, epsilon,
-                        compute_dtype=np.float64):
+                        compute_dtype=np.float64, epsilon_after_sqrt=False):
     """Row-wise step: duplicate indices summed in position order first, rows
     not named untouched."""
     c = np.dtype(compute_dtype).type
@@ -57,7 +60,7 @@ def sparse_rmsprop_step(var, ms, mg, mom, grad, indices, lr, rho, momentum, epsi
             summed = summed + grad[p].astype(c)
         new = rmsprop_step(var[row], ms[row], None if mg is None else mg[row],
                            None if mom is None else mom[row], summed,
-                           lr, rho, momentum, epsilon, compute_dtype)
+                           lr, rho, momentum, epsilon, compute_dtype, epsilon_after_sqrt)
         var[row], ms[row] = new[0], new[1]
         if mg is not None:
             mg[row] = new[2]

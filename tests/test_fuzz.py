@@ -222,7 +222,10 @@ def draw_hyper(data, with_mom):
     # 0-d arrays: TensorFlow caches the tensors it makes of Python floats (and
     # of np.float64, a float subclass) by value, and -0.0 == 0.0, so a -0.0
     # can arrive as the 0.0 of an earlier call.
-    return {name: np.array(x, np.float64) for name, x in hyper.items()}
+    hyper = {name: np.array(x, np.float64) for name, x in hyper.items()}
+    # An op attr, not a tensor: eager() passes it through.
+    hyper["epsilon_after_sqrt"] = data.draw(st.booleans(), label="epsilon_after_sqrt")
+    return hyper
 
 
 def draw_slot_values(data, shape, dtype, centered, with_mom, prefix=""):
@@ -248,6 +251,8 @@ def eager(value):
         return {k: eager(v) for k, v in value.items()}
     if isinstance(value, list):
         return [eager(v) for v in value]
+    if isinstance(value, bool):
+        return value
     return tf.constant(value)
 
 

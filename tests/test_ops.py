@@ -322,3 +322,61 @@ def test_gradient_of_mixed_precision_scalars():
     rmsprop_op.apply_rmsprop(var, ms, None, tf.constant([1.0], tf.float16), 1e-3, 0.9, 0.0, 1e-7)
     expected = np.float16(np.float32(1.0) - np.float32(1e-3) / np.sqrt(np.float32(0.1) + np.float32(1e-7)))
     assert var.numpy()[0] == expected
+
+
+EPSILON_AFTER_SQRT_VARIANTS = list(itertools.product(DTYPES, [True, False], [True, False],
+                                                     ["dense", "sparse", "group"]))
+
+
+def _apply_epsilon_after_sqrt(ops, kind, variables, grad, indices, hyper):
+    var, ms, mg, mom = variables
+    args = dict(hyper, momentum=hyper["momentum"] if mom is not None else 0.0,
+                epsilon_after_sqrt=True)
+    if kind == "group":
+        return ops.group_apply_rmsprop([var], None if mg is None else [mg], [ms],
+                                       None if mom is None else [mom], [grad], **args)
+    if kind == "sparse":
+        if mg is None:
+            return ops.sparse_apply_rmsprop(var, ms, mom, grad, indices, **args)
+        return ops.sparse_apply_centered_rmsprop(var, mg, ms, mom, grad, indices, **args)
+    if mg is None:
+        return ops.apply_rmsprop(var, ms, mom, grad, **args)
+    return ops.apply_centered_rmsprop(var, mg, ms, mom, grad, **args)
+
+
+@pytest.mark.parametrize("dtype,with_mom,centered,kind", EPSILON_AFTER_SQRT_VARIANTS)
+def test_epsilon_after_sqrt_matches_reference(dtype, with_mom, centered, kind):
+    """lr*g / (sqrt(ms) + epsilon), tf_keras's formula, bit for bit; it
+    differs from the default placement where ms is comparable to epsilon."""
+    from rmsprop_op import plain_tf
+
+    shape = (6, 5)
+    initial = _slots(shape, dtype, centered, with_mom)
+    # Tiny mean squares: where epsilon's placement shows.
+    small = NUMPY_DTYPES[dtype](1e-2)
+    initial = (initial[0], initial[1] * small * small,
+               None if initial[2] is None else initial[2] * small, initial[3])
+    hyper = dict(HYPER, epsilon=1e-3 if dtype in ("float16", "bfloat16") else 1e-5)
+    momentum = hyper["momentum"] if with_mom else 0.0
+    indices = np.array([4, 1, 4, 0], np.int64) if kind == "sparse" else None
+    g = _random(shape if indices is None else (len(indices), shape[1]), dtype, 7) * \
+        NUMPY_DTYPES[dtype](0.01)
+    step = sparse_rmsprop_step if kind == "sparse" else rmsprop_step
+    extra = (indices,) if kind == "sparse" else ()
+    args = (hyper["lr"], hyper["rho"], momentum, hyper["epsilon"],
+            compute_dtype_of(NUMPY_DTYPES[dtype]))
+    expected = step(*initial, g, *extra, *args, epsilon_after_sqrt=True)
+    default_placement = step(*initial, g, *extra, *args)
+    assert not np.array_equal(expected[0], default_placement[0])
+
+    for ops in (rmsprop_op, plain_tf):
+        variables = _variables(initial)
+        _apply_epsilon_after_sqrt(ops, kind, variables, tf.constant(g),
+                                  None if indices is None else tf.constant(indices), hyper)
+        if ops is rmsprop_op:
+            _assert_bitwise_equal(_numpy(variables), expected)
+        else:  # plain TF ops in eager mode round as the kernels do, up to float16 casts
+            for a, e in zip(_numpy(variables), expected):
+                if e is not None:
+                    np.testing.assert_allclose(a.astype(np.float64), e.astype(np.float64),
+                                               rtol=1e-6 if dtype == "float64" else 2e-3)

@@ -61,6 +61,30 @@ def test_fit_matches_stock(kwargs):
     np.testing.assert_array_equal(ours.get_weights()[0][40:], initial[40:])
 
 
+@pytest.mark.parametrize("kwargs", [{}, dict(centered=True), dict(epsilon=1e-3)],
+                         ids=["plain", "centered", "large_epsilon"])
+def test_fit_without_momentum_matches_stock_on_dense_layers(kwargs):
+    # Without momentum stock's sparse path decays every row (ours only the
+    # rows in the batch), so this model has dense gradients only.
+    def compiled(optimizer):
+        tf_keras.utils.set_random_seed(0)
+        model = tf.keras.Sequential([tf.keras.Input((6,)),
+                                     tf.keras.layers.Dense(8, activation="relu"),
+                                     tf.keras.layers.Dense(3)])
+        model.compile(optimizer=optimizer,
+                      loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        return model
+
+    tokens, labels = _data()
+    features = tokens.astype(np.float32) / 40.0
+    ours, stock = compiled(RMSprop(0.01, **kwargs)), compiled(Stock(0.01, **kwargs))
+    for model in (ours, stock):
+        model.fit(features, labels, batch_size=16, epochs=3, shuffle=False, verbose=0)
+    for x, y in zip(ours.get_weights() + ours.optimizer.get_weights(),
+                    stock.get_weights() + stock.optimizer.get_weights()):
+        np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-7)
+
+
 @pytest.mark.parametrize("kwargs", [{}, dict(momentum=0.9, centered=True)],
                          ids=["plain", "centered_momentum"])
 def test_fit_under_xla_uses_plain_tf_and_agrees(kwargs):

@@ -5,10 +5,10 @@ What the stock optimizer computes depends on momentum:
   kernels, epsilon inside the square root like ours, sparse updates row-wise
   with duplicates summed. Only the rounding differs (the kernels write
   ms + (g^2 - ms) * (1 - rho)), so we compare within float32 round-off.
-- momentum == 0: its own Python formula, lr * g / (sqrt(ms) + epsilon), and on
-  sparse gradients it decays the accumulators of every row. With epsilon = 0
-  the dense formulas coincide and we compare bit for bit; otherwise we compare
-  against the NumPy reference of our formula, bit for bit.
+- momentum == 0: its own Python formula, lr * g / (sqrt(ms) + epsilon), which
+  our ops compute with epsilon_after_sqrt, bit for bit. On sparse gradients it
+  decays the accumulators of every row; ours touches only the rows in the
+  batch, so sparse trajectories agree where every batch names every row.
 """
 import os
 
@@ -115,18 +115,32 @@ PLAIN_CASES = {
 
 @pytest.mark.parametrize("compiled", [False, True], ids=["eager", "tf_function"])
 @pytest.mark.parametrize("name", list(PLAIN_CASES))
-def test_dense_without_momentum_matches_stock_bit_for_bit_where_formulas_agree(name, compiled):
-    # Without momentum stock divides by sqrt(ms) + epsilon, we by
-    # sqrt(ms + epsilon): equal only for epsilon = 0 (set after construction,
-    # since the constructor replaces 0 by the backend's epsilon). Zero
-    # gradients would then give 0 / 0, so there are none here.
+def test_dense_without_momentum_matches_stock_bit_for_bit(name, compiled):
+    # Both divide by sqrt(ms) + epsilon; zero gradients included.
     ours, stock = RMSprop(**PLAIN_CASES[name]), Stock(**PLAIN_CASES[name])
-    ours.epsilon = stock.epsilon = 0.0
-    a = _train(ours, compiled=compiled, zero=False)
-    b = _train(stock, compiled=compiled, zero=False)
+    a = _train(ours, compiled=compiled)
+    b = _train(stock, compiled=compiled)
     assert _slot_names(ours) == _slot_names(stock)
     for x, y in zip(a, b):
         np.testing.assert_array_equal(x, y)
+
+
+def test_epsilon_placement_shows_where_ms_is_small():
+    # A large epsilon against small gradients: sqrt(ms) + eps and
+    # sqrt(ms + eps) differ by far more than round-off, and we follow stock.
+    kwargs = dict(epsilon=1e-2, learning_rate=0.1)
+    var_values = [np.float32([1.0, -1.0])] * 3
+    grad = tf.constant([1e-3, -2e-3])
+    results = []
+    for opt in (RMSprop(**kwargs), Stock(**kwargs), RMSprop(momentum=0.5, **kwargs),
+                Stock(momentum=0.5, **kwargs)):
+        var = tf.Variable(var_values[0])
+        for _ in range(3):
+            opt.apply_gradients([(grad, var)])
+        results.append(var.numpy())
+    np.testing.assert_array_equal(results[0], results[1])
+    np.testing.assert_allclose(results[2], results[3], rtol=1e-6)
+    assert np.all(np.abs(results[0] - results[2]) > 1e-4)
 
 
 def _f32(x):
@@ -149,7 +163,7 @@ def test_dense_without_momentum_matches_reference_bit_for_bit(kwargs, compiled):
         for i, g in enumerate(_gradients(s)):
             variables[i], ms[i], mg[i], _ = rmsprop_step(
                 variables[i], ms[i], mg[i], None, g, _f32(lr), _f32(rho), 0.0, _f32(eps),
-                compute_dtype=np.float32)
+                compute_dtype=np.float32, epsilon_after_sqrt=True)
     expected = variables + [np.int64(30)] + ms + (mg if centered else [])
     assert len(got) == len(expected)
     for x, y in zip(got, expected):
@@ -242,11 +256,47 @@ def test_sparse_matches_row_wise_reference_bit_for_bit(kwargs, compiled):
     for values, indices in _sparse_batches(100):
         var, ms, mg, mom = sparse_rmsprop_step(
             var, ms, mg, mom, values, indices, _f32(kwargs["learning_rate"]), _f32(0.9),
-            _f32(momentum), _f32(1e-7), compute_dtype=np.float32)
+            _f32(momentum), _f32(1e-7), compute_dtype=np.float32,
+            epsilon_after_sqrt=not momentum)
     expected = [var, ms] + ([mom] if momentum else []) + ([mg] if centered else [])
     assert len(got) == len(expected)
     for x, y in zip(got, expected):
         np.testing.assert_array_equal(x, y)
+
+
+def _covering_batches(steps):
+    # Every row in every batch, in shuffled order, some twice.
+    rng = np.random.default_rng(11)
+    for _ in range(steps):
+        indices = np.concatenate([rng.permutation(ROWS), rng.integers(0, ROWS, 4)])
+        rng.shuffle(indices)
+        yield rng.standard_normal((len(indices), COLS)).astype(np.float32), indices.astype(np.int32)
+
+
+@pytest.mark.parametrize("compiled", [False, True], ids=["eager", "tf_function"])
+@pytest.mark.parametrize("kwargs", [dict(learning_rate=0.01), dict(learning_rate=0.01, centered=True),
+                                    dict(learning_rate=0.01, epsilon=1e-2)],
+                         ids=["plain", "centered", "large_epsilon"])
+def test_sparse_without_momentum_matches_stock_where_batches_cover_every_row(kwargs, compiled):
+    # Stock decays every row's accumulators; where every row is in every
+    # batch that is also what ours does, so the trajectories agree.
+    results = []
+    for opt in (RMSprop(**kwargs), Stock(**kwargs)):
+        var = tf.Variable(_sparse_initial())
+
+        def step(values, indices):
+            grad = tf.IndexedSlices(values, indices, tf.constant([ROWS, COLS]))
+            opt.apply_gradients([(grad, var)])
+
+        run = tf.function(step) if compiled else step
+        for values, indices in _covering_batches(100):
+            run(tf.constant(values), tf.constant(indices))
+        results.append([var.numpy()] + opt.get_weights()[1:])
+    for x, y in zip(*results):
+        if compiled:  # Grappler rewrites the stock graph's arithmetic a little
+            np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-7)
+        else:
+            np.testing.assert_array_equal(x, y)
 
 
 def test_stock_sparse_without_momentum_decays_rows_not_in_the_batch():

@@ -26,13 +26,19 @@ namespace rmsprop_math {
 // Hyperparameters in the compute type C (float for half, bfloat16 and float
 // variables; double for double variables). one_minus_rho is computed in
 // double from rho by the caller, as Keras does with its Python float.
+//
+// Epsilon goes under the root (Keras 3, TensorFlow's training ops) or after
+// it (tf_keras's RMSprop without momentum); the caller sets one of the two
+// and leaves the other 0, which changes no bit of the other placement
+// (x + 0 == x for the non-negative ms and the root) and keeps one loop body.
 template <typename C>
 struct Hyper {
   C lr;
   C rho;
   C one_minus_rho;
   C momentum;
-  C epsilon;
+  C epsilon_in_sqrt;
+  C epsilon_after_sqrt;
 };
 
 template <typename C>
@@ -46,11 +52,17 @@ RMSPROP_HOST_DEVICE float Sqrt<float>(float x) {
 }
 #endif
 
+// lr*g / (sqrt(denom + epsilon_in_sqrt) + epsilon_after_sqrt).
+template <typename C>
+RMSPROP_HOST_DEVICE C ScaledStep(C g, C denom, const Hyper<C>& h) {
+  return (h.lr * g) / (Sqrt<C>(denom + h.epsilon_in_sqrt) + h.epsilon_after_sqrt);
+}
+
 // Updates the mean square `ms` and returns the step lr*g/sqrt(ms + epsilon).
 template <typename C>
 RMSPROP_HOST_DEVICE C PlainStep(C g, C& ms, const Hyper<C>& h) {
   ms = h.rho * ms + h.one_minus_rho * (g * g);
-  return (h.lr * g) / Sqrt<C>(ms + h.epsilon);
+  return ScaledStep<C>(g, ms, h);
 }
 
 // Updates `ms` and the mean gradient `mg` and returns
@@ -59,7 +71,7 @@ template <typename C>
 RMSPROP_HOST_DEVICE C CenteredStep(C g, C& ms, C& mg, const Hyper<C>& h) {
   ms = h.rho * ms + h.one_minus_rho * (g * g);
   mg = h.rho * mg + h.one_minus_rho * g;
-  return (h.lr * g) / Sqrt<C>((ms - mg * mg) + h.epsilon);
+  return ScaledStep<C>(g, ms - mg * mg, h);
 }
 
 // With a momentum slot the variable moves by the accumulated momentum.

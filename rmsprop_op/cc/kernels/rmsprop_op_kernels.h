@@ -20,9 +20,12 @@ namespace rmsprop_op {
 
 // Reads the four float64 host scalars and converts them to the compute type.
 // (1 - rho) is formed in double, as Keras does with its Python float rho.
+// epsilon goes under the root or, with the op's epsilon_after_sqrt attr,
+// after it.
 template <typename T>
 absl::Status ReadHyperparameters(tensorflow::OpKernelContext* ctx,
-                                 bool has_momentum_slot, HyperOf<T>* h) {
+                                 bool has_momentum_slot,
+                                 bool epsilon_after_sqrt, HyperOf<T>* h) {
   double values[4];
   const char* names[4] = {"lr", "rho", "momentum", "epsilon"};
   for (int i = 0; i < 4; ++i) {
@@ -42,9 +45,10 @@ absl::Status ReadHyperparameters(tensorflow::OpKernelContext* ctx,
                      "variable or momentum=0"));
   }
   using C = ComputeType<T>;
+  const C epsilon = static_cast<C>(values[3]);
   *h = {static_cast<C>(values[0]), static_cast<C>(values[1]),
         static_cast<C>(1.0 - values[1]), static_cast<C>(values[2]),
-        static_cast<C>(values[3])};
+        epsilon_after_sqrt ? C(0) : epsilon, epsilon_after_sqrt ? epsilon : C(0)};
   return absl::OkStatus();
 }
 
@@ -101,6 +105,7 @@ class SingleVariableOpBase : public tensorflow::OpKernel {
   explicit SingleVariableOpBase(tensorflow::OpKernelConstruction* ctx)
       : OpKernel(ctx) {
     OP_REQUIRES_OK(ctx, ctx->GetAttr("use_locking", &use_locking_));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("epsilon_after_sqrt", &epsilon_after_sqrt_));
     int num_mom;
     OP_REQUIRES_OK(ctx, ctx->GetAttr("num_momentum_slots", &num_mom));
     OP_REQUIRES(ctx, num_mom <= 1,
@@ -134,6 +139,7 @@ class SingleVariableOpBase : public tensorflow::OpKernel {
   }
 
   bool use_locking_;
+  bool epsilon_after_sqrt_;
   bool has_mom_;
 };
 
@@ -146,7 +152,7 @@ class DenseApplyRMSPropOp : public SingleVariableOpBase<Device, T, kCentered> {
 
   void Compute(tensorflow::OpKernelContext* ctx) override {
     HyperOf<T> h;
-    OP_REQUIRES_OK(ctx, ReadHyperparameters<T>(ctx, this->has_mom_, &h));
+    OP_REQUIRES_OK(ctx, ReadHyperparameters<T>(ctx, this->has_mom_, this->epsilon_after_sqrt_, &h));
     LockedVariables<Device> vars;
     OP_REQUIRES_OK(ctx, this->AcquireVariables(ctx, /*sparse=*/false, &vars));
     const tensorflow::Tensor* grad;
@@ -175,7 +181,7 @@ class SparseApplyRMSPropOp : public SingleVariableOpBase<Device, T, kCentered> {
 
   void Compute(tensorflow::OpKernelContext* ctx) override {
     HyperOf<T> h;
-    OP_REQUIRES_OK(ctx, ReadHyperparameters<T>(ctx, this->has_mom_, &h));
+    OP_REQUIRES_OK(ctx, ReadHyperparameters<T>(ctx, this->has_mom_, this->epsilon_after_sqrt_, &h));
     const tensorflow::Tensor* grad;
     OP_REQUIRES_OK(ctx, ctx->input("grad", &grad));
     const tensorflow::Tensor* indices;
@@ -223,6 +229,7 @@ class GroupApplyRMSPropOp : public tensorflow::OpKernel {
   explicit GroupApplyRMSPropOp(tensorflow::OpKernelConstruction* ctx)
       : OpKernel(ctx) {
     OP_REQUIRES_OK(ctx, ctx->GetAttr("use_locking", &use_locking_));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("epsilon_after_sqrt", &epsilon_after_sqrt_));
     OP_REQUIRES_OK(ctx, ctx->GetAttr("num_vars", &num_vars_));
     OP_REQUIRES_OK(ctx, ctx->GetAttr("num_momentum_slots", &num_mom_));
     OP_REQUIRES_OK(ctx, ctx->GetAttr("num_mg_slots", &num_mg_));
@@ -237,7 +244,7 @@ class GroupApplyRMSPropOp : public tensorflow::OpKernel {
     const bool has_mom = num_mom_ > 0;
     const bool centered = num_mg_ > 0;
     HyperOf<T> h;
-    OP_REQUIRES_OK(ctx, ReadHyperparameters<T>(ctx, has_mom, &h));
+    OP_REQUIRES_OK(ctx, ReadHyperparameters<T>(ctx, has_mom, epsilon_after_sqrt_, &h));
     tensorflow::OpInputList grads;
     OP_REQUIRES_OK(ctx, ctx->input_list("grad", &grads));
     // Positions in `vars`: var i at i, ms i at n+i, mg i at 2n+i, then mom.
@@ -279,6 +286,7 @@ class GroupApplyRMSPropOp : public tensorflow::OpKernel {
 
  private:
   bool use_locking_;
+  bool epsilon_after_sqrt_;
   int num_vars_;
   int num_mom_;
   int num_mg_;

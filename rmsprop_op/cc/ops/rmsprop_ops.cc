@@ -128,12 +128,15 @@ REGISTER_OP("FusedResourceApplyRMSProp")
     .Attr("T: {half, bfloat16, float, double}")
     .Attr("num_momentum_slots: int >= 0")
     .Attr("use_locking: bool = false")
+    .Attr("epsilon_after_sqrt: bool = false")
     .SetShapeFn(DenseShapeFn<false>)
     .Doc(R"doc(
 In-place RMSProp update of a resource variable, one fused pass.
 
 ms <- rho * ms + (1 - rho) * grad^2
 step <- lr * grad / sqrt(ms + epsilon)
+  (with epsilon_after_sqrt: lr * grad / (sqrt(ms) + epsilon), as tf_keras's
+  RMSprop computes it without momentum)
 with a momentum slot: mom <- momentum * mom + step; var <- var - mom
 without one (momentum must be 0): var <- var - step
 )doc");
@@ -148,6 +151,7 @@ REGISTER_OP("FusedResourceApplyCenteredRMSProp")
     .Attr("T: {half, bfloat16, float, double}")
     .Attr("num_momentum_slots: int >= 0")
     .Attr("use_locking: bool = false")
+    .Attr("epsilon_after_sqrt: bool = false")
     .SetShapeFn(DenseShapeFn<true>)
     .Doc(R"doc(
 In-place centered RMSProp update: as FusedResourceApplyRMSProp with
@@ -165,6 +169,7 @@ REGISTER_OP("FusedResourceSparseApplyRMSProp")
     .Attr("Tindices: {int32, int64}")
     .Attr("num_momentum_slots: int >= 0")
     .Attr("use_locking: bool = false")
+    .Attr("epsilon_after_sqrt: bool = false")
     .SetShapeFn(SparseShapeFn<false>)
     .Doc(R"doc(
 Row-wise RMSProp update of the rows of var (and its slots) named by indices.
@@ -183,6 +188,7 @@ REGISTER_OP("FusedResourceSparseApplyCenteredRMSProp")
     .Attr("Tindices: {int32, int64}")
     .Attr("num_momentum_slots: int >= 0")
     .Attr("use_locking: bool = false")
+    .Attr("epsilon_after_sqrt: bool = false")
     .SetShapeFn(SparseShapeFn<true>)
     .Doc(R"doc(
 Row-wise centered RMSProp update; see FusedResourceSparseApplyRMSProp.
@@ -200,6 +206,7 @@ REGISTER_OP("FusedResourceGroupApplyRMSProp")
     .Attr("num_mg_slots: int >= 0")
     .Attr("num_momentum_slots: int >= 0")
     .Attr("use_locking: bool = false")
+    .Attr("epsilon_after_sqrt: bool = false")
     .SetShapeFn(GroupShapeFn)
     .Doc(R"doc(
 Dense RMSProp update of a list of variables with shared hyperparameters in
