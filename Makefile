@@ -159,3 +159,30 @@ sanitize: $(SAN_LIB)
 	$(SAN_ENV) $(PY) -m pytest -q -p no:cacheprovider --capture=sys $(SAN_TESTS)
 
 -include $(SAN_OBJS:.o=.d)
+
+# The same CPU library built by Bazel, for those who vendor the op into a
+# Bazel workspace (README.md, "Building with Bazel"); `make build` stays the
+# default and `make test` needs no Bazel. Bazel is Debian's bazel-bootstrap
+# (Bazel 4), installed when missing; it reads TensorFlow, its flags and Python
+# from .venv (through tools/tf_build_flags.py) and downloads nothing. The
+# library lands in bazel-bin/ only. bazel-test runs the op tests twice: as a
+# Bazel py_test, and with pytest against the Bazel-built library.
+.PHONY: bazel-build bazel-test bazel-clean
+BAZEL ?= bazel
+BAZEL_LIB := bazel-bin/rmsprop_op/_rmsprop_ops.so
+BAZEL_OP_TESTS := tests/test_ops.py tests/test_op_errors.py
+
+bazel-build: $(INSTALLED)
+	@command -v $(BAZEL) >/dev/null 2>&1 || { \
+	  echo "$(BAZEL) not found: installing Debian's bazel-bootstrap"; \
+	  sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$sudo apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq bazel-bootstrap; }
+	$(BAZEL) build //...
+
+bazel-test: bazel-build
+	$(BAZEL) test //...
+	RMSPROP_OP_LIBRARY=$(abspath $(BAZEL_LIB)) $(PY) -m pytest -q -p no:cacheprovider $(BAZEL_OP_TESTS)
+
+bazel-clean:
+	if command -v $(BAZEL) >/dev/null 2>&1; then $(BAZEL) clean; fi
