@@ -14,10 +14,12 @@ import sys
 
 # Flags of our own, on top of TensorFlow's. -ffp-contract=off keeps
 # a*b + c as two roundings, as TensorFlow's and Keras's kernels compute it;
-# -fno-math-errno lets sqrt vectorize.
+# -fno-math-errno lets sqrt vectorize. -Wno-psabi: GCC notes that the formula
+# instantiated on AVX-512 vectors would pass them differently out of line,
+# but every such instance is inlined into an AVX-512 function.
 CXXFLAGS = [
     "-O3", "-fPIC", "-Wall", "-Wno-sign-compare", "-Wno-deprecated-declarations", "-fno-math-errno", "-ffp-contract=off",
-    "-fvisibility-inlines-hidden",
+    "-fvisibility-inlines-hidden", "-Wno-psabi",
 ]
 # nvcc: -fmad=false and the host compiler's -ffp-contract=off for the same
 # reason; the CUDA half of the GPU library exports nothing (the registrations

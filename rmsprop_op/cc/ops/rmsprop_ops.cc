@@ -59,7 +59,7 @@ absl::Status ScalarHyperparameters(InferenceContext* c) {
 
 template <bool kCentered>
 absl::Status DenseShapeFn(InferenceContext* c) {
-  int n;
+  int n = 0;
   TF_RETURN_IF_ERROR(NumVariableInputs(c, kCentered, &n));
   ShapeHandle var_shape;
   TF_RETURN_IF_ERROR(MergeSlotShapes(c, n, &var_shape));
@@ -70,7 +70,7 @@ absl::Status DenseShapeFn(InferenceContext* c) {
 // grad is [len(indices)] + var.shape[1:].
 template <bool kCentered>
 absl::Status SparseShapeFn(InferenceContext* c) {
-  int n;
+  int n = 0;
   TF_RETURN_IF_ERROR(NumVariableInputs(c, kCentered, &n));
   ShapeHandle var_shape;
   TF_RETURN_IF_ERROR(MergeSlotShapes(c, n, &var_shape));
