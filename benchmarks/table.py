@@ -30,6 +30,12 @@ def render(results):
     lines += ["", "Targets:", ""]
     for t in results["targets"]:
         lines.append(f"- {'met' if t['met'] else '**missed**'}: {t['target']} ({t['value']:.2f})")
+    floors = [r for r in results["rows"] if "of_compute_floor" in r]
+    if floors:
+        lines += ["", "Half precision against the same update on data in the caches "
+                  "(the \"floor\" rows: arithmetic only):", ""]
+        lines += [f"- {r['case']} {r['impl']}: {r['of_compute_floor']:.2f} of its in-cache speed"
+                  for r in floors]
     return "\n".join(lines)
 
 

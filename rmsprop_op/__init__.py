@@ -34,11 +34,15 @@ for _name in (
     tf.no_gradient(_name)
 
 
-def _handle(variable, name):
+def _handle(variable, name, index=None):
+    # Called for every variable of a grouped update, eagerly too: DTypes are
+    # interned, so `is not` checks as `!=` does, without its cost, and the
+    # name is formatted only for the error.
     handle = getattr(variable, "handle", None)
-    if handle is None or handle.dtype != tf.resource:
+    if handle is None or handle.dtype is not tf.resource:
+        where = name if index is None else f"{name}[{index}]"
         raise TypeError(
-            f"{name} must be a resource variable (tf.Variable or keras.Variable), "
+            f"{where} must be a resource variable (tf.Variable or keras.Variable), "
             f"got {type(variable).__name__}"
         )
     return handle
@@ -117,10 +121,10 @@ def group_apply_rmsprop(vars, mgs, mss, moms, grads, lr, rho, momentum, epsilon,
         _momentum_slot(None, momentum)
     lr, rho, momentum_t, epsilon = _hyperparameters(lr, rho, momentum, epsilon)
     return _ops.fused_resource_group_apply_rms_prop(
-        var=[_handle(v, f"vars[{i}]") for i, v in enumerate(vars)],
-        mg=[] if mgs is None else [_handle(v, f"mgs[{i}]") for i, v in enumerate(mgs)],
-        ms=[_handle(v, f"mss[{i}]") for i, v in enumerate(mss)],
-        mom=[] if moms is None else [_handle(v, f"moms[{i}]") for i, v in enumerate(moms)],
+        var=[_handle(v, "vars", i) for i, v in enumerate(vars)],
+        mg=[] if mgs is None else [_handle(v, "mgs", i) for i, v in enumerate(mgs)],
+        ms=[_handle(v, "mss", i) for i, v in enumerate(mss)],
+        mom=[] if moms is None else [_handle(v, "moms", i) for i, v in enumerate(moms)],
         grad=list(grads), lr=lr, rho=rho, momentum=momentum_t, epsilon=epsilon,
         use_locking=use_locking,
         epsilon_after_sqrt=epsilon_after_sqrt)

@@ -114,6 +114,13 @@ def test_not_a_variable():
         rmsprop_op.apply_rmsprop(tf.ones([4, 3]), v["ms"], None, tf.ones([4, 3]), 0.1, 0.9, 0.0, 1e-7)
 
 
+def test_not_a_variable_in_a_group_is_named():
+    a, b = _make(), _make()
+    with pytest.raises(TypeError, match=r"mss\[1\] must be a resource variable"):
+        rmsprop_op.group_apply_rmsprop([a["var"], b["var"]], None, [a["ms"], tf.ones([4, 3])],
+                                       None, [tf.ones([4, 3])] * 2, 0.1, 0.9, 0.0, 1e-7)
+
+
 @pytest.mark.parametrize("bad", [-1, 4, 2**31 - 1])
 @pytest.mark.parametrize("index_dtype", [tf.int32, tf.int64])
 def test_index_out_of_range(bad, index_dtype):
