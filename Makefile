@@ -1,4 +1,5 @@
 # make demo | make test | make build | make bench | make gpu-check | make clean
+# make compat (every TensorFlow x Keras cell) | make wheel | make wheel-test
 # Each target sets up .venv on first use and rebuilds only what changed.
 
 PYTHON ?= python3
@@ -48,6 +49,7 @@ $(BUILD)/%.o: %.cc $(BUILD)/flags.mk
 	$(CXX) $(TF_CXXFLAGS) -MMD -MP -c $< -o $@
 
 $(CPU_LIB): $(CPU_OBJS)
+	mkdir -p $(dir $@)
 	$(CXX) -shared $^ -o $@ $(TF_LDFLAGS)
 
 # The GPU kernels: a separate library, loaded only where TensorFlow sees a GPU.
@@ -100,6 +102,25 @@ else
 	@echo "nvcc not found: skipping the GPU check"
 endif
 
+# Every TensorFlow x Keras cell of the support window, each in its own
+# environment under .compat/ (compat/run.py); `make compat TF=2.17.1
+# KERAS=3.5.0` runs one cell, `make compat CELL=oldest` (or newest, nightly,
+# window) one group. Results: compat/results.json and README.md's table.
+.PHONY: compat wheel wheel-test
+compat:
+	$(PYTHON) -m compat.run $(if $(TF),--tf $(TF) --keras $(KERAS),--cell $(or $(CELL),all))
+
+# A platform wheel built against .venv's TensorFlow (with the GPU library
+# where nvcc and a CUDA build of TensorFlow exist), in dist/; its metadata
+# requires that TensorFlow minor. wheel-test installs it into a fresh
+# environment with only that TensorFlow and tests it from outside the tree.
+wheel: $(INSTALLED)
+	rm -f dist/rmsprop_op-*.whl
+	$(PY) -m pip wheel --quiet --no-build-isolation --no-deps --wheel-dir dist .
+
+wheel-test: wheel
+	$(PYTHON) tools/test_wheel.py dist/rmsprop_op-*.whl
+
 test: build cuda-compile-check
 	$(PY) -m pytest -q tests
 
@@ -110,7 +131,7 @@ bench: build benchmarks/_bandwidth_probe.so
 	$(PY) -m benchmarks.run
 
 clean:
-	rm -rf $(BUILD) $(CPU_LIB) $(GPU_LIB) *.egg-info .pytest_cache
+	rm -rf $(BUILD) $(CPU_LIB) $(GPU_LIB) dist *.egg-info .pytest_cache
 	find . -name __pycache__ -not -path './$(VENV)/*' -prune -exec rm -rf {} +
 
 -include $(CPU_OBJS:.o=.d) $(GPU_OBJS:.o=.d) $(GPU_CHECK).d

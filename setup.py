@@ -1,7 +1,11 @@
 """Builds the op libraries against the TensorFlow installed in the build
-environment (use `pip install --no-build-isolation .` in the environment that
-will run it, so that the versions match)."""
+environment: `pip install --no-build-isolation .` in the environment that will
+run them, or `make wheel` for a wheel. TensorFlow's C++ ABI changes with every
+minor release, so the package requires the minor it was built against and
+says so in its version (e.g. 0.1.0+tf2.21)."""
+import importlib.metadata
 import os
+import runpy
 import shlex
 import shutil
 import subprocess
@@ -10,7 +14,24 @@ import sys
 from setuptools import Extension, find_packages, setup
 from setuptools.command.build_ext import build_ext
 
+try:
+    from setuptools.command.bdist_wheel import bdist_wheel
+except ImportError:  # setuptools < 70.1
+    from wheel.bdist_wheel import bdist_wheel
+
 HERE = os.path.dirname(os.path.abspath(__file__))
+VERSION = "0.1.0"
+VERSIONS = runpy.run_path(os.path.join(HERE, "rmsprop_op", "_versions.py"))
+NO_TENSORFLOW = """
+rmsprop-op compiles its op library against the TensorFlow of the environment
+it is installed into, so TensorFlow must be installed there first, and pip must
+build without an isolated build environment:
+
+    pip install "tensorflow>=2.16" "setuptools>=70.1"
+    pip install --no-build-isolation .
+
+(or install a wheel built for your TensorFlow; see README.md, "Installation").
+"""
 KERNELS = "rmsprop_op/cc/kernels"
 CPU_SOURCES = ["rmsprop_op/cc/ops/rmsprop_ops.cc", f"{KERNELS}/rmsprop_cpu_kernels.cc"]
 GPU_CC_SOURCES = [f"{KERNELS}/rmsprop_gpu_kernels.cc"]
@@ -22,6 +43,47 @@ def _flags(what):
     out = subprocess.run([sys.executable, os.path.join(HERE, "tools", "tf_build_flags.py"), what],
                          check=True, capture_output=True, text=True, cwd=HERE).stdout
     return shlex.split(out.strip().splitlines()[-1])
+
+
+def _distribution_of(module):
+    """(distribution name, version) that provides `module`, e.g. ("tf-nightly",
+    "2.23.0.dev20261026") for tensorflow; None when it is not installed."""
+    names = importlib.metadata.packages_distributions().get(module, [])
+    for name in names:
+        return name, importlib.metadata.version(name)
+    return None
+
+
+def _requirements():
+    """The TensorFlow minor this build is for, as (version label, install_requires,
+    tf_keras requirement)."""
+    found = _distribution_of("tensorflow")
+    if found is None:
+        sys.exit(NO_TENSORFLOW)
+    dist, version = found
+    release = VERSIONS["release"](version)
+    if release < VERSIONS["MIN_TENSORFLOW"]:
+        sys.exit(f"TensorFlow {version} is installed; rmsprop-op supports {VERSIONS['SUPPORTED']}.")
+    major, minor = release
+    if VERSIONS["is_prerelease"](version):
+        # A nightly's ABI changes from one build to the next: only itself.
+        return f"tf{version}", [f"{dist}=={version}"], []
+    within_minor = f">={major}.{minor},<{major}.{minor + 1}"
+    keras = _distribution_of("keras")
+    keras_dist = keras[0] if keras else "keras"
+    requires = [f"{dist}{within_minor}"]
+    if keras_dist == "keras":
+        requires.append("keras>={}.{}".format(*VERSIONS["MIN_KERAS"]))
+    return f"tf{major}.{minor}", requires, [f"tf-keras{within_minor}"]
+
+
+class PlatformWheel(bdist_wheel):
+    """The libraries load into any Python that runs this TensorFlow: they link
+    TensorFlow's C++ library, not Python's, so the wheel is `py3-none-<platform>`."""
+
+    def get_tag(self):
+        _, _, platform = super().get_tag()
+        return "py3", "none", platform
 
 
 class BuildTensorFlowOps(build_ext):
@@ -72,17 +134,25 @@ class BuildTensorFlowOps(build_ext):
         self._compile_and_link(ext.sources, cu_objects, output, _flags("gpu-cxxflags"),
                                _flags("gpu-ldflags"))
 
+LABEL, INSTALL_REQUIRES, TF_KERAS = _requirements()
+
 setup(
     name="rmsprop-op",
-    version="0.1.0",
+    version=f"{VERSION}+{LABEL}",
     description="Fused RMSProp updates for TensorFlow and a drop-in Keras RMSprop",
     packages=find_packages(include=["rmsprop_op", "keras_optimizer"]),
     python_requires=">=3.9",
-    install_requires=["tensorflow==2.21.0", "keras>=3.12"],
+    install_requires=INSTALL_REQUIRES,
+    extras_require={
+        "demo": ["scikit-learn"],  # python -m keras_optimizer's data set
+        "legacy": TF_KERAS,  # keras_optimizer.legacy (Keras 2)
+    },
     ext_modules=[
         Extension("rmsprop_op._rmsprop_ops", CPU_SOURCES),
         Extension("rmsprop_op._rmsprop_gpu_kernels", GPU_CC_SOURCES, optional=True),
     ],
-    cmdclass={"build_ext": BuildTensorFlowOps},
+    cmdclass={"build_ext": BuildTensorFlowOps, "bdist_wheel": PlatformWheel},
+    # setuptools' work folders beside, not inside, `make build`'s objects.
+    options={"build": {"build_base": "build/setuptools"}},
     zip_safe=False,
 )

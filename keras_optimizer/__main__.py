@@ -32,8 +32,18 @@ def documented_example():
     return step_count, float(var1.numpy())
 
 
+MISSING_SKLEARN = (
+    "The demo's data set (handwritten digits) comes with scikit-learn, which is not "
+    "installed. Install the demo's extra with `pip install \"rmsprop-op[demo]\"` "
+    "(or `pip install scikit-learn`), or run only the documented example with "
+    "`python -m keras_optimizer --parts example`.")
+
+
 def load_digits():
-    from sklearn.datasets import load_digits as sklearn_digits
+    try:
+        from sklearn.datasets import load_digits as sklearn_digits
+    except ImportError:
+        raise SystemExit(MISSING_SKLEARN) from None
     data = sklearn_digits()
     x = data.data.astype(np.float32) / 16.0
     y = data.target.astype(np.int32)
@@ -125,12 +135,12 @@ def main(argv=None):
                         help="hide Keras's progress bars")
     args = parser.parse_args(argv)
 
-    if "example" in args.parts:
-        documented_example()
     rows = []
     if "dense" in args.parts or "embedding" in args.parts:
-        train_data, test_data, pixels = load_digits()
+        train_data, test_data, pixels = load_digits()  # first: it may be missing
         split = len(train_data[0])
+    if "example" in args.parts:
+        documented_example()
     if "dense" in args.parts:
         rows.append(("dense", compare("dense digits classifier", dense_model,
                                       train_data, test_data, args)))

@@ -7,8 +7,10 @@ import tensorflow as tf
 import tf_keras
 
 import rmsprop_op
-from keras_optimizer.rmsprop import _compiled_by_xla
+from keras_optimizer import _compat
 from rmsprop_op import plain_tf
+
+_compat.check_tf_keras(tf_keras.__version__)
 
 __all__ = ["RMSprop"]
 
@@ -140,7 +142,7 @@ class RMSprop(tf_keras.optimizers.legacy.Optimizer):
         return ms, mg, mom
 
     def _resource_apply_dense(self, grad, var, apply_state=None):
-        ops = plain_tf if _compiled_by_xla() else rmsprop_op
+        ops = plain_tf if _compat.compiled_by_xla() else rmsprop_op
         ms, mg, mom = self._slot_variables(var)
         hyper = self._coefficients(var, apply_state)
         if self.centered:
@@ -149,7 +151,7 @@ class RMSprop(tf_keras.optimizers.legacy.Optimizer):
         return ops.apply_rmsprop(var, ms, mom, grad, use_locking=self._use_locking, **hyper)
 
     def _resource_apply_sparse(self, grad, var, indices, apply_state=None):
-        ops = plain_tf if _compiled_by_xla() else rmsprop_op
+        ops = plain_tf if _compat.compiled_by_xla() else rmsprop_op
         ms, mg, mom = self._slot_variables(var)
         hyper = self._coefficients(var, apply_state)
         if self.centered:

@@ -1,22 +1,13 @@
 """keras_optimizer.RMSprop: Keras 3's RMSprop on the fused ops."""
-import keras
-import tensorflow as tf
-from tensorflow.python.ops import control_flow_util
+from keras_optimizer import _compat
 
-import rmsprop_op
-from rmsprop_op import plain_tf
+_compat.check_keras()
 
+import keras  # noqa: E402
+import tensorflow as tf  # noqa: E402
 
-def _compiled_by_xla():
-    """True while tracing a function that XLA will compile (jit_compile=True),
-    where the custom ops have no kernel."""
-    if tf.executing_eagerly():
-        return False
-    return control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph())
-
-
-def _tf_variable(variable):
-    return variable.value if isinstance(variable, keras.Variable) else variable
+import rmsprop_op  # noqa: E402
+from rmsprop_op import plain_tf  # noqa: E402
 
 
 def _replica_variable(variable):
@@ -27,7 +18,7 @@ def _replica_variable(variable):
     primary component's handle and the replicas would silently drift apart;
     that happens when the optimizer does not belong to the variable's strategy.
     """
-    variable = _tf_variable(variable)
+    variable = _compat.tf_variable(variable)
     if isinstance(variable, tf.distribute.DistributedValues):
         raise ValueError(
             f"Variable {variable.name} is a {type(variable).__name__} of a "
@@ -38,7 +29,7 @@ def _replica_variable(variable):
 
 
 @keras.saving.register_keras_serializable(package="keras_optimizer", name="RMSprop")
-class RMSprop(keras.optimizers.Optimizer):
+class RMSprop(_compat.UpdateHook, keras.optimizers.Optimizer):
     """Optimizer that implements the RMSprop algorithm with fused update ops.
 
     A drop-in replacement for `keras.optimizers.RMSprop`: same arguments, same
@@ -122,20 +113,20 @@ class RMSprop(keras.optimizers.Optimizer):
         if self.built:
             return
         super().build(var_list)
-        self._velocities = self.add_optimizer_variables(var_list, "velocity")
+        self._velocities = _compat.add_slots(self, var_list, "velocity")
         self._momentums = []
         if self.momentum > 0:
-            self._momentums = self.add_optimizer_variables(var_list, "momentum")
+            self._momentums = _compat.add_slots(self, var_list, "momentum")
         self._average_gradients = []
         if self.centered:
-            self._average_gradients = self.add_optimizer_variables(var_list, "average_gradient")
+            self._average_gradients = _compat.add_slots(self, var_list, "average_gradient")
 
     def _slots(self, variable):
         """(ms, mg, mom) of a model variable as tf.Variables; mg / mom None when absent."""
-        index = self._get_variable_index(variable)
-        ms = _tf_variable(self._velocities[index])
-        mg = _tf_variable(self._average_gradients[index]) if self.centered else None
-        mom = _tf_variable(self._momentums[index]) if self.momentum > 0 else None
+        index = _compat.variable_index(self, variable)
+        ms = _compat.tf_variable(self._velocities[index])
+        mg = _compat.tf_variable(self._average_gradients[index]) if self.centered else None
+        mom = _compat.tf_variable(self._momentums[index]) if self.momentum > 0 else None
         return ms, mg, mom
 
     def _hyperparameters(self, learning_rate):
@@ -145,7 +136,7 @@ class RMSprop(keras.optimizers.Optimizer):
     def update_step(self, gradient, variable, learning_rate):
         """Update step given gradient and the associated model variable."""
         variable = _replica_variable(variable)
-        ops = plain_tf if _compiled_by_xla() else rmsprop_op
+        ops = plain_tf if _compat.compiled_by_xla() else rmsprop_op
         ms, mg, mom = self._slots(variable)
         hyper = self._hyperparameters(learning_rate)
         if isinstance(gradient, tf.IndexedSlices):
@@ -159,7 +150,7 @@ class RMSprop(keras.optimizers.Optimizer):
             return ops.apply_centered_rmsprop(variable, mg, ms, mom, gradient, **hyper)
         return ops.apply_rmsprop(variable, ms, mom, gradient, **hyper)
 
-    def _distributed_tf_update_step(self, distribution, grads_and_vars, learning_rate):
+    def _apply_updates(self, distribution, grads_and_vars, learning_rate):
         # Without a distribution strategy, dense updates of many variables of
         # one dtype go to the grouped op: one dispatch instead of hundreds.
         # Under a strategy every variable goes through its own
@@ -167,8 +158,8 @@ class RMSprop(keras.optimizers.Optimizer):
         # optimizer's strategy even when it is applied outside that
         # strategy's scope, where has_strategy() is False.
         default = not tf.distribute.has_strategy() and distribution is tf.distribute.get_strategy()
-        if not self._group_dense_updates or not default or _compiled_by_xla():
-            return super()._distributed_tf_update_step(distribution, grads_and_vars, learning_rate)
+        if not self._group_dense_updates or not default or _compat.compiled_by_xla():
+            return self._per_variable_updates(distribution, grads_and_vars, learning_rate)
         dense_by_dtype = {}
         for grad, var in grads_and_vars:
             if isinstance(grad, tf.IndexedSlices):

@@ -12,6 +12,11 @@ import warnings
 
 import tensorflow as tf
 
+from rmsprop_op import _versions
+
+_versions.check("TensorFlow", tf.__version__, _versions.MIN_TENSORFLOW,
+                'Upgrade it with `pip install -U "tensorflow>=2.16"`.')
+
 _HERE = os.path.dirname(os.path.abspath(__file__))
 # RMSPROP_OP_LIBRARY names another build of the CPU library (`make sanitize`
 # runs the tests against an instrumented one) without replacing this one.
@@ -35,6 +40,20 @@ def built_against(path):
     return match.group(1).decode() if match else None
 
 
+def compatible(built, installed):
+    """Whether a library built against TensorFlow `built` runs with `installed`.
+
+    TensorFlow keeps its C++ ABI within a minor release, so 2.19.0 and 2.19.1
+    share a build; nightlies and release candidates match only themselves.
+    """
+    if _versions.is_prerelease(built) or _versions.is_prerelease(installed):
+        return built == installed
+    try:
+        return _versions.release(built) == _versions.release(installed)
+    except ValueError:
+        return built == installed
+
+
 def _check(path):
     if not os.path.exists(path):
         raise LibraryError(f"The rmsprop_op library {path} was not found. {_REBUILD}")
@@ -43,7 +62,7 @@ def _check(path):
         raise LibraryError(
             f"{path} carries no build stamp; it was not built by this project. {_REBUILD}"
         )
-    if version != tf.__version__:
+    if not compatible(version, tf.__version__):
         raise LibraryError(
             f"{path} was built against TensorFlow {version}, but TensorFlow "
             f"{tf.__version__} is installed. {_REBUILD}"

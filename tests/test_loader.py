@@ -8,20 +8,24 @@ import pytest
 import tensorflow as tf
 
 import rmsprop_op
-from rmsprop_op import _loader
+from rmsprop_op import _loader, _versions
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _copy_package(tmp_path):
+    """The Python package with the library under test (RMSPROP_OP_LIBRARY's
+    build where set) as its own `_rmsprop_ops.so`."""
     target = tmp_path / "rmsprop_op"
     shutil.copytree(os.path.join(REPO, "rmsprop_op"), target,
-                    ignore=shutil.ignore_patterns("cc", "__pycache__"))
+                    ignore=shutil.ignore_patterns("cc", "__pycache__", "*.so"))
+    shutil.copy(_loader.CPU_LIBRARY, target / "_rmsprop_ops.so")
     return target
 
 
 def _import_in(path):
     env = dict(os.environ, PYTHONPATH=str(path), TF_CPP_MIN_LOG_LEVEL="3")
+    env.pop("RMSPROP_OP_LIBRARY", None)
     return subprocess.run([sys.executable, "-c", "import rmsprop_op"], env=env, cwd=path,
                           capture_output=True, text=True, timeout=300)
 
@@ -38,19 +42,54 @@ def test_missing_library(tmp_path):
     assert "was not found" in result.stderr and "make build" in result.stderr
 
 
-def test_library_built_against_another_tensorflow(tmp_path):
-    package = _copy_package(tmp_path)
+def _restamp(package, version):
     library = package / "_rmsprop_ops.so"
     data = library.read_bytes()
     stamp = f"built against TensorFlow {tf.__version__};".encode()
     assert stamp in data
-    other = "9" * len(tf.__version__)
-    library.write_bytes(data.replace(stamp, f"built against TensorFlow {other};".encode()))
+    library.write_bytes(data.replace(stamp, f"built against TensorFlow {version};".encode()))
+
+
+def _other_minor(version):
+    major, minor = version.split(".")[:2]
+    return f"{major}.{int(minor) + 50}.0"  # the check fails before any loading
+
+
+def test_library_built_against_another_tensorflow(tmp_path):
+    package = _copy_package(tmp_path)
+    other = _other_minor(tf.__version__)
+    _restamp(package, other)
     result = _import_in(tmp_path)
     assert result.returncode != 0
     assert f"built against TensorFlow {other}" in result.stderr
     assert f"TensorFlow {tf.__version__} is installed" in result.stderr
     assert "make build" in result.stderr
+
+
+@pytest.mark.skipif(_versions.is_prerelease(tf.__version__), reason="a nightly matches only itself")
+def test_library_built_against_another_patch_release_loads(tmp_path):
+    # TensorFlow keeps its ABI within a minor: a wheel built against 2.X.0 serves 2.X.1.
+    package = _copy_package(tmp_path)
+    major, minor, patch = tf.__version__.split(".")[:3]
+    # The same length keeps the library's bytes in place.
+    other_patch = "9" * len(patch) if patch != "9" * len(patch) else "0" * len(patch)
+    _restamp(package, f"{major}.{minor}.{other_patch}")
+    result = _import_in(tmp_path)
+    assert result.returncode == 0, result.stderr
+
+
+def test_compatible_tensorflow_releases():
+    assert _loader.compatible("2.19.0", "2.19.1")
+    assert not _loader.compatible("2.19.1", "2.20.0")
+    assert not _loader.compatible("2.23.0.dev20261026", "2.23.0.dev20261027")
+    assert _loader.compatible("2.23.0.dev20261026", "2.23.0.dev20261026")
+    assert not _loader.compatible("2.21.0rc1", "2.21.0")
+
+
+def test_tensorflow_below_the_window_is_refused_with_the_range():
+    with pytest.raises(ImportError, match=r"TensorFlow 2.15.1 is installed.*TensorFlow 2.16 or newer"):
+        _versions.check("TensorFlow", "2.15.1", _versions.MIN_TENSORFLOW, "")
+    _versions.check("TensorFlow", "2.16.0", _versions.MIN_TENSORFLOW, "")
 
 
 def test_library_that_cannot_load(tmp_path):

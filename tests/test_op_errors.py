@@ -12,7 +12,8 @@ HYPER = dict(lr=0.01, rho=0.9, momentum=0.5, epsilon=1e-7)
 def _make(shape=(4, 3), dtype=np.float32, centered=True):
     rng = np.random.default_rng(0)
     values = {k: rng.standard_normal(shape).astype(dtype) for k in ("var", "ms", "mg", "mom")}
-    values["ms"] = np.abs(values["ms"]) + 1
+    # Keeps the dtype of 0-d values under NumPy 1's promotion rules too.
+    values["ms"] = (np.abs(values["ms"]) + 1).astype(dtype)
     variables = {k: tf.Variable(v) for k, v in values.items()}
     return variables
 

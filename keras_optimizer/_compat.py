@@ -1,0 +1,85 @@
+"""Every private or release-dependent Keras and TensorFlow API this package uses.
+
+The optimizers reach these only through this module, and
+tests/test_compat.py checks each against the installed releases, so a release
+that changes one fails there, by name, rather than somewhere in a training
+step.
+"""
+import tensorflow as tf
+from tensorflow.python.ops import control_flow_util  # private: the XLA context
+
+from rmsprop_op import _versions
+
+
+def check_keras(version=None):
+    """Refuses Keras 2 and Keras 3 releases below the supported window."""
+    if version is None:
+        import keras
+        version = keras.__version__
+    if _versions.release(version)[0] < 3:
+        raise _versions.UnsupportedVersion(
+            f"keras_optimizer.RMSprop needs Keras 3, but Keras {version} is installed "
+            f"(this package supports {_versions.SUPPORTED}). For Keras 2 models use "
+            "keras_optimizer.legacy.RMSprop with tf_keras.")
+    _versions.check("Keras", version, _versions.MIN_KERAS,
+                    'Upgrade it with `pip install -U "keras>=3.3"`.')
+
+
+def check_tf_keras(version):
+    _versions.check("tf_keras", version, _versions.MIN_TF_KERAS,
+                    "Install the tf_keras release of your TensorFlow's minor version "
+                    "(`pip install tf-keras~=2.X.0` for TensorFlow 2.X).")
+
+
+def compiled_by_xla():
+    """True while tracing a function that XLA will compile (jit_compile=True),
+    where the custom ops have no kernel."""
+    if tf.executing_eagerly():
+        return False
+    return control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph())
+
+
+def add_slots(optimizer, var_list, name):
+    """One zero-initialized optimizer variable per model variable, named as
+    Keras names its own slots.
+
+    Keras 3.10 added `add_optimizer_variables` (which gives None for variables
+    that Keras overwrites with their gradient); earlier releases have only
+    `add_variable_from_reference`.
+    """
+    if hasattr(optimizer, "add_optimizer_variables"):
+        return optimizer.add_optimizer_variables(var_list, name)
+    return [optimizer.add_variable_from_reference(v, name) for v in var_list]
+
+
+def tf_variable(variable):
+    """The tf.Variable behind a Keras variable; a tf.Variable as it is.
+
+    Before Keras 3.9 `keras.Variable` is a subclass of the class that layers
+    and optimizers create, so `isinstance(v, keras.Variable)` misses their
+    variables; every Keras variable wraps a tf.Variable in `.value`.
+    """
+    if isinstance(variable, tf.Variable):
+        return variable
+    return variable.value
+
+
+def variable_index(optimizer, variable):
+    """The position of a model variable in the optimizer's slot lists."""
+    return optimizer._get_variable_index(variable)
+
+
+class UpdateHook:
+    """Takes over the TensorFlow backend's hook that applies one step's
+    gradients (`_distributed_tf_update_step`, the same from Keras 3.0 to
+    today): Keras calls it once per step with every (gradient, variable)
+    pair, in cross-replica context. Subclasses implement `_apply_updates`
+    and may call `_per_variable_updates`, Keras's own implementation.
+    """
+
+    def _distributed_tf_update_step(self, distribution, grads_and_vars, learning_rate):
+        return self._apply_updates(distribution, grads_and_vars, learning_rate)
+
+    def _per_variable_updates(self, distribution, grads_and_vars, learning_rate):
+        # One `distribution.extended.update` per variable, calling update_step.
+        return super()._distributed_tf_update_step(distribution, grads_and_vars, learning_rate)

@@ -1,0 +1,48 @@
+"""The supported TensorFlow and Keras releases: the one place they are written.
+
+Plain Python with no imports of TensorFlow, so that setup.py and `make compat`
+can read it before TensorFlow is installed.
+"""
+import re
+
+MIN_TENSORFLOW = (2, 16)
+NEWEST_TESTED_TENSORFLOW = (2, 21)
+MIN_KERAS = (3, 3)
+MIN_TF_KERAS = MIN_TENSORFLOW  # tf_keras releases follow TensorFlow's minors
+
+SUPPORTED = (
+    f"TensorFlow {MIN_TENSORFLOW[0]}.{MIN_TENSORFLOW[1]} or newer (tested up to "
+    f"{NEWEST_TESTED_TENSORFLOW[0]}.{NEWEST_TESTED_TENSORFLOW[1]}) with Keras "
+    f"{MIN_KERAS[0]}.{MIN_KERAS[1]} or newer, or tf_keras {MIN_TF_KERAS[0]}.{MIN_TF_KERAS[1]} "
+    "or newer for keras_optimizer.legacy")
+
+
+def release(version):
+    """(major, minor) of a version string: "2.16.2" -> (2, 16), "2.23.0.dev2026" -> (2, 23)."""
+    match = re.match(r"(\d+)\.(\d+)", version)
+    if match is None:
+        raise ValueError(f"not a version: {version!r}")
+    return int(match.group(1)), int(match.group(2))
+
+
+def is_prerelease(version):
+    """True for nightlies and release candidates, whose ABI may change between builds."""
+    return re.search(r"(dev|rc|a|b)\d*", version.split("+")[0]) is not None
+
+
+class UnsupportedVersion(ImportError):
+    """An installed TensorFlow, Keras or tf_keras release outside the window."""
+
+
+def unsupported(package, version, minimum, hint):
+    """The error message when `version` of `package` is below `minimum`, else None."""
+    if release(version) >= minimum:
+        return None
+    return (f"{package} {version} is installed, but this package supports {SUPPORTED}. "
+            f"{hint}")
+
+
+def check(package, version, minimum, hint):
+    message = unsupported(package, version, minimum, hint)
+    if message is not None:
+        raise UnsupportedVersion(message)
