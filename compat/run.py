@@ -205,7 +205,7 @@ def _cell_order(record):
     return (window.index(name) if name in window else len(window), record["kind"], name)
 
 
-def save(records):
+def save(records, readme=True):
     """Merges new cell records into compat/results.json and the README table."""
     results = _load_results()
     by_name = {r["cell"]: r for r in results["cells"]}
@@ -218,12 +218,16 @@ def save(records):
         cells=sorted(by_name.values(), key=_cell_order),
     )
     RESULTS.write_text(json.dumps(results, indent=1) + "\n")
+    if readme:
+        write_readme_table(results)
+
+
+def write_readme_table(results):
     table = markdown_table(results)
     text = README.read_text()
     pattern = re.compile(re.escape(TABLE_BEGIN) + ".*?" + re.escape(TABLE_END), re.S)
     if pattern.search(text):
         README.write_text(pattern.sub(lambda _: f"{TABLE_BEGIN}\n{table}\n{TABLE_END}", text))
-    return table
 
 
 def _cell_text(step):
@@ -279,8 +283,15 @@ def main(argv=None):
                         help="recreate the cells' virtual environments")
     parser.add_argument("--no-save", action="store_true",
                         help="do not write compat/results.json and the README table")
+    parser.add_argument("--no-readme", action="store_true",
+                        help="write compat/results.json but not the README table")
+    parser.add_argument("--readme-only", action="store_true",
+                        help="only rewrite the README table from compat/results.json")
     args = parser.parse_args(argv)
 
+    if args.readme_only:
+        write_readme_table(_load_results())
+        return 0
     if args.tf or args.keras:
         if not (args.tf and args.keras):
             parser.error("--tf and --keras go together")
@@ -296,7 +307,7 @@ def main(argv=None):
     for cell in cells:
         records.append(run_cell(cell, fresh=args.fresh))
         if not args.no_save:
-            save(records)
+            save(records, readme=not args.no_readme)
     if args.no_save:
         summary = dict(cells=records, python=platform.python_version(), machine="this machine",
                        updated=datetime.date.today().isoformat())

@@ -69,12 +69,23 @@ def variable_index(optimizer, variable):
     return optimizer._get_variable_index(variable)
 
 
+def keras_sums_replica_gradients():
+    """False on Keras 3.3 to 3.5 (see UpdateHook)."""
+    import keras
+    return _versions.release(keras.__version__) >= (3, 6)
+
+
 class UpdateHook:
     """Takes over the TensorFlow backend's hook that applies one step's
     gradients (`_distributed_tf_update_step`, the same from Keras 3.0 to
     today): Keras calls it once per step with every (gradient, variable)
     pair, in cross-replica context. Subclasses implement `_apply_updates`
     and may call `_per_variable_updates`, Keras's own implementation.
+
+    Keras 3.3 to 3.5 sum the replicas' gradients inside this hook, where the
+    replica context is already gone, so under a multi-replica strategy they
+    are never summed and replicas drift apart, with the stock optimizer as
+    with ours (Keras 3.6 sums them before the hook).
     """
 
     def _distributed_tf_update_step(self, distribution, grads_and_vars, learning_rate):
