@@ -73,7 +73,7 @@ TF_KERAS_OF_MINOR = {tf.rsplit(".", 1)[0]: tfk for tf, _, tfk in _MINORS}
 # What every cell runs, in order: (step, test paths or command, environment).
 TEST_STEPS = [
     ("op", ["tests/test_ops.py", "tests/test_op_errors.py", "tests/test_loader.py"], {}),
-    ("keras", ["tests/test_optimizer.py", "tests/test_serialization.py",
+    ("keras", ["tests/test_optimizer.py", "tests/test_compat.py", "tests/test_serialization.py",
                "tests/test_distribute.py", "tests/test_demo.py"], {}),
     ("tf_keras", ["tests/legacy_suite"], {"TF_USE_LEGACY_KERAS": "1"}),
 ]
@@ -267,8 +267,8 @@ def markdown_table(results):
     lines.append("")
     lines.append(f"Python {results['python']}, {results['machine']}, CPU; "
                  f"last run {results['updated']}. Op tests: tests/test_ops.py, test_op_errors.py, "
-                 "test_loader.py. Keras tests: test_optimizer.py, test_serialization.py, "
-                 "test_distribute.py, test_demo.py. tf_keras tests: tests/legacy_suite.")
+                 "test_loader.py. Keras tests: test_optimizer.py, test_compat.py, "
+                 "test_serialization.py, test_distribute.py, test_demo.py. tf_keras tests: tests/legacy_suite.")
     return "\n".join(lines)
 
 

@@ -1,0 +1,137 @@
+"""keras_optimizer._compat against the installed Keras and TensorFlow: every
+private or release-dependent API the optimizers use still exists and still
+does what they rely on. A release that changes one fails here, by name."""
+import inspect
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras_optimizer
+from keras_optimizer import _compat
+from rmsprop_op import _versions
+
+
+def test_the_update_hook_keras_calls_still_exists_with_its_signature():
+    hook = getattr(keras.optimizers.Optimizer, "_distributed_tf_update_step", None)
+    assert hook is not None, "Keras no longer has _distributed_tf_update_step"
+    assert list(inspect.signature(hook).parameters) == [
+        "self", "distribution", "grads_and_vars", "learning_rate"]
+
+
+def test_the_hook_routes_every_step_through_our_optimizer(monkeypatch):
+    calls = []
+    original = keras_optimizer.RMSprop._apply_updates
+
+    def recording(self, distribution, grads_and_vars, learning_rate):
+        calls.append(len(list(grads_and_vars)))
+        return original(self, distribution, grads_and_vars, learning_rate)
+
+    monkeypatch.setattr(keras_optimizer.RMSprop, "_apply_updates", recording)
+    variables = [keras.Variable(np.ones(3, np.float32)), keras.Variable(np.ones(2, np.float32))]
+    opt = keras_optimizer.RMSprop()
+    opt.apply_gradients(zip([tf.ones(3), tf.ones(2)], variables))
+    assert calls == [2]
+
+
+def test_slots_are_named_as_stock_keras_names_them():
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    ours = keras_optimizer.RMSprop(momentum=0.9, centered=True)
+    stock = keras.optimizers.RMSprop(momentum=0.9, centered=True)
+    ours.build(model.trainable_variables)
+    stock.build(model.trainable_variables)
+    # The optimizer's own name prefixes the paths; the rest must agree.
+    strip = lambda v: v.path.split("/", 1)[-1]  # noqa: E731
+    assert [strip(v) for v in ours.variables] == [strip(v) for v in stock.variables]
+
+
+def test_add_slots_works_with_and_without_add_optimizer_variables():
+    variables = [keras.Variable(np.ones(3, np.float32), name="a")]
+    opt = keras_optimizer.RMSprop()
+    with_new = _compat.add_slots(opt, variables, "first")
+
+    class OldKeras:  # what Keras before 3.10 offers
+        def add_variable_from_reference(self, variable, name):
+            return opt.add_variable_from_reference(variable, name)
+
+    with_old = _compat.add_slots(OldKeras(), variables, "second")
+    assert [s.shape for s in with_new] == [s.shape for s in with_old] == [(3,)]
+
+
+def test_tf_variable_of_layer_optimizer_and_plain_variables():
+    layer = keras.layers.Dense(2)
+    layer.build((None, 3))
+    opt = keras_optimizer.RMSprop()
+    opt.build(layer.trainable_variables)
+    plain = tf.Variable(1.0)
+    for variable in layer.trainable_variables + opt.variables:
+        assert isinstance(_compat.tf_variable(variable), tf.Variable)
+    assert _compat.tf_variable(plain) is plain
+
+
+def test_variable_index_finds_each_variable():
+    variables = [keras.Variable(np.ones(n, np.float32)) for n in (1, 2, 3)]
+    opt = keras_optimizer.RMSprop()
+    opt.build(variables)
+    assert [_compat.variable_index(opt, v) for v in variables] == [0, 1, 2]
+
+
+def test_xla_context_detection():
+    seen = {}
+
+    @tf.function(jit_compile=True)
+    def compiled():
+        seen["compiled"] = _compat.compiled_by_xla()
+        return tf.constant(0)
+
+    @tf.function
+    def traced():
+        seen["traced"] = _compat.compiled_by_xla()
+        return tf.constant(0)
+
+    compiled(), traced()
+    assert seen == {"compiled": True, "traced": False}
+    assert _compat.compiled_by_xla() is False
+
+
+def test_installed_releases_are_inside_the_window():
+    assert _versions.release(tf.__version__) >= _versions.MIN_TENSORFLOW
+    assert _versions.release(keras.__version__) >= _versions.MIN_KERAS
+    _compat.check_keras()
+
+
+@pytest.mark.parametrize("version, fragment", [
+    ("3.2.1", "Keras 3.2.1 is installed"),
+    ("3.0.5", "Keras 3.0.5 is installed"),
+    ("2.15.0", "keras_optimizer.legacy.RMSprop"),
+])
+def test_keras_below_the_window_is_refused_with_the_range(version, fragment):
+    with pytest.raises(ImportError) as info:
+        _compat.check_keras(version)
+    assert fragment in str(info.value)
+    assert "Keras 3.3 or newer" in str(info.value)
+
+
+def test_tf_keras_below_the_window_is_refused():
+    with pytest.raises(ImportError, match="tf_keras 2.15.1 is installed"):
+        _compat.check_tf_keras("2.15.1")
+    _compat.check_tf_keras("2.16.0")
+
+
+def test_old_keras_leaves_the_legacy_optimizer_importable(tmp_path):
+    """With Keras 3 too old, `keras_optimizer.RMSprop` raises the reason where
+    it is used; the package itself (and so keras_optimizer.legacy) imports."""
+    import subprocess
+    import sys
+    code = (
+        "import keras; keras.__version__ = '3.2.1'\n"
+        "import keras_optimizer\n"
+        "try:\n"
+        "    keras_optimizer.RMSprop\n"
+        "except ImportError as e:\n"
+        "    print('refused:', e)\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=300, env=dict(__import__("os").environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "refused: Keras 3.2.1 is installed" in result.stdout
