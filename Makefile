@@ -105,10 +105,11 @@ endif
 # Every TensorFlow x Keras cell of the support window, each in its own
 # environment under .compat/ (compat/run.py); `make compat TF=2.17.1
 # KERAS=3.5.0` runs one cell, `make compat CELL=oldest` (or newest, nightly,
-# window) one group. Results: compat/results.json and README.md's table.
+# window) one group. Results: compat/results.json and README.md's table;
+# COMPAT_FLAGS=--no-save leaves both alone (CI).
 .PHONY: compat wheel wheel-test
 compat:
-	$(PYTHON) -m compat.run $(if $(TF),--tf $(TF) --keras $(KERAS),--cell $(or $(CELL),all))
+	$(PYTHON) -m compat.run $(if $(TF),--tf $(TF) --keras $(KERAS),--cell $(or $(CELL),all)) $(COMPAT_FLAGS)
 
 # A platform wheel built against .venv's TensorFlow (with the GPU library
 # where nvcc and a CUDA build of TensorFlow exist), in dist/; its metadata
