@@ -161,9 +161,11 @@ def run_cell(cell, fresh=False):
         return _finish(record, start)
 
     # `make build` with the cell's venv, build folder and library path; the
-    # stamp stands for `make venv`, which would install the pinned set instead.
+    # stamp stands for `make venv`, which would install the pinned set instead
+    # (made once per environment, so that a rerun rebuilds only what changed).
     stamp = home / "installed.stamp"
-    stamp.touch()
+    if not stamp.exists():
+        stamp.touch()
     ok, seconds = _run(["make", "--no-print-directory", "build", f"VENV={venv}",
                         f"INSTALLED={stamp}", f"BUILD={home / 'build'}", f"CPU_LIB={library}"],
                        logs / "build.log", timeout=1800)
