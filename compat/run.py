@@ -160,13 +160,11 @@ def run_cell(cell, fresh=False):
     if not step("install", ok, seconds):
         return _finish(record, start)
 
-    # `make build` with the cell's venv, build folder and library path; the
-    # stamp stands for `make venv`, which would install the pinned set instead
-    # (made once per environment, so that a rerun rebuilds only what changed).
+    # `make build` with the cell's venv, build folder and library path; `-o`
+    # keeps make from running `make venv` there, which would install the
+    # pinned set instead of the cell's.
     stamp = home / "installed.stamp"
-    if not stamp.exists():
-        stamp.touch()
-    ok, seconds = _run(["make", "--no-print-directory", "build", f"VENV={venv}",
+    ok, seconds = _run(["make", "--no-print-directory", "-o", str(stamp), "build", f"VENV={venv}",
                         f"INSTALLED={stamp}", f"BUILD={home / 'build'}", f"CPU_LIB={library}"],
                        logs / "build.log", timeout=1800)
     if not step("build", ok, seconds):
