@@ -190,6 +190,8 @@ def run_cell(cell, fresh=False):
 def _finish(record, start):
     record["seconds"] = round(time.monotonic() - start, 1)
     record["ok"] = all(s["ok"] for s in record["steps"].values()) and len(record["steps"]) == len(STEPS)
+    # Beside the cell too, so that runs in parallel can be merged (--collect).
+    (WORK / record["cell"] / "record.json").write_text(json.dumps(record, indent=1) + "\n")
     return record
 
 
@@ -285,10 +287,16 @@ def main(argv=None):
                         help="do not write compat/results.json and the README table")
     parser.add_argument("--no-readme", action="store_true",
                         help="write compat/results.json but not the README table")
+    parser.add_argument("--collect", action="store_true",
+                        help="merge every .compat/*/record.json into the results, then stop")
     parser.add_argument("--readme-only", action="store_true",
                         help="only rewrite the README table from compat/results.json")
     args = parser.parse_args(argv)
 
+    if args.collect:
+        save([json.loads(p.read_text()) for p in sorted(WORK.glob("*/record.json"))],
+             readme=not args.no_readme)
+        return 0
     if args.readme_only:
         write_readme_table(_load_results())
         return 0
