@@ -126,6 +126,16 @@ def _installed_versions(python):
                 numpy=versions.get("numpy"))
 
 
+def _commit():
+    """The checkout's commit, marked when tracked files differ from it."""
+    def git(*args):
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    commit = git("rev-parse", "--short", "HEAD")
+    changed = git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!README.md",
+                  ":!compat/results.json")
+    return f"{commit}+changes" if changed else commit
+
+
 def run_cell(cell, fresh=False):
     """Installs, builds and tests one cell; returns its result record."""
     home = WORK / cell.name
@@ -136,7 +146,7 @@ def run_cell(cell, fresh=False):
     venv = home / "venv"
     python = str(venv / "bin" / "python")
     library = home / "lib" / "_rmsprop_ops.so"
-    record = dict(cell=cell.name, kind=cell.kind, steps={})
+    record = dict(cell=cell.name, kind=cell.kind, commit=_commit(), steps={})
     print(f"\n== {cell.name} ({cell.kind}) in {home.relative_to(ROOT)}", flush=True)
     start = time.monotonic()
 
@@ -281,6 +291,8 @@ def main(argv=None):
     parser.add_argument("--keras", help="with --tf: one Keras release, e.g. 3.5.0")
     parser.add_argument("--cell", choices=["all", "window", "oldest", "newest", "nightly"],
                         default="all")
+    parser.add_argument("--part", metavar="K/N",
+                        help="only the K-th of N equal shares of the chosen cells (for parallel runs)")
     parser.add_argument("--fresh", action="store_true",
                         help="recreate the cells' virtual environments")
     parser.add_argument("--no-save", action="store_true",
@@ -311,6 +323,9 @@ def main(argv=None):
         cells = dict(all=WINDOW + [NIGHTLY], window=WINDOW, oldest=WINDOW[:1],
                      newest=WINDOW[-1:], nightly=[NIGHTLY])[args.cell]
 
+    if args.part:
+        k, n = (int(x) for x in args.part.split("/"))
+        cells = cells[k - 1::n]
     records = []
     for cell in cells:
         records.append(run_cell(cell, fresh=args.fresh))
