@@ -31,6 +31,16 @@ def check_tf_keras(version):
                     "(`pip install tf-keras~=2.X.0` for TensorFlow 2.X).")
 
 
+def stock_default_name():
+    """keras.optimizers.RMSprop's default `name`: "rmsprop" up to Keras 3.13
+    (at least), None in 3.15, which the base class turns into a name unique in the
+    program ("rm_sprop", "rm_sprop_1", ...)."""
+    import inspect
+
+    import keras
+    return inspect.signature(keras.optimizers.RMSprop.__init__).parameters["name"].default
+
+
 def compiled_by_xla():
     """True while tracing a function that XLA will compile (jit_compile=True),
     where the custom ops have no kernel."""

@@ -4,6 +4,7 @@ from keras_optimizer import _compat
 _compat.check_keras()
 
 import keras  # noqa: E402
+import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import rmsprop_op  # noqa: E402
@@ -26,6 +27,19 @@ def _replica_variable(variable):
             "that strategy's scope. Create the model and the optimizer under "
             "the same `strategy.scope()`.")
     return variable
+
+
+def _check_hyperparameter(name, value, minimum, maximum=None):
+    """A ValueError naming the argument for a value that can only give NaN or
+    nonsense. Tensors, variables and callables are left to run time."""
+    if isinstance(value, (str, bytes)):
+        raise ValueError(f"`{name}` must be a number, got the string {value!r}.")
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
+        return
+    in_range = value >= minimum and (maximum is None or value <= maximum)  # False for NaN
+    if not in_range:
+        expected = f"between {minimum} and {maximum}" if maximum is not None else f">= {minimum}"
+        raise ValueError(f"`{name}` must be {expected}, got {name}={value}.")
 
 
 @keras.saving.register_keras_serializable(package="keras_optimizer", name="RMSprop")
@@ -85,7 +99,7 @@ class RMSprop(_compat.UpdateHook, keras.optimizers.Optimizer):
         ema_overwrite_frequency=None,
         loss_scale_factor=None,
         gradient_accumulation_steps=None,
-        name="RMSprop",
+        name=_compat.stock_default_name(),
         **kwargs,
     ):
         super().__init__(
@@ -102,6 +116,9 @@ class RMSprop(_compat.UpdateHook, keras.optimizers.Optimizer):
             name=name,
             **kwargs,
         )
+        _check_hyperparameter("rho", rho, 0.0, 1.0)
+        _check_hyperparameter("momentum", momentum, 0.0, 1.0)
+        _check_hyperparameter("epsilon", epsilon, 0.0)
         self.rho = rho
         self.momentum = momentum
         self.epsilon = epsilon

@@ -340,3 +340,18 @@ def test_mixed_precision_loss_scale_optimizer():
     grads = opt.get_unscaled_gradients(tape.gradient(loss, [var]))
     opt.apply_gradients(zip(grads, [var]))
     assert np.all(np.abs(var.numpy()) < [1.0, 2.0])
+
+
+def test_api_is_stocks():
+    """Constructor (names, defaults, order), public surface and config keys of
+    tf_keras's legacy RMSprop, with nothing added or missing."""
+    import inspect
+    stock_cls = tf_keras.optimizers.legacy.RMSprop
+    ours_sig = inspect.signature(RMSprop.__init__).parameters
+    stock_sig = inspect.signature(stock_cls.__init__).parameters
+    assert [(p.name, p.default, p.kind) for p in ours_sig.values()] == \
+        [(p.name, p.default, p.kind) for p in stock_sig.values()]
+    public = lambda cls: {n for n in dir(cls) if not n.startswith("_")}  # noqa: E731
+    assert public(RMSprop) == public(stock_cls)
+    assert set(RMSprop(momentum=0.5).get_config()) == set(stock_cls(momentum=0.5).get_config())
+    assert RMSprop().get_config()["name"] == stock_cls().get_config()["name"]
