@@ -6,7 +6,9 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
-BUILD := build
+# Objects and other build outputs; not build/, which would clash with the
+# Bazel BUILD file on case-insensitive file systems.
+BUILD := out
 CPU_LIB := rmsprop_op/_rmsprop_ops.so
 GPU_LIB := rmsprop_op/_rmsprop_gpu_kernels.so
 NVCC ?= $(shell command -v nvcc 2>/dev/null)
@@ -132,7 +134,8 @@ bench: build benchmarks/_bandwidth_probe.so
 	$(PY) -m benchmarks.run
 
 clean:
-	rm -rf $(BUILD) $(CPU_LIB) $(GPU_LIB) dist *.egg-info .pytest_cache
+	rm -rf $(BUILD) $(CPU_LIB) $(GPU_LIB) dist *.egg-info .pytest_cache .hypothesis \
+	  benchmarks/_bandwidth_probe.so
 	find . -name __pycache__ -not -path './$(VENV)/*' -prune -exec rm -rf {} +
 
 -include $(CPU_OBJS:.o=.d) $(GPU_OBJS:.o=.d) $(GPU_CHECK).d
@@ -149,7 +152,7 @@ fuzz: build
 	HYPOTHESIS_PROFILE=long $(PY) -m pytest -q tests/test_fuzz.py
 
 # The CPU library again, with AddressSanitizer and UndefinedBehaviorSanitizer,
-# in build/sanitize/ beside the normal one; the op tests, the quick fuzz and
+# in $(BUILD)/sanitize/ beside the normal one; the op tests, the quick fuzz and
 # the concurrency tests run against it through RMSPROP_OP_LIBRARY. Python is not instrumented, so
 # the sanitizer runtimes are preloaded, and leak checking is off: the
 # interpreter and TensorFlow keep their allocations until exit by design.
@@ -196,10 +199,8 @@ BAZEL_OP_TESTS := tests/test_ops.py tests/test_op_errors.py
 
 bazel-build: $(INSTALLED)
 	@command -v $(BAZEL) >/dev/null 2>&1 || { \
-	  echo "$(BAZEL) not found: installing Debian's bazel-bootstrap"; \
-	  sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
-	  $$sudo apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq bazel-bootstrap; }
+	  echo "$(BAZEL) not found. Bazel 4.2 is tested: on Debian or Ubuntu," \
+	    "\`sudo apt-get install bazel-bootstrap\`; or name another with BAZEL=..."; exit 1; }
 	$(BAZEL) build //...
 
 bazel-test: bazel-build

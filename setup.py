@@ -153,6 +153,6 @@ setup(
     ],
     cmdclass={"build_ext": BuildTensorFlowOps, "bdist_wheel": PlatformWheel},
     # setuptools' work folders beside, not inside, `make build`'s objects.
-    options={"build": {"build_base": "build/setuptools"}},
+    options={"build": {"build_base": "out/setuptools"}},
     zip_safe=False,
 )

@@ -17,9 +17,11 @@ import sys
 # -fno-math-errno lets sqrt vectorize. -Wno-psabi: GCC notes that the formula
 # instantiated on AVX-512 vectors would pass them differently out of line,
 # but every such instance is inlined into an AVX-512 function.
+# -Wno-interference-size: GCC 12 warns about every use of
+# hardware_destructive_interference_size in TensorFlow's (Eigen's) headers.
 CXXFLAGS = [
     "-O3", "-fPIC", "-Wall", "-Wno-sign-compare", "-Wno-deprecated-declarations", "-fno-math-errno", "-ffp-contract=off",
-    "-fvisibility-inlines-hidden", "-Wno-psabi",
+    "-fvisibility-inlines-hidden", "-Wno-psabi", "-Wno-interference-size",
 ]
 # nvcc: -fmad=false and the host compiler's -ffp-contract=off for the same
 # reason; the CUDA half of the GPU library exports nothing (the registrations
