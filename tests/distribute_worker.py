@@ -192,6 +192,10 @@ def mirrored(out):
     facts["sparse_gradient_shapes"] = list(sparse_shapes)
     model, optimizer = _fit("dense", keras.optimizers.RMSprop, strategy)
     _save(out, "mirrored_dense_stock", _state(model, optimizer))
+    # Whether this Keras's fit under MirroredStrategy is what one device
+    # computes, judged with its own optimizer (not so in some releases).
+    model, optimizer = _fit("dense", keras.optimizers.RMSprop, tf.distribute.get_strategy())
+    _save(out, "one_device_dense_stock", model.get_weights())
     model, optimizer = _fit("embedding", keras_optimizer.RMSprop, tf.distribute.get_strategy())
     _save(out, "mirrored_embedding_one_device", _state(model, optimizer))
 

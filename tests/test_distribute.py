@@ -178,15 +178,27 @@ def test_mirrored_iterations_count_global_steps(mirrored):
     assert [facts[kind]["iterations"] for kind in job.KINDS] == [job.STEPS, job.STEPS]
 
 
-@needs_summed_gradients
+def _stock_fit_is_the_same_on_two_replicas(mirrored):
+    """Keras 3.3 to 3.5 never sum the replicas' gradients, and in Keras 3.6
+    `fit` under MirroredStrategy differs from one device by far more than
+    round-off too, with the stock optimizer as with ours."""
+    mirrored_stock = _load(mirrored, "mirrored_dense_stock")
+    one_device = _load(mirrored, "one_device_dense_stock")
+    return all(np.allclose(a, b, rtol=RTOL, atol=ATOL) for a, b in zip(mirrored_stock, one_device))
+
+
 def test_mirrored_embedding_matches_one_device(mirrored):
-    # The all-reduced sparse gradients reach the sparse op as IndexedSlices
-    # of unknown static shape.
-    shapes = _facts(mirrored, "mirrored")["sparse_gradient_shapes"]
-    assert shapes and all(s == [None, None] for s in shapes)
     ours = _load(mirrored, "mirrored_embedding_ours")
-    _assert_close(ours, _load(mirrored, "mirrored_embedding_one_device"))
     _assert_unseen_rows_untouched(ours, _load(mirrored, "mirrored_embedding_initial"))
+    if _compat.keras_sums_replica_gradients():
+        # The all-reduced sparse gradients reach the sparse op as
+        # IndexedSlices of unknown static shape.
+        shapes = _facts(mirrored, "mirrored")["sparse_gradient_shapes"]
+        assert shapes and all(s == [None, None] for s in shapes)
+    if not _stock_fit_is_the_same_on_two_replicas(mirrored):
+        pytest.skip("this Keras's fit on two replicas differs from one device with the "
+                    "stock optimizer too")
+    _assert_close(ours, _load(mirrored, "mirrored_embedding_one_device"))
 
 
 def test_applied_outside_the_scope_every_replica_is_updated(mirrored):
