@@ -1,7 +1,8 @@
 // Standalone check of the CUDA kernels of the fused RMSProp ops.
 //
 // Runs every kernel variant (dense and sparse; plain and centered; with and
-// without momentum; float32, float64, float16 and bfloat16; int32 and int64
+// without momentum; float32, float64, float16, bfloat16, complex64 and
+// complex128; int32 and int64
 // indices) on random data, compares each result bit for bit with a CPU
 // reference built on the same formula header, then times the float32 kernels
 // against a device-to-device copy. Needs no TensorFlow: `make gpu-check`.
@@ -52,6 +53,10 @@ template <>
 const char* TypeName<__half>() { return "float16"; }
 template <>
 const char* TypeName<__nv_bfloat16>() { return "bfloat16"; }
+template <>
+const char* TypeName<rmsprop_math::Complex<float>>() { return "complex64"; }
+template <>
+const char* TypeName<rmsprop_math::Complex<double>>() { return "complex128"; }
 template <>
 const char* TypeName<int32_t>() { return "int32"; }
 template <>
@@ -107,18 +112,34 @@ class DeviceBuffer {
 };
 
 template <typename T>
+T RandomValue(std::mt19937_64& rng, std::uniform_real_distribution<double>& dist) {
+  return gpu::FromCompute<T>(static_cast<ComputeType<T>>(dist(rng)));
+}
+template <>
+rmsprop_math::Complex<float> RandomValue(
+    std::mt19937_64& rng, std::uniform_real_distribution<double>& dist) {
+  const float re = static_cast<float>(dist(rng));
+  return {re, static_cast<float>(dist(rng))};
+}
+template <>
+rmsprop_math::Complex<double> RandomValue(
+    std::mt19937_64& rng, std::uniform_real_distribution<double>& dist) {
+  const double re = dist(rng);
+  return {re, dist(rng)};
+}
+
+template <typename T>
 std::vector<T> RandomVector(std::mt19937_64& rng, size_t n, double lo,
                             double hi) {
   std::uniform_real_distribution<double> dist(lo, hi);
   std::vector<T> v(n);
-  for (T& x : v) {
-    x = gpu::FromCompute<T>(static_cast<ComputeType<T>>(dist(rng)));
-  }
+  for (T& x : v) x = RandomValue<T>(rng, dist);
   return v;
 }
 
 // The variables and slots of one check, on the host and the device. The
-// ranges keep ms - mg^2 positive, so no result is NaN.
+// ranges keep ms - mg^2 positive for real types, so no result is NaN
+// (complex ones have a root everywhere).
 template <typename T>
 struct Slots {
   std::vector<T> var, ms, mg, mom;
@@ -156,12 +177,12 @@ struct DeviceSlots {
 // with momentum under it, so that the checks cover both placements.
 template <typename T>
 HyperOf<T> MakeHyper(bool momentum) {
-  using C = ComputeType<T>;
+  using R = decltype(HyperOf<T>{}.lr);
   const double lr = 0.01, rho = 0.9, epsilon = 1e-7;
   const double mom = momentum ? 0.9 : 0.0;
-  return {static_cast<C>(lr), static_cast<C>(rho), static_cast<C>(1.0 - rho),
-          static_cast<C>(mom), static_cast<C>(momentum ? epsilon : 0.0),
-          static_cast<C>(momentum ? 0.0 : epsilon)};
+  return {static_cast<R>(lr), static_cast<R>(rho), static_cast<R>(1.0 - rho),
+          static_cast<R>(mom), static_cast<R>(momentum ? epsilon : 0.0),
+          static_cast<R>(momentum ? 0.0 : epsilon)};
 }
 
 // The CPU reference: element i of the update with gradient g, as the CPU
@@ -195,6 +216,29 @@ ReferenceFn<T> SelectReference(bool centered, bool momentum) {
                   : &ReferenceElement<T, false, false>;
 }
 
+template <typename C>
+bool IsNan(C x) {
+  return std::isnan(static_cast<double>(x));
+}
+template <typename R>
+bool IsNan(rmsprop_math::Complex<R> x) {
+  return std::isnan(x.re) || std::isnan(x.im);
+}
+
+template <typename C>
+std::string Format(C x) {
+  char buf[40];
+  std::snprintf(buf, sizeof(buf), "%.17g", static_cast<double>(x));
+  return buf;
+}
+template <typename R>
+std::string Format(rmsprop_math::Complex<R> x) {
+  char buf[80];
+  std::snprintf(buf, sizeof(buf), "(%.17g, %.17g)", static_cast<double>(x.re),
+                static_cast<double>(x.im));
+  return buf;
+}
+
 // Counts elements whose bits differ (NaN matching NaN) and describes the
 // first.
 template <typename T>
@@ -202,17 +246,15 @@ int64_t CountMismatches(const std::vector<T>& got, const std::vector<T>& want,
                         const char* name, std::string* first) {
   int64_t count = 0;
   for (size_t i = 0; i < got.size(); ++i) {
-    const double a = static_cast<double>(gpu::ToCompute(got[i]));
-    const double b = static_cast<double>(gpu::ToCompute(want[i]));
+    const auto a = gpu::ToCompute(got[i]);
+    const auto b = gpu::ToCompute(want[i]);
     if (std::memcmp(&got[i], &want[i], sizeof(T)) == 0 ||
-        (std::isnan(a) && std::isnan(b))) {
+        (IsNan(a) && IsNan(b))) {
       continue;
     }
     if (count++ == 0) {
-      char buf[160];
-      std::snprintf(buf, sizeof(buf), "%s[%zu]: got %.17g, want %.17g", name,
-                    i, a, b);
-      *first = buf;
+      *first = std::string(name) + "[" + std::to_string(i) + "]: got " +
+               Format(a) + ", want " + Format(b);
     }
   }
   return count;
@@ -622,6 +664,8 @@ int main() {
   CheckType<double>(stream, rng, &tally);
   CheckType<__half>(stream, rng, &tally);
   CheckType<__nv_bfloat16>(stream, rng, &tally);
+  CheckType<rmsprop_math::Complex<float>>(stream, rng, &tally);
+  CheckType<rmsprop_math::Complex<double>>(stream, rng, &tally);
   std::printf("%d checks passed, %d failed\n", tally.passed, tally.failed);
   if (tally.failed > 0) return 1;
 

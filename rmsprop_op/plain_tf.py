@@ -4,13 +4,17 @@ For graphs that XLA compiles (`jit_compile=True`), where the custom ops have
 no XLA kernel. Same signatures and semantics as the fused ops in
 `rmsprop_op`; the formula mirrors rmsprop_op/cc/kernels/rmsprop_math.h line
 for line, computing half-precision variables in float32 and rounding once.
+Complex variables follow TensorFlow's complex ops (g^2 = g*g, principal
+root), which round as the kernels' complex arithmetic does to a few ulps.
 Sparse updates touch only the named rows, duplicates summed first.
 """
 import tensorflow as tf
 
 
 def _compute_dtype(dtype):
-    return tf.float64 if dtype == tf.float64 else tf.float32
+    if dtype.is_complex or dtype == tf.float64:
+        return dtype
+    return tf.float32
 
 
 def _float64(x):

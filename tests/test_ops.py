@@ -19,6 +19,8 @@ def _random(shape, dtype, seed, positive=False):
     x = rng.standard_normal(shape)
     if positive:
         x = np.abs(x) * 0.1 + 0.01  # keeps ms - mg^2 + eps positive
+    if np.dtype(NUMPY_DTYPES[dtype]).kind == "c":
+        x = x + 1j * rng.standard_normal(shape) * (0.01 if positive else 1.0)
     return x.astype(NUMPY_DTYPES[dtype])
 
 
@@ -378,5 +380,6 @@ def test_epsilon_after_sqrt_matches_reference(dtype, with_mom, centered, kind):
         else:  # plain TF ops in eager mode round as the kernels do, up to float16 casts
             for a, e in zip(_numpy(variables), expected):
                 if e is not None:
-                    np.testing.assert_allclose(a.astype(np.float64), e.astype(np.float64),
-                                               rtol=1e-6 if dtype == "float64" else 2e-3)
+                    np.testing.assert_allclose(a.astype(np.complex128), e.astype(np.complex128),
+                                               rtol={"float16": 2e-3, "bfloat16": 2e-3, "float32": 1e-5,
+                                                     "complex64": 1e-5}.get(dtype, 1e-6))

@@ -534,6 +534,8 @@ RMSPROP_REGISTER_CPU(Eigen::half)
 RMSPROP_REGISTER_CPU(Eigen::bfloat16)
 RMSPROP_REGISTER_CPU(float)
 RMSPROP_REGISTER_CPU(double)
+RMSPROP_REGISTER_CPU(::tensorflow::complex64)
+RMSPROP_REGISTER_CPU(::tensorflow::complex128)
 #undef RMSPROP_REGISTER_CPU
 
 }  // namespace rmsprop_op

@@ -2,13 +2,15 @@
 #ifndef RMSPROP_OP_CC_KERNELS_RMSPROP_FUNCTORS_H_
 #define RMSPROP_OP_CC_KERNELS_RMSPROP_FUNCTORS_H_
 
+#include <complex>
 #include <cstdint>
 
 #include "rmsprop_op/cc/kernels/rmsprop_math.h"
 
 namespace rmsprop_op {
 
-// Half-precision variables are updated in float and rounded once.
+// Half-precision variables are updated in float and rounded once; complex
+// ones in rmsprop_math::Complex, whose bits are those of std::complex.
 template <typename T>
 struct ComputeTypeOf {
   using type = float;
@@ -17,11 +19,29 @@ template <>
 struct ComputeTypeOf<double> {
   using type = double;
 };
+template <typename R>
+struct ComputeTypeOf<std::complex<R>> {
+  using type = rmsprop_math::Complex<R>;
+};
+template <typename R>
+struct ComputeTypeOf<rmsprop_math::Complex<R>> {
+  using type = rmsprop_math::Complex<R>;
+};
 template <typename T>
 using ComputeType = typename ComputeTypeOf<T>::type;
 
+// The real type of a compute type: the type of the hyperparameters.
+template <typename C>
+struct RealOf {
+  using type = C;
+};
+template <typename R>
+struct RealOf<rmsprop_math::Complex<R>> {
+  using type = R;
+};
+
 template <typename T>
-using HyperOf = rmsprop_math::Hyper<ComputeType<T>>;
+using HyperOf = rmsprop_math::Hyper<typename RealOf<ComputeType<T>>::type>;
 
 // The buffers one update writes; mg and mom are null when the update is not
 // centered or has no momentum slot.

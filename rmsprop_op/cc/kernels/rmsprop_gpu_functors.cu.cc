@@ -26,6 +26,10 @@ template <>
 struct CudaTypeOf<Eigen::bfloat16> {
   using type = __nv_bfloat16;
 };
+template <typename R>
+struct CudaTypeOf<std::complex<R>> {
+  using type = rmsprop_math::Complex<R>;
+};
 template <typename T>
 using CudaType = typename CudaTypeOf<T>::type;
 
@@ -107,6 +111,8 @@ RMSPROP_DEFINE_GPU_FUNCTORS(Eigen::half)
 RMSPROP_DEFINE_GPU_FUNCTORS(Eigen::bfloat16)
 RMSPROP_DEFINE_GPU_FUNCTORS(float)
 RMSPROP_DEFINE_GPU_FUNCTORS(double)
+RMSPROP_DEFINE_GPU_FUNCTORS(std::complex<float>)
+RMSPROP_DEFINE_GPU_FUNCTORS(std::complex<double>)
 #undef RMSPROP_DEFINE_GPU_FUNCTORS
 #undef RMSPROP_DEFINE_GPU_SPARSE_FUNCTOR
 

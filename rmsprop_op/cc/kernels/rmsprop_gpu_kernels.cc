@@ -23,10 +23,14 @@ namespace rmsprop_op {
 using GPUDevice = Eigen::GpuDevice;
 
 // The CUDA half reinterprets Eigen's 16-bit types as CUDA's __half and
-// __nv_bfloat16, which are bare 16-bit values too.
+// __nv_bfloat16, which are bare 16-bit values too, and std::complex as
+// rmsprop_math::Complex, a (real, imaginary) pair like it.
 static_assert(sizeof(Eigen::half) == sizeof(uint16_t) &&
                   sizeof(Eigen::bfloat16) == sizeof(uint16_t),
               "Eigen's 16-bit floating-point types must be 16 bits");
+static_assert(sizeof(::tensorflow::complex64) == sizeof(rmsprop_math::Complex<float>) &&
+                  sizeof(::tensorflow::complex128) == sizeof(rmsprop_math::Complex<double>),
+              "complex types must be (real, imaginary) pairs");
 
 cudaStream_t GpuStream(const GPUDevice& d) { return d.stream(); }
 
@@ -49,6 +53,8 @@ RMSPROP_REGISTER_GPU(Eigen::half)
 RMSPROP_REGISTER_GPU(Eigen::bfloat16)
 RMSPROP_REGISTER_GPU(float)
 RMSPROP_REGISTER_GPU(double)
+RMSPROP_REGISTER_GPU(::tensorflow::complex64)
+RMSPROP_REGISTER_GPU(::tensorflow::complex128)
 #undef RMSPROP_REGISTER_GPU
 
 }  // namespace rmsprop_op

@@ -3,9 +3,9 @@
 // No TensorFlow here: the op library (rmsprop_gpu_functors.cu.cc) and the
 // standalone checker (gpu_check/) include this same header, so the checker
 // exercises exactly the code the ops run. Variables are stored as float,
-// double, __half or __nv_bfloat16; arithmetic is in ComputeType (float for
-// the 16-bit types) through rmsprop_math.h, the formula every implementation
-// shares.
+// double, __half, __nv_bfloat16 or rmsprop_math::Complex; arithmetic is in
+// ComputeType (float for the 16-bit types) through rmsprop_math.h, the
+// formula every implementation shares.
 //
 // Must be compiled by nvcc with -fmad=false (tools/tf_build_flags.py), so
 // that every multiply and add rounds separately as in the CPU kernels; with
@@ -54,6 +54,11 @@ __host__ __device__ __forceinline__ float ToCompute(__half x) {
 }
 __host__ __device__ __forceinline__ float ToCompute(__nv_bfloat16 x) {
   return __bfloat162float(x);
+}
+template <typename R>
+__host__ __device__ __forceinline__ rmsprop_math::Complex<R> ToCompute(
+    rmsprop_math::Complex<R> x) {
+  return x;
 }
 
 template <typename T>
@@ -306,7 +311,7 @@ cudaError_t LaunchDenseVariant(cudaStream_t stream,
 }
 
 // Enqueues the dense updates on `stream`. D is the CUDA storage type
-// (float, double, __half, __nv_bfloat16); T is the caller's type of the same
+// (float, double, __half, __nv_bfloat16, rmsprop_math::Complex); T is the caller's type of the same
 // bits. All updates are centered or not, and have a momentum slot or not, as
 // the first one.
 template <typename D, typename T>

@@ -14,6 +14,7 @@
 #define RMSPROP_OP_CC_KERNELS_RMSPROP_MATH_H_
 
 #include <cmath>
+#include <utility>
 
 #if defined(__CUDACC__)
 #define RMSPROP_HOST_DEVICE __host__ __device__ __forceinline__
@@ -23,23 +24,87 @@
 
 namespace rmsprop_math {
 
-// Hyperparameters in the compute type C (float for half, bfloat16 and float
-// variables; double for double variables). one_minus_rho is computed in
-// double from rho by the caller, as Keras does with its Python float.
+// Hyperparameters in the real type R of the compute type (float for half,
+// bfloat16, float and complex64 variables; double for double and
+// complex128). one_minus_rho is computed in double from rho by the caller,
+// as Keras does with its Python float.
 //
 // Epsilon goes under the root (Keras 3, TensorFlow's training ops) or after
 // it (tf_keras's RMSprop without momentum); the caller sets one of the two
 // and leaves the other 0, which changes no bit of the other placement
 // (x + 0 == x for the non-negative ms and the root) and keeps one loop body.
-template <typename C>
+template <typename R>
 struct Hyper {
-  C lr;
-  C rho;
-  C one_minus_rho;
-  C momentum;
-  C epsilon_in_sqrt;
-  C epsilon_after_sqrt;
+  R lr;
+  R rho;
+  R one_minus_rho;
+  R momentum;
+  R epsilon_in_sqrt;
+  R epsilon_after_sqrt;
 };
+
+// A complex number as TensorFlow's complex64 / complex128 store it (real,
+// imaginary). The same arithmetic on host and device, written with IEEE
+// operations only (no library complex division or hypot), so that CPU and
+// GPU kernels round alike. Semantics are TensorFlow's training ops': g^2 is
+// the complex square g*g, the root is the principal square root, and the
+// real hyperparameters scale both parts.
+template <typename R>
+struct Complex {
+  R re;
+  R im;
+
+  Complex() = default;
+  RMSPROP_HOST_DEVICE constexpr Complex(R real, R imag = R(0)) : re(real), im(imag) {}
+  // From and to std::complex (the CPU storage type), without naming it here.
+  template <typename S, typename = decltype(static_cast<R>(
+                            std::declval<const S&>().imag()))>
+  explicit Complex(const S& z) : re(z.real()), im(z.imag()) {}
+  template <typename S, typename = decltype(S(R(), R()))>
+  explicit operator S() const { return S(re, im); }
+
+  RMSPROP_HOST_DEVICE Complex& operator+=(const Complex& b) {
+    re += b.re;
+    im += b.im;
+    return *this;
+  }
+};
+
+template <typename R>
+RMSPROP_HOST_DEVICE Complex<R> operator+(Complex<R> a, Complex<R> b) {
+  return {a.re + b.re, a.im + b.im};
+}
+template <typename R>
+RMSPROP_HOST_DEVICE Complex<R> operator-(Complex<R> a, Complex<R> b) {
+  return {a.re - b.re, a.im - b.im};
+}
+template <typename R>
+RMSPROP_HOST_DEVICE Complex<R> operator*(Complex<R> a, Complex<R> b) {
+  return {a.re * b.re - a.im * b.im, a.re * b.im + a.im * b.re};
+}
+// A real hyperparameter: added to the real part, or scaling both parts.
+template <typename R>
+RMSPROP_HOST_DEVICE Complex<R> operator+(Complex<R> a, R b) {
+  return {a.re + b, a.im};
+}
+template <typename R>
+RMSPROP_HOST_DEVICE Complex<R> operator*(R a, Complex<R> b) {
+  return {a * b.re, a * b.im};
+}
+
+// a / b by Smith's method: scaling by the larger part of b avoids the
+// overflow of dividing by |b|^2.
+template <typename R>
+RMSPROP_HOST_DEVICE Complex<R> operator/(Complex<R> a, Complex<R> b) {
+  if (std::fabs(b.re) >= std::fabs(b.im)) {
+    const R ratio = b.im / b.re;
+    const R denom = b.re + b.im * ratio;
+    return {(a.re + a.im * ratio) / denom, (a.im - a.re * ratio) / denom};
+  }
+  const R ratio = b.re / b.im;
+  const R denom = b.re * ratio + b.im;
+  return {(a.re * ratio + a.im) / denom, (a.im * ratio - a.re) / denom};
+}
 
 template <typename C>
 RMSPROP_HOST_DEVICE C Sqrt(C x) {
@@ -52,40 +117,70 @@ RMSPROP_HOST_DEVICE float Sqrt<float>(float x) {
 }
 #endif
 
+// |z| without overflow: the larger part times sqrt(1 + ratio^2).
+template <typename R>
+RMSPROP_HOST_DEVICE R Abs(Complex<R> z) {
+  R big = std::fabs(z.re);
+  R small = std::fabs(z.im);
+  if (big < small) {
+    const R t = big;
+    big = small;
+    small = t;
+  }
+  if (big == R(0) || !(big - big == R(0))) {
+    return big + small;  // 0, NaN, or an infinite part
+  }
+  const R ratio = small / big;
+  return big * Sqrt<R>(R(1) + ratio * ratio);
+}
+
+// The principal square root: w = sqrt((|re| + |z|) / 2) is one part of the
+// root and im / (2w) the other, chosen by the sign of re so that nothing
+// cancels; the imaginary part keeps the sign of im.
+template <typename R>
+RMSPROP_HOST_DEVICE Complex<R> Sqrt(Complex<R> z) {
+  if (z.re == R(0) && z.im == R(0)) return {R(0), z.im};
+  const R w = Sqrt<R>((std::fabs(z.re) + Abs(z)) * R(0.5));
+  if (z.re >= R(0)) return {w, z.im / (R(2) * w)};
+  return {std::fabs(z.im) / (R(2) * w), std::signbit(z.im) ? -w : w};
+}
+
 // lr*g / (sqrt(denom + epsilon_in_sqrt) + epsilon_after_sqrt).
-template <typename C>
-RMSPROP_HOST_DEVICE C ScaledStep(C g, C denom, const Hyper<C>& h) {
-  return (h.lr * g) / (Sqrt<C>(denom + h.epsilon_in_sqrt) + h.epsilon_after_sqrt);
+template <typename C, typename R>
+RMSPROP_HOST_DEVICE C ScaledStep(C g, C denom, const Hyper<R>& h) {
+  return (h.lr * g) / (Sqrt(denom + h.epsilon_in_sqrt) + h.epsilon_after_sqrt);
 }
 
 // Updates the mean square `ms` and returns the step lr*g/sqrt(ms + epsilon).
-template <typename C>
-RMSPROP_HOST_DEVICE C PlainStep(C g, C& ms, const Hyper<C>& h) {
+template <typename C, typename R>
+RMSPROP_HOST_DEVICE C PlainStep(C g, C& ms, const Hyper<R>& h) {
   ms = h.rho * ms + h.one_minus_rho * (g * g);
   return ScaledStep<C>(g, ms, h);
 }
 
 // Updates `ms` and the mean gradient `mg` and returns
 // lr*g/sqrt(ms - mg^2 + epsilon).
-template <typename C>
-RMSPROP_HOST_DEVICE C CenteredStep(C g, C& ms, C& mg, const Hyper<C>& h) {
+template <typename C, typename R>
+RMSPROP_HOST_DEVICE C CenteredStep(C g, C& ms, C& mg, const Hyper<R>& h) {
   ms = h.rho * ms + h.one_minus_rho * (g * g);
   mg = h.rho * mg + h.one_minus_rho * g;
   return ScaledStep<C>(g, ms - mg * mg, h);
 }
 
 // With a momentum slot the variable moves by the accumulated momentum.
-template <typename C>
-RMSPROP_HOST_DEVICE C MomentumDelta(C step, C& mom, const Hyper<C>& h) {
+template <typename C, typename R>
+RMSPROP_HOST_DEVICE C MomentumDelta(C step, C& mom, const Hyper<R>& h) {
   mom = h.momentum * mom + step;
   return mom;
 }
 
 // One element of the update, all four variants. kCentered and kMomentum are
 // compile-time so that every variant compiles to a branch-free loop body.
-template <bool kCentered, bool kMomentum, typename C>
+// C is the compute type (a real type, Complex<R>, or a vector of floats);
+// the hyperparameters are in its real type.
+template <bool kCentered, bool kMomentum, typename C, typename R>
 RMSPROP_HOST_DEVICE C UpdateElement(C g, C& ms, C& mg, C& mom,
-                                    const Hyper<C>& h) {
+                                    const Hyper<R>& h) {
   const C step = kCentered ? CenteredStep<C>(g, ms, mg, h)
                            : PlainStep<C>(g, ms, h);
   return kMomentum ? MomentumDelta<C>(step, mom, h) : step;

@@ -18,7 +18,8 @@
 
 namespace rmsprop_op {
 
-// Reads the four float64 host scalars and converts them to the compute type.
+// Reads the four float64 host scalars and converts them to the real type of
+// the compute type.
 // (1 - rho) is formed in double, as Keras does with its Python float rho.
 // epsilon goes under the root or, with the op's epsilon_after_sqrt attr,
 // after it.
@@ -44,11 +45,11 @@ absl::Status ReadHyperparameters(tensorflow::OpKernelContext* ctx,
                      " but no momentum slot (mom) was given; pass a mom "
                      "variable or momentum=0"));
   }
-  using C = ComputeType<T>;
-  const C epsilon = static_cast<C>(values[3]);
-  *h = {static_cast<C>(values[0]), static_cast<C>(values[1]),
-        static_cast<C>(1.0 - values[1]), static_cast<C>(values[2]),
-        epsilon_after_sqrt ? C(0) : epsilon, epsilon_after_sqrt ? epsilon : C(0)};
+  using R = decltype(h->lr);
+  const R epsilon = static_cast<R>(values[3]);
+  *h = {static_cast<R>(values[0]), static_cast<R>(values[1]),
+        static_cast<R>(1.0 - values[1]), static_cast<R>(values[2]),
+        epsilon_after_sqrt ? R(0) : epsilon, epsilon_after_sqrt ? epsilon : R(0)};
   return absl::OkStatus();
 }
 
