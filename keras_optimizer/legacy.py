@@ -19,8 +19,9 @@ def _coefficient_dtype(var_dtype):
     # The stock optimizer forms its coefficients (lr, rho, 1 - rho, epsilon)
     # in the variable's dtype; doing the same for float32 and float64 gives
     # its exact values. Half-precision variables are computed in float32 by
-    # the op, so their coefficients are not first rounded to 16 bits.
-    return tf.float64 if var_dtype == tf.float64 else tf.float32
+    # the op, so their coefficients are not first rounded to 16 bits; complex
+    # ones have real coefficients of their real dtype.
+    return tf.float64 if var_dtype.real_dtype == tf.float64 else tf.float32
 
 
 @tf_keras.saving.register_keras_serializable(package="keras_optimizer.legacy", name="RMSprop")

@@ -50,23 +50,30 @@ def _run(mode, fn):
         fn()
 
 
-def _apply_dense(variables, grad, hyper, use_locking=False):
+def _apply_any(variables, grad, indices, args):
+    """The op for these slots: plain or centered, dense (indices None) or sparse."""
     var, ms, mg, mom = variables
-    momentum = hyper["momentum"] if mom is not None else 0.0
-    args = dict(lr=hyper["lr"], rho=hyper["rho"], momentum=momentum,
-                epsilon=hyper["epsilon"], use_locking=use_locking)
-    if mg is None:
-        return rmsprop_op.apply_rmsprop(var, ms, mom, grad, **args)
-    return rmsprop_op.apply_centered_rmsprop(var, mg, ms, mom, grad, **args)
-
-
-def _apply_sparse(variables, grad, indices, hyper):
-    var, ms, mg, mom = variables
-    momentum = hyper["momentum"] if mom is not None else 0.0
-    args = dict(lr=hyper["lr"], rho=hyper["rho"], momentum=momentum, epsilon=hyper["epsilon"])
+    if indices is None:
+        if mg is None:
+            return rmsprop_op.apply_rmsprop(var, ms, mom, grad, **args)
+        return rmsprop_op.apply_centered_rmsprop(var, mg, ms, mom, grad, **args)
     if mg is None:
         return rmsprop_op.sparse_apply_rmsprop(var, ms, mom, grad, indices, **args)
     return rmsprop_op.sparse_apply_centered_rmsprop(var, mg, ms, mom, grad, indices, **args)
+
+
+def _op_args(variables, hyper, **extra):
+    momentum = hyper["momentum"] if variables[3] is not None else 0.0
+    return dict(lr=hyper["lr"], rho=hyper["rho"], momentum=momentum, epsilon=hyper["epsilon"],
+                **extra)
+
+
+def _apply_dense(variables, grad, hyper, use_locking=False):
+    return _apply_any(variables, grad, None, _op_args(variables, hyper, use_locking=use_locking))
+
+
+def _apply_sparse(variables, grad, indices, hyper):
+    return _apply_any(variables, grad, indices, _op_args(variables, hyper))
 
 
 def _assert_bitwise_equal(actual, expected):
@@ -383,3 +390,67 @@ def test_epsilon_after_sqrt_matches_reference(dtype, with_mom, centered, kind):
                     np.testing.assert_allclose(a.astype(np.complex128), e.astype(np.complex128),
                                                rtol={"float16": 2e-3, "bfloat16": 2e-3, "float32": 1e-5,
                                                      "complex64": 1e-5}.get(dtype, 1e-6))
+
+
+COMPLEX_VARIANTS = list(itertools.product(["complex64", "complex128"], MODES, ["dense", "sparse"],
+                                          [False, True], [0.0, 0.5], ["in", "after"]))
+
+
+def _tensorflow_complex_step(variables, grad, indices, hyper, centered, epsilon_after_sqrt):
+    """TensorFlow's own complex update: the training ops (epsilon under the root),
+    or tf_keras's formula in TensorFlow ops (epsilon after it)."""
+    var, ms, mg, mom = variables
+    c = var.dtype
+    lr, rho, momentum, epsilon = (tf.constant(hyper[k], c) for k in ("lr", "rho", "momentum", "epsilon"))
+    if not epsilon_after_sqrt:
+        args = dict(var=var.handle, ms=ms.handle, mom=mom.handle, lr=lr, rho=rho,
+                    momentum=momentum, epsilon=epsilon, grad=grad)
+        if centered:
+            args["mg"] = mg.handle
+        if indices is None:
+            op = tf.raw_ops.ResourceApplyCenteredRMSProp if centered else tf.raw_ops.ResourceApplyRMSProp
+        else:
+            args["indices"] = indices
+            op = (tf.raw_ops.ResourceSparseApplyCenteredRMSProp if centered
+                  else tf.raw_ops.ResourceSparseApplyRMSProp)
+        op(**args)
+        return
+    rows = (lambda v: v.read_value()) if indices is None else (lambda v: tf.gather(v, indices))
+    write = ((lambda v, x: v.assign(x)) if indices is None
+             else (lambda v, x: v.scatter_update(tf.IndexedSlices(x, indices))))
+    new_ms = rho * rows(ms) + (1 - rho) * tf.square(grad)
+    denom = new_ms
+    if centered:
+        new_mg = rho * rows(mg) + (1 - rho) * grad
+        write(mg, new_mg)
+        denom = new_ms - tf.square(new_mg)
+    step = lr * grad / (tf.sqrt(denom) + epsilon)
+    new_mom = momentum * rows(mom) + step
+    write(ms, new_ms)
+    write(mom, new_mom)
+    write(var, rows(var) - new_mom)
+
+
+@pytest.mark.parametrize("dtype,mode,kind,centered,momentum,placement", COMPLEX_VARIANTS)
+def test_complex_agrees_with_tensorflow(dtype, mode, kind, centered, momentum, placement):
+    """Complex updates (g^2 = g*g, principal root, real epsilon) follow
+    TensorFlow's over 20 steps within rtol 1e-5 (complex64) / 1e-12
+    (complex128): TensorFlow's complex division and root are other algorithms
+    than ours, correct to a few ulps each."""
+    shape = (12, 5)
+    initial = _slots(shape, dtype, centered, True)
+    ours, theirs = _variables(initial), _variables(initial)
+    hyper = dict(HYPER, momentum=momentum, epsilon=1e-3)
+    after = placement == "after"
+    indices = tf.constant([3, 11, 0, 7], tf.int64) if kind == "sparse" else None
+    grad_shape = shape if indices is None else (4, shape[1])
+    for step in range(20):
+        g = tf.constant(_random(grad_shape, dtype, 700 + step))
+        args = dict(hyper, epsilon_after_sqrt=after)
+        fn = lambda: _apply_any(ours, g, indices, args)
+        _run(mode, fn)
+        _tensorflow_complex_step(theirs, g, indices, hyper, centered, after)
+    rtol = 1e-5 if dtype == "complex64" else 1e-12
+    for a, b in zip(_numpy(ours), _numpy(theirs)):
+        if b is not None:
+            np.testing.assert_allclose(a, b, rtol=rtol, atol=rtol * 1e-2)

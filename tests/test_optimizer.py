@@ -5,20 +5,27 @@ import pytest
 import tensorflow as tf
 
 import keras_optimizer
-from tests.reference import sparse_rmsprop_step
+from tests.reference import rmsprop_step, sparse_rmsprop_step
 
 SHAPES = [(3,), (17, 5), (1,), (4, 4, 3)]
 
 
+def _normal(rng, shape, dtype):
+    x = rng.standard_normal(shape)
+    if np.dtype(dtype).kind == "c":
+        x = x + 1j * rng.standard_normal(shape)
+    return x.astype(dtype)
+
+
 def _variables(seed=0, dtype="float32"):
     rng = np.random.default_rng(seed)
-    return [keras.Variable(rng.standard_normal(s).astype(dtype), name=f"v{i}")
+    return [keras.Variable(_normal(rng, s, dtype), name=f"v{i}", dtype=dtype)
             for i, s in enumerate(SHAPES)]
 
 
 def _gradients(step, dtype="float32"):
     rng = np.random.default_rng(1000 + step)
-    grads = [rng.standard_normal(s).astype(dtype) for s in SHAPES]
+    grads = [_normal(rng, s, dtype) for s in SHAPES]
     grads[0][1] = 0.0  # zero gradients still decay accumulators
     return [tf.constant(g) for g in grads]
 
@@ -45,7 +52,7 @@ def _assert_same_training(kwargs, steps=100, compiled=True, **train_kwargs):
                                      compiled=compiled, **train_kwargs)
     assert len(ours_slots) == len(stock_slots)
     for a, b in zip(ours_vars + ours_slots, stock_vars + stock_slots):
-        if compiled:
+        if compiled or np.iscomplexobj(a):  # complex: other division and root algorithms
             np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6)
         else:
             np.testing.assert_array_equal(a, b)
@@ -86,6 +93,37 @@ def test_callable_learning_rate():
 
 def test_float64_variables():
     _assert_same_training(dict(momentum=0.9), steps=20, dtype="float64")
+
+
+COMPLEX_CASES = ["defaults", "momentum", "centered", "centered_momentum"]
+
+
+@pytest.mark.parametrize("compiled", [True, False], ids=["tf_function", "eager"])
+@pytest.mark.parametrize("name", COMPLEX_CASES)
+def test_complex64_trajectory_matches_stock(name, compiled):
+    _assert_same_training(CASES[name], dtype="complex64", compiled=compiled)
+
+
+@pytest.mark.parametrize("name", COMPLEX_CASES)
+def test_complex128_follows_the_formula_exactly(name):
+    """Bit for bit the NumPy reference in complex128. (Stock Keras 3 rounds
+    parts of a complex128 update to complex64: its type promotion makes
+    `0.9 * x` complex64 for a complex128 x. tf_keras and TensorFlow's ops
+    keep complex128, as we do.)"""
+    kwargs = CASES[name]
+    ours = _variables(dtype="complex128")
+    opt = keras_optimizer.RMSprop(**kwargs)
+    expected = [(v.numpy(), np.zeros_like(v.numpy()), np.zeros_like(v.numpy()) if kwargs.get("centered") else None,
+                 np.zeros_like(v.numpy()) if kwargs.get("momentum") else None) for v in ours]
+    lr = np.float64(np.float32(kwargs.get("learning_rate", 0.001)))  # Keras keeps it in float32
+    for step in range(30):
+        grads = _gradients(step, "complex128")
+        opt.apply_gradients(zip(grads, ours))
+        expected = [rmsprop_step(*slots, g.numpy(), lr, opt.rho, opt.momentum, opt.epsilon,
+                                 compute_dtype=np.complex128)
+                    for slots, g in zip(expected, grads)]
+    for v, e in zip(ours, expected):
+        np.testing.assert_array_equal(v.numpy(), e[0])
 
 
 def test_grouped_op_is_used_for_many_dense_variables():
@@ -246,6 +284,40 @@ def test_fit_matches_stock():
     stock = _fit(_dense_model(), keras.optimizers.RMSprop(momentum=0.9, centered=True))
     for a, b in zip(ours, stock):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+class _ComplexDense(keras.layers.Layer):
+    """A complex64 weight in a real model: real inputs, real outputs."""
+
+    def __init__(self, units, **kwargs):
+        super().__init__(**kwargs)
+        self.units = units
+
+    def build(self, input_shape):
+        rng = np.random.default_rng(5)
+        shape = (input_shape[-1], self.units)
+        value = (rng.standard_normal(shape) + 1j * rng.standard_normal(shape)) * 0.3
+        self.kernel = self.add_weight(shape=shape, dtype="complex64", name="kernel",
+                                      initializer=keras.initializers.Constant(value.astype(np.complex64)))
+
+    def call(self, x):
+        y = tf.matmul(tf.cast(x, tf.complex64), self.kernel)
+        return tf.concat([tf.math.real(y), tf.math.imag(y)], axis=-1)
+
+
+@pytest.mark.parametrize("kwargs", [dict(momentum=0.9), dict(centered=True, momentum=0.5)])
+def test_fit_with_a_complex_weight_matches_stock(kwargs):
+    def model():
+        keras.utils.set_random_seed(0)
+        return keras.Sequential([keras.Input((10,)), _ComplexDense(8), keras.layers.Dense(3)])
+
+    ours_model = model()
+    ours = _fit(ours_model, keras_optimizer.RMSprop(learning_rate=0.01, **kwargs))
+    stock = _fit(model(), keras.optimizers.RMSprop(learning_rate=0.01, **kwargs))
+    assert ours_model.weights[0].dtype == "complex64"
+    assert not np.array_equal(ours[0], model().weights[0].numpy())  # it trained
+    for a, b in zip(ours, stock):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
 
 def test_eager_fit_matches_stock_bit_for_bit():

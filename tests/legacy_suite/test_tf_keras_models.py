@@ -61,6 +61,45 @@ def test_fit_matches_stock(kwargs):
     np.testing.assert_array_equal(ours.get_weights()[0][40:], initial[40:])
 
 
+class _ComplexEmbedding(tf.keras.layers.Layer):
+    """A complex128 embedding table in a real model: sparse complex gradients."""
+
+    def build(self, input_shape):
+        rng = np.random.default_rng(5)
+        value = (rng.standard_normal((50, 4)) + 1j * rng.standard_normal((50, 4))) * 0.3
+        self.table = self.add_weight("table", shape=(50, 4), dtype=tf.complex128,
+                                     initializer=tf.keras.initializers.Constant(value))
+
+    def call(self, tokens):
+        rows = tf.reduce_mean(tf.gather(self.table, tokens), axis=1)
+        return tf.cast(tf.concat([tf.math.real(rows), tf.math.imag(rows)], -1), tf.float32)
+
+
+@pytest.mark.parametrize("kwargs", [dict(momentum=0.9), dict(momentum=0.5, centered=True)],
+                         ids=["momentum", "centered_momentum"])
+def test_fit_with_a_complex_weight_matches_stock(kwargs):
+    # With momentum both update only the rows in the batch (TensorFlow's
+    # sparse training ops for the stock optimizer).
+    def compiled(optimizer):
+        tf_keras.utils.set_random_seed(0)
+        model = tf.keras.Sequential([tf.keras.Input((6,), dtype=tf.int32), _ComplexEmbedding(),
+                                     tf.keras.layers.Dense(3)])
+        model.compile(optimizer=optimizer,
+                      loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        return model
+
+    ours, stock = compiled(RMSprop(0.01, **kwargs)), compiled(Stock(0.01, **kwargs))
+    history = _fit(ours)
+    _fit(stock)
+    assert ours.weights[0].dtype == tf.complex128
+    assert history.history["loss"][-1] < history.history["loss"][0]
+    # To float32 round-off: the float32 Dense layer's updates round as ours
+    # and TensorFlow's kernel each do, and feed back into the complex rows.
+    for x, y in zip(ours.get_weights() + ours.optimizer.get_weights(),
+                    stock.get_weights() + stock.optimizer.get_weights()):
+        np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.parametrize("kwargs", [{}, dict(centered=True), dict(epsilon=1e-3)],
                          ids=["plain", "centered", "large_epsilon"])
 def test_fit_without_momentum_matches_stock_on_dense_layers(kwargs):

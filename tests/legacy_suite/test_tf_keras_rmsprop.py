@@ -38,15 +38,21 @@ def test_documented_example():
     assert var1.numpy() == np.float32(9.683772)
 
 
+def _normal(rng, shape, dtype):
+    x = rng.standard_normal(shape)
+    if np.dtype(dtype).kind == "c":
+        x = x + 1j * rng.standard_normal(shape)
+    return x.astype(dtype)
+
+
 def _variables(dtype="float32"):
     rng = np.random.default_rng(0)
-    return [tf.Variable(rng.standard_normal(s).astype(dtype), name=f"v{i}")
-            for i, s in enumerate(SHAPES)]
+    return [tf.Variable(_normal(rng, s, dtype), name=f"v{i}") for i, s in enumerate(SHAPES)]
 
 
 def _gradients(step, dtype="float32", zero=True):
     rng = np.random.default_rng(1000 + step)
-    grads = [rng.standard_normal(s).astype(dtype) for s in SHAPES]
+    grads = [_normal(rng, s, dtype) for s in SHAPES]
     if zero:
         grads[0][1] = 0.0  # zero gradients still decay accumulators
     return grads
@@ -100,6 +106,25 @@ def test_dense_float64_with_momentum_matches_stock():
     b = _train(Stock(**kwargs), dtype="float64")
     for x, y in zip(a, b):
         np.testing.assert_allclose(x, y, rtol=1e-13, atol=1e-14)
+
+
+COMPLEX_TOLERANCE = {"complex64": dict(rtol=2e-5, atol=2e-6),
+                     "complex128": dict(rtol=1e-12, atol=1e-13)}
+
+
+@pytest.mark.parametrize("compiled", [False, True], ids=["eager", "tf_function"])
+@pytest.mark.parametrize("dtype", list(COMPLEX_TOLERANCE))
+@pytest.mark.parametrize("kwargs", [{}, dict(centered=True), dict(momentum=0.9),
+                                    dict(momentum=0.5, centered=True, learning_rate=0.01)],
+                         ids=["plain", "centered", "momentum", "centered_momentum"])
+def test_dense_complex_matches_stock(kwargs, dtype, compiled):
+    """TensorFlow's complex semantics (g^2 = g*g, principal root) to round-off:
+    TensorFlow's complex division and root are other algorithms than ours."""
+    a = _train(RMSprop(**kwargs), dtype=dtype, compiled=compiled)
+    b = _train(Stock(**kwargs), dtype=dtype, compiled=compiled)
+    assert [x.dtype for x in a] == [x.dtype for x in b]
+    for x, y in zip(a, b):
+        np.testing.assert_allclose(x, y, **COMPLEX_TOLERANCE[dtype])
 
 
 PLAIN_CASES = {
@@ -194,29 +219,29 @@ def test_momentum_out_of_range_is_rejected_like_stock():
 ROWS, COLS, NEVER = 12, 3, 9
 
 
-def _sparse_batches(steps):
+def _sparse_batches(steps, dtype="float32"):
     rng = np.random.default_rng(7)
     batches = []
     for _ in range(steps):
         indices = rng.integers(0, NEVER, size=6).astype(np.int32)
         indices[-1] = indices[0]
-        batches.append((rng.standard_normal((6, COLS)).astype(np.float32), indices))
+        batches.append((_normal(rng, (6, COLS), dtype), indices))
     return batches
 
 
-def _sparse_initial():
-    return np.random.default_rng(3).standard_normal((ROWS, COLS)).astype(np.float32)
+def _sparse_initial(dtype="float32"):
+    return _normal(np.random.default_rng(3), (ROWS, COLS), dtype)
 
 
-def _train_sparse(optimizer, steps=100, compiled=False):
-    var = tf.Variable(_sparse_initial())
+def _train_sparse(optimizer, steps=100, compiled=False, dtype="float32"):
+    var = tf.Variable(_sparse_initial(dtype))
 
     def step(values, indices):
         grad = tf.IndexedSlices(values, indices, tf.constant([ROWS, COLS]))
         optimizer.apply_gradients([(grad, var)])
 
     run = tf.function(step) if compiled else step
-    for values, indices in _sparse_batches(steps):
+    for values, indices in _sparse_batches(steps, dtype):
         run(tf.constant(values), tf.constant(indices))
     return [var.numpy()] + optimizer.get_weights()[1:]
 
@@ -239,6 +264,18 @@ def test_sparse_with_momentum_matches_stock_to_round_off(name, compiled):
     np.testing.assert_array_equal(ours[0][NEVER:], _sparse_initial()[NEVER:])
     for slot in ours[1:]:
         np.testing.assert_array_equal(slot[NEVER:], 0.0)
+
+
+@pytest.mark.parametrize("compiled", [False, True], ids=["eager", "tf_function"])
+@pytest.mark.parametrize("dtype", list(COMPLEX_TOLERANCE))
+@pytest.mark.parametrize("name", list(SPARSE_MOMENTUM_CASES))
+def test_sparse_complex_with_momentum_matches_stock(name, dtype, compiled):
+    kwargs = SPARSE_MOMENTUM_CASES[name]
+    ours = _train_sparse(RMSprop(**kwargs), compiled=compiled, dtype=dtype)
+    stock = _train_sparse(Stock(**kwargs), compiled=compiled, dtype=dtype)
+    for x, y in zip(ours, stock):
+        np.testing.assert_allclose(x, y, **COMPLEX_TOLERANCE[dtype])
+    np.testing.assert_array_equal(ours[0][NEVER:], _sparse_initial(dtype)[NEVER:])
 
 
 @pytest.mark.parametrize("compiled", [False, True], ids=["eager", "tf_function"])
