@@ -18,70 +18,81 @@ def compute_dtype_of(dtype):
     return np.float32
 
 
-def _is_complex(x):
-    return np.iscomplexobj(x)
+class _Complex:
+    """rmsprop_math::Complex: the real and imaginary parts as real arrays,
+    with the kernels' arithmetic (NumPy's own complex division and sqrt use
+    other algorithms, and its complex ufuncs would hide the parts from a
+    real-array subclass such as tests/test_fuzz.py's flush-to-zero one)."""
+
+    __array_ufunc__ = None  # `numpy scalar * _Complex` calls __rmul__
+
+    def __init__(self, re, im):
+        self.re, self.im = re, im
+
+    @classmethod
+    def of(cls, z):
+        return cls(z.real, z.imag)
+
+    def value(self, dtype):
+        out = np.empty(np.shape(self.re), dtype).view(type(self.re))
+        out.real, out.imag = self.re, self.im
+        return out
+
+    def __add__(self, b):
+        if isinstance(b, _Complex):
+            return _Complex(self.re + b.re, self.im + b.im)
+        return _Complex(self.re + b, self.im)  # a real epsilon
+
+    def __sub__(self, b):
+        return _Complex(self.re - b.re, self.im - b.im)
+
+    def __mul__(self, b):
+        return _Complex(self.re * b.re - self.im * b.im, self.re * b.im + self.im * b.re)
+
+    def __rmul__(self, r):  # a real hyperparameter scales both parts
+        return _Complex(r * self.re, r * self.im)
+
+    def __truediv__(self, b):
+        """Smith's method, as rmsprop_math's operator/."""
+        a = self
+        with np.errstate(all="ignore"):
+            r1 = b.im / b.re
+            d1 = b.re + b.im * r1
+            r2 = b.re / b.im
+            d2 = b.re * r2 + b.im
+            by_re = np.abs(b.re) >= np.abs(b.im)
+            return _Complex(_where(by_re, (a.re + a.im * r1) / d1, (a.re * r2 + a.im) / d2),
+                            _where(by_re, (a.im - a.re * r1) / d1, (a.im * r2 - a.re) / d2))
+
+    def abs(self):
+        re, im = np.abs(self.re), np.abs(self.im)
+        big, small = _where(re < im, im, re), _where(re < im, re, im)
+        with np.errstate(all="ignore"):
+            ratio = small / big
+            scaled = big * np.sqrt(1 + ratio * ratio)
+            special = (big == 0) | ~(big - big == 0)
+        return _where(special, big + small, scaled)
+
+    def sqrt(self):
+        """The principal root, as rmsprop_math's Sqrt(Complex)."""
+        re, im = self.re, self.im
+        with np.errstate(all="ignore"):
+            w = np.sqrt((np.abs(re) + self.abs()) * re.dtype.type(0.5))
+            right = (w, im / (2 * w))
+            left = (np.abs(im) / (2 * w), _where(np.signbit(im), -w, w))
+        zero = (re == 0) & (im == 0)
+        nonnegative = re >= 0
+        return _Complex(_where(zero, np.zeros_like(re), _where(nonnegative, right[0], left[0])),
+                        _where(zero, im, _where(nonnegative, right[1], left[1])))
 
 
-# rmsprop_math::Complex, part by part, so that the reference rounds as the
-# kernels do (NumPy's own complex division and sqrt use other algorithms).
-def _mul(a, b):
-    if not _is_complex(a):
-        return a * b
-    return _complex(a.real * b.real - a.imag * b.imag, a.real * b.imag + a.imag * b.real)
+def _where(condition, a, b):
+    # np.where returns a plain array; keep the operands' array class.
+    return np.where(condition, a, b).view(type(a))
 
 
-def _scale(r, z):
-    """A real hyperparameter times z."""
-    return _complex(r * z.real, r * z.imag) if _is_complex(z) else r * z
-
-
-def _add_real(z, r):
-    return _complex(z.real + r, z.imag) if _is_complex(z) else z + r
-
-
-def _complex(re, im):
-    out = np.empty(np.shape(re), np.result_type(re, np.complex64))
-    out.real, out.imag = re, im
-    return out
-
-
-def _div(a, b):
-    """Smith's method, as rmsprop_math's operator/."""
-    if not _is_complex(a):
-        return a / b
-    with np.errstate(all="ignore"):
-        by_re = np.abs(b.real) >= np.abs(b.imag)
-        r1 = b.imag / b.real
-        d1 = b.real + b.imag * r1
-        q1 = _complex((a.real + a.imag * r1) / d1, (a.imag - a.real * r1) / d1)
-        r2 = b.real / b.imag
-        d2 = b.real * r2 + b.imag
-        q2 = _complex((a.real * r2 + a.imag) / d2, (a.imag * r2 - a.real) / d2)
-    return np.where(by_re, q1, q2)
-
-
-def _abs(z):
-    re, im = np.abs(z.real), np.abs(z.imag)
-    big, small = np.where(re < im, im, re), np.where(re < im, re, im)
-    with np.errstate(all="ignore"):
-        ratio = small / big
-        scaled = big * np.sqrt(1 + ratio * ratio)
-        special = (big == 0) | ~(big - big == 0)
-    return np.where(special, big + small, scaled)
-
-
-def _sqrt(z):
-    """The principal root, as rmsprop_math's Sqrt(Complex)."""
-    if not _is_complex(z):
-        return np.sqrt(z)
-    half = z.real.dtype.type(0.5)
-    with np.errstate(all="ignore"):
-        w = np.sqrt((np.abs(z.real) + _abs(z)) * half)
-        right = _complex(w, z.imag / (2 * w))
-        left = _complex(np.abs(z.imag) / (2 * w), np.where(np.signbit(z.imag), -w, w))
-    root = np.where(z.real >= 0, right, left)
-    zero = (z.real == 0) & (z.imag == 0)
-    return np.where(zero, _complex(np.zeros_like(z.real), z.imag), root)
+def _sqrt(x):
+    return x.sqrt() if isinstance(x, _Complex) else np.sqrt(x)
 
 
 def rmsprop_step(var, ms, mg, mom, grad, lr, rho, momentum, epsilon, compute_dtype=np.float64,
@@ -90,31 +101,37 @@ def rmsprop_step(var, ms, mg, mom, grad, lr, rho, momentum, epsilon, compute_dty
     in the storage dtype of var. epsilon goes under the root, or after it.
     Hyperparameters are real; for complex variables g^2 is g*g and the root
     the principal one."""
-    c = np.dtype(compute_dtype).type
+    c = np.dtype(compute_dtype)
     r = np.zeros((), c).real.dtype.type  # the real type of the compute type
+    # Arrays of the compute type; complex ones as _Complex.
+    load = (lambda x: _Complex.of(x.astype(c))) if c.kind == "c" else (lambda x: x.astype(c))
     storage = var.dtype
-    g = grad.astype(c)
+    g = load(grad)
     lr_, rho_, one_minus_rho = r(lr), r(rho), r(1.0 - float(rho))
     momentum_ = r(momentum)
     eps_in, eps_after = (r(0), r(epsilon)) if epsilon_after_sqrt else (r(epsilon), r(0))
-    ms_ = ms.astype(c)
-    ms_ = _scale(rho_, ms_) + _scale(one_minus_rho, _mul(g, g))
+    ms_ = load(ms)
+    ms_ = rho_ * ms_ + one_minus_rho * (g * g)
     if mg is not None:
-        mg_ = mg.astype(c)
-        mg_ = _scale(rho_, mg_) + _scale(one_minus_rho, g)
-        denom = ms_ - _mul(mg_, mg_)
+        mg_ = load(mg)
+        mg_ = rho_ * mg_ + one_minus_rho * g
+        denom = ms_ - mg_ * mg_
     else:
         mg_ = None
         denom = ms_
-    step = _div(_scale(lr_, g), _add_real(_sqrt(_add_real(denom, eps_in)), eps_after))
+    step = (lr_ * g) / (_sqrt(denom + eps_in) + eps_after)
     if mom is not None:
-        mom_ = _scale(momentum_, mom.astype(c)) + step
+        mom_ = momentum_ * load(mom) + step
         delta = mom_
     else:
         mom_ = None
         delta = step
-    var_ = var.astype(c) - delta
-    cast = lambda x: None if x is None else x.astype(storage)
+    var_ = load(var) - delta
+
+    def cast(x):
+        if x is None:
+            return None
+        return (x.value(c) if isinstance(x, _Complex) else x).astype(storage)
     return cast(var_), cast(ms_), cast(mg_), cast(mom_)
 
 
@@ -131,7 +148,10 @@ def sparse_rmsprop_step(var, ms, mg, mom, grad, indices, lr, rho, momentum, epsi
         positions = np.nonzero(indices == row)[0]
         summed = grad[positions[0]].astype(c)
         for p in positions[1:]:
-            summed = summed + grad[p].astype(c)
+            if np.dtype(c).kind == "c":
+                summed = (_Complex.of(summed) + _Complex.of(grad[p].astype(c))).value(c)
+            else:
+                summed = summed + grad[p].astype(c)
         new = rmsprop_step(var[row], ms[row], None if mg is None else mg[row],
                            None if mom is None else mom[row], summed,
                            lr, rho, momentum, epsilon, compute_dtype, epsilon_after_sqrt)

@@ -1,9 +1,9 @@
 """Property-based fuzzing of every op against tests/reference.py.
 
-Shapes (scalars, empty and 0-sized dims, N-D), dtypes, hyperparameters (0, 1,
-subnormal, huge, infinite, NaN), values (NaN, Inf, subnormal, huge) and
-index vectors (duplicates, unsorted, negative, out of range, int32 / int64)
-are drawn at random. Valid input must give the reference's result in the
+Shapes (scalars, empty and 0-sized dims, N-D), dtypes (complex ones with both
+parts drawn), hyperparameters (0, 1, subnormal, huge, infinite, NaN), values
+(NaN, Inf, subnormal, huge) and index vectors (duplicates, unsorted,
+negative, out of range, int32 / int64) are drawn at random. Valid input must give the reference's result in the
 op's compute dtype bit for bit (any NaN matches any NaN); invalid input an
 InvalidArgumentError with every variable bit-for-bit unchanged.
 
@@ -128,8 +128,14 @@ def reference_sparse(values, grad, indices, hyper, dtype):
 _UINT = {2: np.uint16, 4: np.uint32, 8: np.uint64}
 
 
-def _bits(x):
+def _parts(x):
+    """Complex values as their (real, imaginary) parts in a last axis."""
     x = np.asarray(x)
+    return np.stack([x.real, x.imag], axis=-1) if x.dtype.kind == "c" else x
+
+
+def _bits(x):
+    x = _parts(x)
     return x.view(_UINT[x.dtype.itemsize])
 
 
@@ -137,6 +143,7 @@ def assert_same_bits(actual, expected, name):
     actual, expected = np.asarray(actual), np.asarray(expected)
     assert actual.dtype == expected.dtype, (name, actual.dtype, expected.dtype)
     assert actual.shape == expected.shape, (name, actual.shape, expected.shape)
+    actual, expected = _parts(actual), _parts(expected)
     same = _bits(actual) == _bits(expected)
     same |= np.isnan(actual.astype(np.float64)) & np.isnan(expected.astype(np.float64))
     if not np.all(same):
@@ -186,10 +193,18 @@ def _elements(wild):
 
 
 def draw_array(data, shape, dtype, wild, label, nonnegative=False):
+    """Complex values have both parts drawn; `nonnegative` (for a tame ms)
+    applies to real values only, since a complex ms may be anything."""
     values = data.draw(hnp.arrays(np.float64, shape, elements=_elements(wild)), label=label)
     if nonnegative and not wild:
         values = np.abs(values)
     with np.errstate(all="ignore"):
+        if np.dtype(NUMPY_DTYPES[dtype]).kind == "c":
+            imaginary = data.draw(hnp.arrays(np.float64, shape, elements=_elements(wild)),
+                                  label=f"{label} imaginary part")
+            out = np.empty(np.shape(values), NUMPY_DTYPES[dtype])
+            out.real, out.imag = values, imaginary
+            return out
         return values.astype(NUMPY_DTYPES[dtype])
 
 
@@ -513,8 +528,9 @@ def test_invalid_input_changes_nothing(kind, fault, data):
             new_shape = _other_shape(data, shape, "grad shape")
         grads[target] = np.ones(new_shape, NUMPY_DTYPES[dtype])
     elif fault == "grad dtype":
-        with np.errstate(all="ignore"):
-            grads = [g.astype(NUMPY_DTYPES[other_dtype]) for g in grads]
+        with np.errstate(all="ignore"):  # .real: no warning for complex to real
+            grads = [(g.real if np.dtype(NUMPY_DTYPES[other_dtype]).kind != "c" else g)
+                     .astype(NUMPY_DTYPES[other_dtype]) for g in grads]
     elif fault == "slot shape":
         member[slot] = tf.Variable(np.zeros(_other_shape(data, shape, "slot shape"),
                                             NUMPY_DTYPES[dtype]))

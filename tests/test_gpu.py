@@ -13,6 +13,7 @@ import tensorflow as tf
 
 import rmsprop_op
 from rmsprop_op import _loader
+from tests.helpers import random_values
 from tests.reference import NUMPY_DTYPES
 
 GPU, CPU = "/GPU:0", "/CPU:0"
@@ -36,19 +37,12 @@ def _gpu_kernels_only():
     tf.config.set_soft_device_placement(soft)
 
 
-def _random(shape, dtype, seed, positive=False):
-    x = np.random.default_rng(seed).standard_normal(shape)
-    if positive:
-        x = np.abs(x) * 0.1 + 0.01  # keeps ms - mg^2 + eps positive
-    return x.astype(NUMPY_DTYPES[dtype])
-
-
 def _slots(shape, dtype, centered, with_mom, seed=0):
     """Initial var, ms, mg, mom (mg and mom None when absent)."""
     scale = NUMPY_DTYPES[dtype]
-    return (_random(shape, dtype, seed), _random(shape, dtype, seed + 1, positive=True),
-            _random(shape, dtype, seed + 2) * scale(0.01) if centered else None,
-            _random(shape, dtype, seed + 3) * scale(0.1) if with_mom else None)
+    return (random_values(shape, dtype, seed), random_values(shape, dtype, seed + 1, positive=True),
+            random_values(shape, dtype, seed + 2) * scale(0.01) if centered else None,
+            random_values(shape, dtype, seed + 3) * scale(0.1) if with_mom else None)
 
 
 def _variables(values, device):
@@ -107,7 +101,7 @@ def test_dense_matches_cpu(dtype, centered, with_mom, shape):
     initial = _slots(shape, dtype, centered, with_mom)
     on_gpu, on_cpu = _variables(initial, GPU), _variables(initial, CPU)
     for step in range(3):
-        g = _random(shape, dtype, 100 + step)
+        g = random_values(shape, dtype, 100 + step)
         _apply_dense(on_gpu, g, GPU)
         _apply_dense(on_cpu, g, CPU)
     _assert_bitwise_equal(_numpy(on_gpu), _numpy(on_cpu))
@@ -117,7 +111,7 @@ def test_large_dense_update_matches_cpu():
     shape = ((1 << 22) + 3,)
     initial = _slots(shape, "float32", True, True)
     on_gpu, on_cpu = _variables(initial, GPU), _variables(initial, CPU)
-    g = _random(shape, "float32", 7)
+    g = random_values(shape, "float32", 7)
     _apply_dense(on_gpu, g, GPU)
     _apply_dense(on_cpu, g, CPU)
     _assert_bitwise_equal(_numpy(on_gpu), _numpy(on_cpu))
@@ -129,7 +123,7 @@ def test_group_matches_cpu(dtype, centered, with_mom):
     # More variables than one kernel launch takes, of every kind of size.
     shapes = [(3,), (17, 5), (1,), (0,), (1000,), (2, 3, 4)] * 25
     initial = [_slots(s, dtype, centered, with_mom, seed=10 * i) for i, s in enumerate(shapes)]
-    grads = [_random(s, dtype, 5000 + i) for i, s in enumerate(shapes)]
+    grads = [random_values(s, dtype, 5000 + i) for i, s in enumerate(shapes)]
     results = []
     for device in (GPU, CPU):
         variables = [_variables(x, device) for x in initial]
@@ -155,7 +149,7 @@ def test_sparse_matches_cpu(dtype, centered, with_mom, index_dtype, row_shape):
     # Unsorted, with duplicates, one row named many times.
     indices = rng.integers(0, 50, size=300).astype(index_dtype)
     indices[::4] = 17
-    g = _random((len(indices),) + row_shape, dtype, 300)
+    g = random_values((len(indices),) + row_shape, dtype, 300)
     on_gpu, on_cpu = _variables(initial, GPU), _variables(initial, CPU)
     _apply_sparse(on_gpu, g, indices, GPU)
     _apply_sparse(on_cpu, g, indices, CPU)
@@ -165,7 +159,7 @@ def test_sparse_matches_cpu(dtype, centered, with_mom, index_dtype, row_shape):
 def test_sparse_is_deterministic():
     initial = _slots((40, 16), "float32", True, True)
     indices = np.random.default_rng(3).integers(0, 40, size=2000)
-    g = _random((2000, 16), "float32", 6)
+    g = random_values((2000, 16), "float32", 6)
     results = []
     for _ in range(3):
         variables = _variables(initial, GPU)
@@ -189,7 +183,7 @@ def test_sparse_bad_index_fails_and_writes_nothing(index_dtype, bad):
     initial = _slots((50, 8), "float32", True, True)
     variables = _variables(initial, GPU)
     indices = np.array([3, 3, 49, bad, 0, bad], index_dtype)
-    g = _random((len(indices), 8), "float32", 4)
+    g = random_values((len(indices), 8), "float32", 4)
     with pytest.raises(tf.errors.InvalidArgumentError, match=r"indices\[3\] is out of range"):
         _apply_sparse(variables, g, indices, GPU)
     _assert_bitwise_equal(_numpy(variables), initial)

@@ -79,6 +79,21 @@ def test_slot_dtype_mismatch():
     _expect_error(v, dense(v), "ms", "double")
 
 
+def test_complex_variable_with_a_real_slot():
+    v = _make(dtype=np.complex64)
+    v["mom"] = tf.Variable(np.ones((4, 3), np.float32))
+    _expect_error(v, dense(v), "mom", "float")
+
+
+@pytest.mark.parametrize("dtype", [np.complex64, np.complex128])
+def test_complex_sparse_index_out_of_range(dtype):
+    v = _make(dtype=dtype)
+    grad = tf.ones([3, 3], tf.as_dtype(dtype))
+    _expect_error(v, sparse(v, grad, tf.constant([0, 4, 1])), "indices[1]", "[0, 4)")
+    _expect_error(v, dense(v, grad=tf.ones([4, 3], tf.complex128 if dtype == np.complex64
+                                           else tf.complex64)), "dtype")
+
+
 def test_momentum_without_slot():
     v = _make()
     snapshot = _snapshot(v)

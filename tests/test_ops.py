@@ -6,6 +6,7 @@ import pytest
 import tensorflow as tf
 
 import rmsprop_op
+from tests.helpers import random_values
 from tests.reference import (NUMPY_DTYPES, compute_dtype_of, rmsprop_step,
                              sparse_rmsprop_step)
 
@@ -14,22 +15,12 @@ DTYPES = list(NUMPY_DTYPES)
 MODES = ["eager", "function"]
 
 
-def _random(shape, dtype, seed, positive=False):
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal(shape)
-    if positive:
-        x = np.abs(x) * 0.1 + 0.01  # keeps ms - mg^2 + eps positive
-    if np.dtype(NUMPY_DTYPES[dtype]).kind == "c":
-        x = x + 1j * rng.standard_normal(shape) * (0.01 if positive else 1.0)
-    return x.astype(NUMPY_DTYPES[dtype])
-
-
 def _slots(shape, dtype, centered, with_mom, seed=0):
     """Initial values: var, ms, mg, mom (mg/mom None when absent)."""
-    var = _random(shape, dtype, seed)
-    ms = _random(shape, dtype, seed + 1, positive=True)
-    mg = _random(shape, dtype, seed + 2) * NUMPY_DTYPES[dtype](0.01) if centered else None
-    mom = _random(shape, dtype, seed + 3) * NUMPY_DTYPES[dtype](0.1) if with_mom else None
+    var = random_values(shape, dtype, seed)
+    ms = random_values(shape, dtype, seed + 1, positive=True)
+    mg = random_values(shape, dtype, seed + 2) * NUMPY_DTYPES[dtype](0.01) if centered else None
+    mom = random_values(shape, dtype, seed + 3) * NUMPY_DTYPES[dtype](0.1) if with_mom else None
     return var, ms, mg, mom
 
 
@@ -92,7 +83,7 @@ def test_dense_matches_reference(dtype, mode, with_mom, centered):
     shape = (7, 33)  # not a multiple of any vector width
     initial = _slots(shape, dtype, centered, with_mom)
     variables = _variables(initial)
-    grad_values = [_random(shape, dtype, 100 + s) for s in range(3)]
+    grad_values = [random_values(shape, dtype, 100 + s) for s in range(3)]
     grad_values[1][2] = 0  # zero gradients still decay ms and move var
     expected = initial
     for g in grad_values:
@@ -112,7 +103,7 @@ def test_dense_close_to_float64_formula_over_100_steps(dtype, centered):
     variables = _variables(initial)
     exact = [None if x is None else x.astype(np.float64) for x in initial]
     for step in range(100):
-        g = _random(shape, dtype, 1000 + step)
+        g = random_values(shape, dtype, 1000 + step)
         _apply_dense(variables, tf.constant(g), HYPER)
         exact = rmsprop_step(*exact, g.astype(np.float64), **HYPER)
     rtol = 1e-4 if dtype == "float32" else 1e-12
@@ -144,7 +135,7 @@ def test_dense_agrees_with_tensorflow_raw_op(dtype, centered):
     theirs = _variables(initial)
     tf_dtype = tf.as_dtype(dtype)
     for step in range(100):
-        g = tf.constant(_random(shape, dtype, 2000 + step))
+        g = tf.constant(random_values(shape, dtype, 2000 + step))
         before = _numpy(theirs)
         _apply_dense(ours, g, HYPER)
         hyper = {k: tf.constant(v, tf_dtype) for k, v in HYPER.items()}
@@ -175,7 +166,7 @@ def test_sparse_matches_reference(dtype, mode, with_mom, centered, index_dtype):
     initial = _slots(shape, dtype, centered, with_mom)
     variables = _variables(initial)
     indices = np.array([7, 2, 7, 0, 9, 2, 7], dtype=index_dtype)  # unsorted, duplicates
-    g = _random((len(indices),) + shape[1:], dtype, 300)
+    g = random_values((len(indices),) + shape[1:], dtype, 300)
     _run(mode, lambda: _apply_sparse(variables, tf.constant(g), tf.constant(indices), HYPER))
     momentum = HYPER["momentum"] if with_mom else 0.0
     expected = sparse_rmsprop_step(*initial, g, indices, HYPER["lr"], HYPER["rho"], momentum,
@@ -203,7 +194,7 @@ def test_sparse_1d_variable_and_empty_indices(index_dtype):
 def test_sparse_duplicates_equal_summed_gradient():
     initial = _slots((4, 8), "float32", False, True)
     a, b = _variables(initial), _variables(initial)
-    g = _random((3, 8), "float32", 5)
+    g = random_values((3, 8), "float32", 5)
     _apply_sparse(a, tf.constant(g), tf.constant([1, 1, 1]), HYPER)
     summed = (g[0] + g[1] + g[2])[None]
     _apply_sparse(b, tf.constant(summed), tf.constant([1]), HYPER)
@@ -214,7 +205,7 @@ def test_sparse_is_deterministic():
     initial = _slots((50, 16), "float32", True, True)
     rng = np.random.default_rng(3)
     indices = rng.integers(0, 50, size=400)
-    g = _random((400, 16), "float32", 6)
+    g = random_values((400, 16), "float32", 6)
     results = []
     for _ in range(3):
         variables = _variables(initial)
@@ -228,7 +219,7 @@ def test_sparse_agrees_with_tensorflow_raw_op_without_duplicates():
     initial = _slots((20, 4), "float32", False, True)
     ours, theirs = _variables(initial), _variables(initial)
     indices = tf.constant([3, 17, 0, 9])
-    g = tf.constant(_random((4, 4), "float32", 8))
+    g = tf.constant(random_values((4, 4), "float32", 8))
     _apply_sparse(ours, g, indices, HYPER)
     var, ms, _, mom = theirs
     tf.raw_ops.ResourceSparseApplyRMSProp(
@@ -244,7 +235,7 @@ def test_large_dense_update_is_sharded_correctly():
     shape = (1 << 20) + 3
     initial = _slots((shape,), "float32", True, True)
     variables = _variables(initial)
-    g = _random((shape,), "float32", 9)
+    g = random_values((shape,), "float32", 9)
     _apply_dense(variables, tf.constant(g), HYPER)
     expected = rmsprop_step(*initial, g, **HYPER, compute_dtype=np.float32)
     _assert_bitwise_equal(_numpy(variables), expected)
@@ -263,7 +254,7 @@ def test_update_does_not_change_an_earlier_read():
 def test_hyperparameters_as_tensors_and_variables():
     initial = _slots((5,), "float32", False, True)
     a, b = _variables(initial), _variables(initial)
-    g = tf.constant(_random((5,), "float32", 1))
+    g = tf.constant(random_values((5,), "float32", 1))
     _apply_dense(a, g, HYPER)
     lr = tf.Variable(HYPER["lr"], dtype=tf.float32)
     tensors = dict(lr=lr, rho=tf.constant(0.9), momentum=tf.constant(0.5, tf.float64),
@@ -299,7 +290,7 @@ def test_no_gradient_registered():
 def test_use_locking_gives_the_same_result():
     initial = _slots((100,), "float32", True, True)
     a, b = _variables(initial), _variables(initial)
-    g = tf.constant(_random((100,), "float32", 2))
+    g = tf.constant(random_values((100,), "float32", 2))
     _apply_dense(a, g, HYPER, use_locking=False)
     _apply_dense(b, g, HYPER, use_locking=True)
     _assert_bitwise_equal(_numpy(a), _numpy(b))
@@ -310,7 +301,7 @@ def test_use_locking_gives_the_same_result():
 def test_group_matches_single_ops(dtype, centered, with_mom):
     shapes = [(3,), (17, 5), (1,), (0,), (1000,), (2, 3, 4)]
     initial = [_slots(s, dtype, centered, with_mom, seed=10 * i) for i, s in enumerate(shapes)]
-    grads = [tf.constant(_random(s, dtype, 50 + i)) for i, s in enumerate(shapes)]
+    grads = [tf.constant(random_values(s, dtype, 50 + i)) for i, s in enumerate(shapes)]
     singles = [_variables(x) for x in initial]
     group = [_variables(x) for x in initial]
     momentum = HYPER["momentum"] if with_mom else 0.0
@@ -368,7 +359,7 @@ def test_epsilon_after_sqrt_matches_reference(dtype, with_mom, centered, kind):
     hyper = dict(HYPER, epsilon=1e-3 if dtype in ("float16", "bfloat16") else 1e-5)
     momentum = hyper["momentum"] if with_mom else 0.0
     indices = np.array([4, 1, 4, 0], np.int64) if kind == "sparse" else None
-    g = _random(shape if indices is None else (len(indices), shape[1]), dtype, 7) * \
+    g = random_values(shape if indices is None else (len(indices), shape[1]), dtype, 7) * \
         NUMPY_DTYPES[dtype](0.01)
     step = sparse_rmsprop_step if kind == "sparse" else rmsprop_step
     extra = (indices,) if kind == "sparse" else ()
@@ -445,7 +436,7 @@ def test_complex_agrees_with_tensorflow(dtype, mode, kind, centered, momentum, p
     indices = tf.constant([3, 11, 0, 7], tf.int64) if kind == "sparse" else None
     grad_shape = shape if indices is None else (4, shape[1])
     for step in range(20):
-        g = tf.constant(_random(grad_shape, dtype, 700 + step))
+        g = tf.constant(random_values(grad_shape, dtype, 700 + step))
         args = dict(hyper, epsilon_after_sqrt=after)
         fn = lambda: _apply_any(ours, g, indices, args)
         _run(mode, fn)
