@@ -320,6 +320,18 @@ def test_fit_with_a_complex_weight_matches_stock(kwargs):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
 
+def test_fit_with_a_complex_weight_under_xla_matches_the_fused_ops():
+    def model():
+        keras.utils.set_random_seed(0)
+        return keras.Sequential([keras.Input((10,)), _ComplexDense(8), keras.layers.Dense(3)])
+
+    kwargs = dict(learning_rate=0.01, momentum=0.9, centered=True)
+    xla = _fit(model(), keras_optimizer.RMSprop(**kwargs), jit_compile=True)
+    fused = _fit(model(), keras_optimizer.RMSprop(**kwargs))
+    for a, b in zip(xla, fused):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
 def test_eager_fit_matches_stock_bit_for_bit():
     ours = _fit(_dense_model(), keras_optimizer.RMSprop(momentum=0.9), epochs=1, run_eagerly=True)
     stock = _fit(_dense_model(), keras.optimizers.RMSprop(momentum=0.9), epochs=1,
