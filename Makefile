@@ -14,10 +14,12 @@ GPU_LIB := rmsprop_op/_rmsprop_gpu_kernels.so
 NVCC ?= $(shell command -v nvcc 2>/dev/null)
 CXX ?= g++
 
-CPU_SRCS := rmsprop_op/cc/ops/rmsprop_ops.cc rmsprop_op/cc/kernels/rmsprop_cpu_kernels.cc
+# The sources, from sources.bzl (shared with setup.py and Bazel).
+SOURCES = $(shell $(PYTHON) tools/tf_build_flags.py $(1))
+CPU_SRCS := $(call SOURCES,cpu-sources)
 CPU_OBJS := $(patsubst %.cc,$(BUILD)/%.o,$(CPU_SRCS))
-GPU_CC_SRCS := rmsprop_op/cc/kernels/rmsprop_gpu_kernels.cc
-GPU_CU_SRCS := rmsprop_op/cc/kernels/rmsprop_gpu_functors.cu.cc
+GPU_CC_SRCS := $(call SOURCES,gpu-registration-sources)
+GPU_CU_SRCS := $(call SOURCES,gpu-cuda-sources)
 GPU_OBJS := $(patsubst %.cc,$(BUILD)/%.o,$(GPU_CC_SRCS)) $(patsubst %.cu.cc,$(BUILD)/%.cu.o,$(GPU_CU_SRCS))
 GPU_CHECK := $(BUILD)/gpu_check/gpu_check
 
@@ -64,7 +66,7 @@ $(BUILD)/%.cu.o: %.cu.cc $(BUILD)/flags.mk
 	mkdir -p $(dir $@)
 	$(NVCC) $(TF_NVCCFLAGS) -MD -MP -MF $(@:.o=.d) -c $< -o $@
 
-$(BUILD)/rmsprop_op/cc/kernels/rmsprop_gpu_kernels.o: rmsprop_op/cc/kernels/rmsprop_gpu_kernels.cc $(BUILD)/flags.mk
+$(patsubst %.cc,$(BUILD)/%.o,$(GPU_CC_SRCS)): $(BUILD)/%.o: %.cc $(BUILD)/flags.mk
 	mkdir -p $(dir $@)
 	$(CXX) $(GPU_CXXFLAGS) -MMD -MP -c $< -o $@
 
@@ -74,7 +76,7 @@ $(GPU_LIB): $(GPU_OBJS)
 # The standalone checker: the kernels and the CPU reference, no TensorFlow. It
 # takes our nvcc flags from tools/tf_build_flags.py without importing
 # TensorFlow.
-CUDA_FLAGS = $(shell $(PYTHON) -c 'import shlex, sys; sys.path.insert(0, "tools"); import tf_build_flags; print(shlex.join(tf_build_flags.NVCCFLAGS))')
+CUDA_FLAGS = $(shell $(PYTHON) tools/tf_build_flags.py cuda-check-flags)
 
 $(GPU_CHECK): gpu_check/gpu_check.cu tools/tf_build_flags.py
 	mkdir -p $(dir $@)

@@ -22,6 +22,7 @@ except ImportError:  # setuptools < 70.1
 HERE = os.path.dirname(os.path.abspath(__file__))
 VERSION = "0.1.0"
 VERSIONS = runpy.run_path(os.path.join(HERE, "rmsprop_op", "_versions.py"))
+BUILD_FLAGS = runpy.run_path(os.path.join(HERE, "tools", "tf_build_flags.py"))
 NO_TENSORFLOW = """
 rmsprop-op compiles its op library against the TensorFlow of the environment
 it is installed into, so TensorFlow must be installed there first, and pip must
@@ -32,10 +33,9 @@ build without an isolated build environment:
 
 (or install a wheel built for your TensorFlow; see README.md, "Installation").
 """
-KERNELS = "rmsprop_op/cc/kernels"
-CPU_SOURCES = ["rmsprop_op/cc/ops/rmsprop_ops.cc", f"{KERNELS}/rmsprop_cpu_kernels.cc"]
-GPU_CC_SOURCES = [f"{KERNELS}/rmsprop_gpu_kernels.cc"]
-GPU_CU_SOURCES = [f"{KERNELS}/rmsprop_gpu_functors.cu.cc"]
+CPU_SOURCES = BUILD_FLAGS["sources"]("CPU_SOURCES")
+GPU_CC_SOURCES = BUILD_FLAGS["sources"]("GPU_REGISTRATION_SOURCES")
+GPU_CU_SOURCES = BUILD_FLAGS["sources"]("GPU_CUDA_SOURCES")
 
 
 def _flags(what):

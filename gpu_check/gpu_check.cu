@@ -22,7 +22,9 @@
 #include <vector>
 
 #include "rmsprop_op/cc/kernels/rmsprop_functors.h"
-#include "rmsprop_op/cc/kernels/rmsprop_gpu_kernels.cu.h"
+#include "rmsprop_op/cc/kernels/rmsprop_cuda_common.cu.h"
+#include "rmsprop_op/cc/kernels/rmsprop_cuda_dense.cu.h"
+#include "rmsprop_op/cc/kernels/rmsprop_cuda_sparse.cu.h"
 #include "rmsprop_op/cc/kernels/rmsprop_math.h"
 
 namespace {

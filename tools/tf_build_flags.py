@@ -1,5 +1,6 @@
 """Compiler and linker flags for building the op library against the
-TensorFlow installed in the running interpreter.
+TensorFlow installed in the running interpreter, and the lists of sources
+(sources.bzl).
 
 The single source of these flags: the Makefile and setup.py both ask this
 script, so `make build` and `pip install .` build the same library.
@@ -53,6 +54,19 @@ def cuda_version(nvcc="nvcc"):
     return re.search(r"release (\d+\.\d+)", out).group(1)
 
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SOURCE_LISTS = {"cpu-sources": "CPU_SOURCES", "gpu-registration-sources": "GPU_REGISTRATION_SOURCES",
+                "gpu-cuda-sources": "GPU_CUDA_SOURCES"}
+
+
+def sources(name):
+    """A list of sources.bzl (Starlark lists read as Python), e.g. "CPU_SOURCES"."""
+    lists = {}
+    with open(os.path.join(ROOT, "sources.bzl")) as f:
+        exec(f.read(), {}, lists)  # noqa: S102 - our own file of list literals
+    return lists[name]
+
+
 def tensorflow_flags():
     import tensorflow as tf  # imported late: `--help` must work without it
     return tf.sysconfig.get_compile_flags(), tf.sysconfig.get_link_flags(), tf.__version__
@@ -61,8 +75,16 @@ def tensorflow_flags():
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("what", choices=["cxxflags", "nvccflags", "ldflags", "gpu-cxxflags",
-                                         "gpu-ldflags", "version"])
+                                         "gpu-ldflags", "version", "cuda-check-flags",
+                                         *SOURCE_LISTS])
     args = parser.parse_args(argv)
+    # These need no TensorFlow.
+    if args.what in SOURCE_LISTS:
+        print(" ".join(sources(SOURCE_LISTS[args.what])))
+        return
+    if args.what == "cuda-check-flags":
+        print(shlex.join(NVCCFLAGS))
+        return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     compile_flags, link_flags, version = tensorflow_flags()
     # The loader reads this stamp back to tell a stale library from a good one.

@@ -1,12 +1,14 @@
 // GPU functors of the fused RMSProp ops: TensorFlow's types mapped onto the
-// kernels of rmsprop_gpu_kernels.cu.h. Compiled by nvcc with the CUDA
+// kernels of rmsprop_cuda_dense.cu.h and rmsprop_cuda_sparse.cu.h. Compiled by nvcc with the CUDA
 // toolkit's headers and none of TensorFlow's (see rmsprop_gpu_functors.h).
 #include <cstdio>
 #include <cstdlib>
 
 #include "rmsprop_op/cc/kernels/rmsprop_functors.h"
 #include "rmsprop_op/cc/kernels/rmsprop_gpu_functors.h"
-#include "rmsprop_op/cc/kernels/rmsprop_gpu_kernels.cu.h"
+#include "rmsprop_op/cc/kernels/rmsprop_cuda_common.cu.h"
+#include "rmsprop_op/cc/kernels/rmsprop_cuda_dense.cu.h"
+#include "rmsprop_op/cc/kernels/rmsprop_cuda_sparse.cu.h"
 
 namespace rmsprop_op {
 namespace {

@@ -2,7 +2,7 @@
 //
 // The GPU library is built in two halves: rmsprop_gpu_functors.cu.cc,
 // compiled by nvcc without TensorFlow's headers, defines the functors, and
-// rmsprop_gpu_kernels.cc, compiled by the host compiler against TensorFlow,
+// rmsprop_gpu_registrations.cc, compiled by the host compiler against TensorFlow,
 // registers the kernels that call them. This header is all the two share.
 // Eigen's GpuDevice is only named here: its full definition depends on the
 // CUDA headers TensorFlow was built with, so only the host half reads it and

@@ -1,41 +1,25 @@
-// CPU functors and kernel registrations of the fused RMSProp ops.
+// The CPU element loops of the fused RMSProp update and their dispatch.
 //
-// The element loop is compiled three times (AVX-512, AVX2, baseline x86-64)
-// and the widest one the processor supports is picked once at load time, so
-// that sqrt and division run as vector instructions without building the
-// library for one machine only. Work is split over TensorFlow's intra-op
-// thread pool; no threads of our own.
-#define EIGEN_USE_THREADS
+// The loop is compiled three times (AVX-512, AVX2, baseline x86-64) and the
+// widest one the processor supports is picked at run time, so that sqrt and
+// division run as vector instructions without building the library for one
+// machine only. Half-precision storage is widened to float and narrowed back
+// with vector instructions; the arithmetic is always rmsprop_math.h's.
+#ifndef RMSPROP_OP_CC_KERNELS_RMSPROP_CPU_LOOPS_H_
+#define RMSPROP_OP_CC_KERNELS_RMSPROP_CPU_LOOPS_H_
 
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <immintrin.h>
-#include <memory>
-#include <numeric>
 #include <type_traits>
-#include <utility>
-#include <vector>
 
 #include "rmsprop_op/cc/kernels/rmsprop_functors.h"
 #include "rmsprop_op/cc/kernels/rmsprop_math.h"
-#include "rmsprop_op/cc/kernels/rmsprop_op_kernels.h"
-#include "rmsprop_op/cc/kernels/variable_access.h"
-#include "tensorflow/core/framework/op_kernel.h"
-#include "tensorflow/core/framework/register_types.h"
 #include "unsupported/Eigen/CXX11/Tensor"
 
 namespace rmsprop_op {
-
-using CPUDevice = Eigen::ThreadPoolDevice;
-
-template <>
-void DeviceMemcpy<CPUDevice>(const CPUDevice& d, void* dst, const void* src,
-                             size_t bytes) {
-  d.memcpy(dst, src, bytes);
-}
-
-namespace {
+namespace cpu {
 
 // Elements per block of the widened half-precision loop: five float buffers
 // of this size stay in L1.
@@ -163,7 +147,8 @@ RMSPROP_AVX2_TARGET __attribute__((always_inline)) inline void UpdateWidened(
   }
 }
 
-}  // namespace
+
+}  // namespace cpu
 }  // namespace rmsprop_op
 
 // With AVX-512 the half-precision update needs no float buffers at all: the
@@ -181,7 +166,7 @@ RMSPROP_AVX512_TARGET inline FloatLanes Sqrt<FloatLanes>(FloatLanes x) {
 }  // namespace rmsprop_math
 
 namespace rmsprop_op {
-namespace {
+namespace cpu {
 
 // Loads of 16 elements (the lanes in `m`; the others read as 0 and are not
 // touched in memory) as floats.
@@ -273,7 +258,7 @@ RMSPROP_DEFINE_RANGE_VARIANT(UpdateRangeBaseline, , UpdateRangeBody)
 
 enum class Isa { kBaseline, kAvx2, kAvx512 };
 
-Isa DetectIsa() {
+inline Isa DetectIsa() {
   __builtin_cpu_init();
   if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
       __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq")) {
@@ -286,11 +271,15 @@ Isa DetectIsa() {
   return Isa::kBaseline;
 }
 
-const Isa kIsa = DetectIsa();
+// Detected once, on first use.
+inline Isa CurrentIsa() {
+  static const Isa isa = DetectIsa();
+  return isa;
+}
 
 template <typename T, typename G, bool kCentered, bool kMomentum>
 UpdateRangeFn<T, G> SelectForIsa() {
-  switch (kIsa) {
+  switch (CurrentIsa()) {
     case Isa::kAvx512:
       return &UpdateRangeAvx512<T, G, kCentered, kMomentum>;
     case Isa::kAvx2:
@@ -320,222 +309,8 @@ Eigen::TensorOpCost ElementCost(const SlotPointers<T>& slots) {
                              /*compute_cycles=*/16);
 }
 
-}  // namespace
 
-namespace functor {
-
-template <typename T>
-struct DenseApplyRMSProp<CPUDevice, T> {
-  void operator()(const CPUDevice& d, const DenseUpdate<T>* updates,
-                  int num_updates, const HyperOf<T>& h) {
-    const SlotPointers<T>& first = updates[0].slots;
-    const UpdateRangeFn<T, T> update_range =
-        SelectUpdateRange<T, T>(first.mg != nullptr, first.mom != nullptr);
-    if (num_updates == 1) {
-      const DenseUpdate<T> u = updates[0];
-      d.parallelFor(u.size, ElementCost(u.slots),
-                    [&](Eigen::Index begin, Eigen::Index end) {
-                      update_range(u.slots, u.grad, begin, end, h);
-                    });
-      return;
-    }
-    // Many variables: shard the concatenation of all their elements, so that
-    // small variables share a thread and large ones are split.
-    std::vector<int64_t> starts(num_updates + 1, 0);
-    for (int i = 0; i < num_updates; ++i) {
-      starts[i + 1] = starts[i] + updates[i].size;
-    }
-    d.parallelFor(starts.back(), ElementCost(first),
-                  [&](Eigen::Index begin, Eigen::Index end) {
-                    int i = static_cast<int>(
-                        std::upper_bound(starts.begin(), starts.end(), begin) -
-                        starts.begin() - 1);
-                    for (; i < num_updates && starts[i] < end; ++i) {
-                      const int64_t lo = std::max<int64_t>(begin, starts[i]);
-                      const int64_t hi = std::min<int64_t>(end, starts[i + 1]);
-                      update_range(updates[i].slots, updates[i].grad,
-                                   lo - starts[i], hi - starts[i], h);
-                    }
-                  });
-  }
-};
-
-// Index positions grouped by row: order[starts[g] .. starts[g+1]) are the
-// positions naming rows[g], in increasing position order.
-struct RowGroups {
-  std::vector<int64_t> rows;
-  std::vector<int64_t> starts;
-  std::vector<uint32_t> order;
-};
-
-// Stable LSD radix sort of (row, position) pairs by row: linear time, and
-// stability keeps equal rows in position order, which makes duplicate sums
-// deterministic. Digits of at most 8 bits (as few passes as the row count
-// needs): with wider digits the scatter writes to more buckets than L1 holds
-// lines for, which measured twice as slow at a few thousand indices.
-template <typename Tindex>
-RowGroups GroupPositionsByRow(const Tindex* indices, int64_t n,
-                              int64_t num_rows) {
-  constexpr int kMaxDigitBits = 8;
-  const int row_bits =
-      num_rows <= 1 ? 0 : 64 - __builtin_clzll(static_cast<uint64_t>(num_rows - 1));
-  const int passes = (row_bits + kMaxDigitBits - 1) / kMaxDigitBits;
-  const int digit_bits = passes == 0 ? 0 : (row_bits + passes - 1) / passes;
-  const uint32_t buckets = 1u << digit_bits;
-  // Row in the upper 32 bits, position in the lower (callers ensure both fit).
-  std::unique_ptr<uint64_t[]> pairs(new uint64_t[n]);
-  std::unique_ptr<uint64_t[]> scratch(new uint64_t[n]);
-  std::vector<uint32_t> count(static_cast<size_t>(passes) * buckets, 0);
-  for (int64_t i = 0; i < n; ++i) {
-    const uint64_t row = static_cast<uint64_t>(indices[i]);
-    pairs[i] = (row << 32) | static_cast<uint64_t>(i);
-    for (int p = 0; p < passes; ++p) {
-      ++count[p * buckets + ((row >> (p * digit_bits)) & (buckets - 1))];
-    }
-  }
-  for (int p = 0; p < passes; ++p) {
-    uint32_t* offset = count.data() + p * buckets;
-    const int shift = 32 + p * digit_bits;
-    // Every row has the same digit here: this pass would keep the order.
-    if (offset[(pairs[0] >> shift) & (buckets - 1)] == n) continue;
-    uint32_t total = 0;
-    for (uint32_t b = 0; b < buckets; ++b) {
-      const uint32_t here = offset[b];
-      offset[b] = total;
-      total += here;
-    }
-    for (int64_t i = 0; i < n; ++i) {
-      scratch[offset[(pairs[i] >> shift) & (buckets - 1)]++] = pairs[i];
-    }
-    pairs.swap(scratch);
-  }
-  RowGroups groups;
-  groups.order.resize(n);
-  groups.rows.reserve(n);
-  groups.starts.reserve(n + 1);
-  for (int64_t k = 0; k < n; ++k) {
-    const int64_t row = static_cast<int64_t>(pairs[k] >> 32);
-    groups.order[k] = static_cast<uint32_t>(pairs[k]);
-    if (k == 0 || row != groups.rows.back()) {
-      groups.starts.push_back(k);
-      groups.rows.push_back(row);
-    }
-  }
-  groups.starts.push_back(n);
-  return groups;
-}
-
-// Rows are scattered over tables far larger than the caches; asking for the
-// rows a few groups ahead hides most of the memory latency.
-template <typename T>
-inline void PrefetchRow(const SlotPointers<T>& slots, int64_t offset,
-                        int64_t row_bytes) {
-  for (int64_t b = 0; b < row_bytes; b += 64) {
-    const char* at = reinterpret_cast<const char*>(slots.var + offset) + b;
-    __builtin_prefetch(at, 1);
-    __builtin_prefetch(reinterpret_cast<const char*>(slots.ms + offset) + b, 1);
-    if (slots.mg) __builtin_prefetch(reinterpret_cast<const char*>(slots.mg + offset) + b, 1);
-    if (slots.mom) __builtin_prefetch(reinterpret_cast<const char*>(slots.mom + offset) + b, 1);
-  }
-}
-
-template <typename T, typename Tindex>
-struct SparseApplyRMSProp<CPUDevice, T, Tindex> {
-  int64_t operator()(const CPUDevice& d, const SlotPointers<T>& slots,
-                     const T* grad, const Tindex* indices, int64_t num_indices,
-                     int64_t num_rows, int64_t row_size, const HyperOf<T>& h) {
-    for (int64_t i = 0; i < num_indices; ++i) {
-      if (indices[i] < 0 || indices[i] >= num_rows) return i;
-    }
-    if (num_indices == 0 || row_size == 0) return -1;
-    if (num_rows > (int64_t{1} << 32) || num_indices >= (int64_t{1} << 32)) {
-      return SortedFallback(d, slots, grad, indices, num_indices, row_size, h);
-    }
-    const RowGroups groups = GroupPositionsByRow(indices, num_indices, num_rows);
-    ApplyGroups(d, slots, grad, groups.rows, groups.starts,
-                [&](int64_t k) { return static_cast<int64_t>(groups.order[k]); },
-                row_size, h);
-    return -1;
-  }
-
- private:
-  using C = ComputeType<T>;
-  static constexpr int kPrefetchDistance = 8;
-
-  // One update per group: the gradient row itself, or the sum of the rows of
-  // its duplicate positions in position order.
-  template <typename PositionAt>
-  static void ApplyGroups(const CPUDevice& d, const SlotPointers<T>& slots,
-                          const T* grad, const std::vector<int64_t>& rows,
-                          const std::vector<int64_t>& starts,
-                          PositionAt position_at, int64_t row_size,
-                          const HyperOf<T>& h) {
-    const bool centered = slots.mg != nullptr;
-    const bool momentum = slots.mom != nullptr;
-    const UpdateRangeFn<T, T> update_row = SelectUpdateRange<T, T>(centered, momentum);
-    const UpdateRangeFn<T, C> update_summed_row =
-        SelectUpdateRange<T, C>(centered, momentum);
-    const int64_t num_groups = static_cast<int64_t>(rows.size());
-    const int64_t row_bytes = row_size * static_cast<int64_t>(sizeof(T));
-    const Eigen::TensorOpCost row_cost =
-        ElementCost(slots) * static_cast<double>(row_size);
-    d.parallelFor(num_groups, row_cost, [&](Eigen::Index first, Eigen::Index last) {
-      std::vector<C> summed;
-      for (Eigen::Index g = first; g < last; ++g) {
-        if (g + kPrefetchDistance < last) {
-          PrefetchRow(slots, rows[g + kPrefetchDistance] * row_size, row_bytes);
-        }
-        const SlotPointers<T> row_slots = slots.At(rows[g] * row_size);
-        const T* first_grad = grad + position_at(starts[g]) * row_size;
-        if (starts[g + 1] - starts[g] == 1) {
-          update_row(row_slots, first_grad, 0, row_size, h);
-          continue;
-        }
-        summed.resize(row_size);
-        for (int64_t j = 0; j < row_size; ++j) summed[j] = static_cast<C>(first_grad[j]);
-        for (int64_t k = starts[g] + 1; k < starts[g + 1]; ++k) {
-          const T* g_row = grad + position_at(k) * row_size;
-          for (int64_t j = 0; j < row_size; ++j) summed[j] += static_cast<C>(g_row[j]);
-        }
-        update_summed_row(row_slots, summed.data(), 0, row_size, h);
-      }
-    });
-  }
-
-  // Tables of more than 2^32 rows: a comparison sort of (row, position).
-  static int64_t SortedFallback(const CPUDevice& d, const SlotPointers<T>& slots,
-                                const T* grad, const Tindex* indices,
-                                int64_t n, int64_t row_size, const HyperOf<T>& h) {
-    std::vector<int64_t> order(n);
-    std::iota(order.begin(), order.end(), int64_t{0});
-    std::stable_sort(order.begin(), order.end(), [indices](int64_t a, int64_t b) {
-      return indices[a] < indices[b];
-    });
-    std::vector<int64_t> rows, starts;
-    for (int64_t k = 0; k < n; ++k) {
-      if (k == 0 || indices[order[k]] != indices[order[k - 1]]) {
-        starts.push_back(k);
-        rows.push_back(static_cast<int64_t>(indices[order[k]]));
-      }
-    }
-    starts.push_back(n);
-    ApplyGroups(d, slots, grad, rows, starts, [&](int64_t k) { return order[k]; },
-                row_size, h);
-    return -1;
-  }
-};
-
-}  // namespace functor
-
-#define RMSPROP_REGISTER_CPU(T) \
-  RMSPROP_REGISTER_KERNELS(CPUDevice, ::tensorflow::DEVICE_CPU, T);
-
-RMSPROP_REGISTER_CPU(Eigen::half)
-RMSPROP_REGISTER_CPU(Eigen::bfloat16)
-RMSPROP_REGISTER_CPU(float)
-RMSPROP_REGISTER_CPU(double)
-RMSPROP_REGISTER_CPU(::tensorflow::complex64)
-RMSPROP_REGISTER_CPU(::tensorflow::complex128)
-#undef RMSPROP_REGISTER_CPU
-
+}  // namespace cpu
 }  // namespace rmsprop_op
+
+#endif  // RMSPROP_OP_CC_KERNELS_RMSPROP_CPU_LOOPS_H_

@@ -1,0 +1,190 @@
+// CPU functors and kernel registrations of the fused RMSProp ops.
+//
+// Work is split over TensorFlow's intra-op thread pool (no threads of our
+// own); each shard runs the element loop of rmsprop_cpu_loops.h chosen for
+// this processor.
+#define EIGEN_USE_THREADS
+
+#include <algorithm>
+#include <cstdint>
+#include <numeric>
+#include <vector>
+
+#include "rmsprop_op/cc/kernels/rmsprop_cpu_loops.h"
+#include "rmsprop_op/cc/kernels/rmsprop_functors.h"
+#include "rmsprop_op/cc/kernels/rmsprop_op_kernels.h"
+#include "rmsprop_op/cc/kernels/sparse_row_groups.h"
+#include "rmsprop_op/cc/kernels/variable_access.h"
+#include "tensorflow/core/framework/op_kernel.h"
+#include "tensorflow/core/framework/register_types.h"
+#include "unsupported/Eigen/CXX11/Tensor"
+
+namespace rmsprop_op {
+
+using CPUDevice = Eigen::ThreadPoolDevice;
+
+template <>
+void DeviceMemcpy<CPUDevice>(const CPUDevice& d, void* dst, const void* src,
+                             size_t bytes) {
+  d.memcpy(dst, src, bytes);
+}
+
+namespace functor {
+
+using cpu::ElementCost;
+using cpu::GroupPositionsByRow;
+using cpu::RowGroups;
+using cpu::SelectUpdateRange;
+using cpu::UpdateRangeFn;
+
+template <typename T>
+struct DenseApplyRMSProp<CPUDevice, T> {
+  void operator()(const CPUDevice& d, const DenseUpdate<T>* updates,
+                  int num_updates, const HyperOf<T>& h) {
+    const SlotPointers<T>& first = updates[0].slots;
+    const UpdateRangeFn<T, T> update_range =
+        SelectUpdateRange<T, T>(first.mg != nullptr, first.mom != nullptr);
+    if (num_updates == 1) {
+      const DenseUpdate<T> u = updates[0];
+      d.parallelFor(u.size, ElementCost(u.slots),
+                    [&](Eigen::Index begin, Eigen::Index end) {
+                      update_range(u.slots, u.grad, begin, end, h);
+                    });
+      return;
+    }
+    // Many variables: shard the concatenation of all their elements, so that
+    // small variables share a thread and large ones are split.
+    std::vector<int64_t> starts(num_updates + 1, 0);
+    for (int i = 0; i < num_updates; ++i) {
+      starts[i + 1] = starts[i] + updates[i].size;
+    }
+    d.parallelFor(starts.back(), ElementCost(first),
+                  [&](Eigen::Index begin, Eigen::Index end) {
+                    int i = static_cast<int>(
+                        std::upper_bound(starts.begin(), starts.end(), begin) -
+                        starts.begin() - 1);
+                    for (; i < num_updates && starts[i] < end; ++i) {
+                      const int64_t lo = std::max<int64_t>(begin, starts[i]);
+                      const int64_t hi = std::min<int64_t>(end, starts[i + 1]);
+                      update_range(updates[i].slots, updates[i].grad,
+                                   lo - starts[i], hi - starts[i], h);
+                    }
+                  });
+  }
+};
+
+// Rows are scattered over tables far larger than the caches; asking for the
+// rows a few groups ahead hides most of the memory latency.
+template <typename T>
+inline void PrefetchRow(const SlotPointers<T>& slots, int64_t offset,
+                        int64_t row_bytes) {
+  for (int64_t b = 0; b < row_bytes; b += 64) {
+    const char* at = reinterpret_cast<const char*>(slots.var + offset) + b;
+    __builtin_prefetch(at, 1);
+    __builtin_prefetch(reinterpret_cast<const char*>(slots.ms + offset) + b, 1);
+    if (slots.mg) __builtin_prefetch(reinterpret_cast<const char*>(slots.mg + offset) + b, 1);
+    if (slots.mom) __builtin_prefetch(reinterpret_cast<const char*>(slots.mom + offset) + b, 1);
+  }
+}
+
+template <typename T, typename Tindex>
+struct SparseApplyRMSProp<CPUDevice, T, Tindex> {
+  int64_t operator()(const CPUDevice& d, const SlotPointers<T>& slots,
+                     const T* grad, const Tindex* indices, int64_t num_indices,
+                     int64_t num_rows, int64_t row_size, const HyperOf<T>& h) {
+    for (int64_t i = 0; i < num_indices; ++i) {
+      if (indices[i] < 0 || indices[i] >= num_rows) return i;
+    }
+    if (num_indices == 0 || row_size == 0) return -1;
+    if (num_rows > (int64_t{1} << 32) || num_indices >= (int64_t{1} << 32)) {
+      return SortedFallback(d, slots, grad, indices, num_indices, row_size, h);
+    }
+    const RowGroups groups = GroupPositionsByRow(indices, num_indices, num_rows);
+    ApplyGroups(d, slots, grad, groups.rows, groups.starts,
+                [&](int64_t k) { return static_cast<int64_t>(groups.order[k]); },
+                row_size, h);
+    return -1;
+  }
+
+ private:
+  using C = ComputeType<T>;
+  static constexpr int kPrefetchDistance = 8;
+
+  // One update per group: the gradient row itself, or the sum of the rows of
+  // its duplicate positions in position order.
+  template <typename PositionAt>
+  static void ApplyGroups(const CPUDevice& d, const SlotPointers<T>& slots,
+                          const T* grad, const std::vector<int64_t>& rows,
+                          const std::vector<int64_t>& starts,
+                          PositionAt position_at, int64_t row_size,
+                          const HyperOf<T>& h) {
+    const bool centered = slots.mg != nullptr;
+    const bool momentum = slots.mom != nullptr;
+    const UpdateRangeFn<T, T> update_row = SelectUpdateRange<T, T>(centered, momentum);
+    const UpdateRangeFn<T, C> update_summed_row =
+        SelectUpdateRange<T, C>(centered, momentum);
+    const int64_t num_groups = static_cast<int64_t>(rows.size());
+    const int64_t row_bytes = row_size * static_cast<int64_t>(sizeof(T));
+    const Eigen::TensorOpCost row_cost =
+        ElementCost(slots) * static_cast<double>(row_size);
+    d.parallelFor(num_groups, row_cost, [&](Eigen::Index first, Eigen::Index last) {
+      std::vector<C> summed;
+      for (Eigen::Index g = first; g < last; ++g) {
+        if (g + kPrefetchDistance < last) {
+          PrefetchRow(slots, rows[g + kPrefetchDistance] * row_size, row_bytes);
+        }
+        const SlotPointers<T> row_slots = slots.At(rows[g] * row_size);
+        const T* first_grad = grad + position_at(starts[g]) * row_size;
+        if (starts[g + 1] - starts[g] == 1) {
+          update_row(row_slots, first_grad, 0, row_size, h);
+          continue;
+        }
+        summed.resize(row_size);
+        for (int64_t j = 0; j < row_size; ++j) summed[j] = static_cast<C>(first_grad[j]);
+        for (int64_t k = starts[g] + 1; k < starts[g + 1]; ++k) {
+          const T* g_row = grad + position_at(k) * row_size;
+          for (int64_t j = 0; j < row_size; ++j) summed[j] += static_cast<C>(g_row[j]);
+        }
+        update_summed_row(row_slots, summed.data(), 0, row_size, h);
+      }
+    });
+  }
+
+  // Tables of more than 2^32 rows: a comparison sort of (row, position).
+  static int64_t SortedFallback(const CPUDevice& d, const SlotPointers<T>& slots,
+                                const T* grad, const Tindex* indices,
+                                int64_t n, int64_t row_size, const HyperOf<T>& h) {
+    std::vector<int64_t> order(n);
+    std::iota(order.begin(), order.end(), int64_t{0});
+    std::stable_sort(order.begin(), order.end(), [indices](int64_t a, int64_t b) {
+      return indices[a] < indices[b];
+    });
+    std::vector<int64_t> rows, starts;
+    for (int64_t k = 0; k < n; ++k) {
+      if (k == 0 || indices[order[k]] != indices[order[k - 1]]) {
+        starts.push_back(k);
+        rows.push_back(static_cast<int64_t>(indices[order[k]]));
+      }
+    }
+    starts.push_back(n);
+    ApplyGroups(d, slots, grad, rows, starts, [&](int64_t k) { return order[k]; },
+                row_size, h);
+    return -1;
+  }
+};
+
+}  // namespace functor
+
+#define RMSPROP_REGISTER_CPU(T) \
+  RMSPROP_REGISTER_KERNELS(CPUDevice, ::tensorflow::DEVICE_CPU, T);
+
+RMSPROP_REGISTER_CPU(Eigen::half)
+RMSPROP_REGISTER_CPU(Eigen::bfloat16)
+RMSPROP_REGISTER_CPU(float)
+RMSPROP_REGISTER_CPU(double)
+RMSPROP_REGISTER_CPU(::tensorflow::complex64)
+RMSPROP_REGISTER_CPU(::tensorflow::complex128)
+#undef RMSPROP_REGISTER_CPU
+
+}  // namespace rmsprop_op
+

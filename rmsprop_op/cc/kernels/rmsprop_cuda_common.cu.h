@@ -1,0 +1,209 @@
+// What the CUDA kernels of the fused RMSProp updates share: storage and
+// compute types, vector loads and stores, one element's update, launch sizes.
+// The kernels themselves are in rmsprop_cuda_dense.cu.h and
+// rmsprop_cuda_sparse.cu.h.
+//
+// No TensorFlow here: the op library (rmsprop_gpu_functors.cu.cc) and the
+// standalone checker (gpu_check/) include this same header, so the checker
+// exercises exactly the code the ops run. Variables are stored as float,
+// double, __half, __nv_bfloat16 or rmsprop_math::Complex; arithmetic is in
+// ComputeType (float for the 16-bit types) through rmsprop_math.h, the
+// formula every implementation shares.
+//
+// Must be compiled by nvcc with -fmad=false (tools/tf_build_flags.py), so
+// that every multiply and add rounds separately as in the CPU kernels; with
+// IEEE division and sqrt, results then match the CPU kernels bit for bit.
+#ifndef RMSPROP_OP_CC_KERNELS_RMSPROP_CUDA_COMMON_CU_H_
+#define RMSPROP_OP_CC_KERNELS_RMSPROP_CUDA_COMMON_CU_H_
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+
+#include "rmsprop_op/cc/kernels/rmsprop_functors.h"
+#include "rmsprop_op/cc/kernels/rmsprop_math.h"
+
+namespace rmsprop_op {
+namespace gpu {
+
+constexpr int kThreads = 256;
+constexpr int kWarpSize = 32;
+
+// Stream-ordered scratch memory: a buffer may be freed as soon as the work
+// using it is enqueued. Allocate returns null when memory is exhausted.
+class ScratchAllocator {
+ public:
+  virtual ~ScratchAllocator() = default;
+  virtual void* Allocate(size_t bytes) = 0;
+  virtual void Free(void* buffer) = 0;
+};
+
+// Conversions between the storage type and the compute type. Host and device,
+// so that the checker's CPU reference rounds the same way.
+__host__ __device__ __forceinline__ float ToCompute(float x) { return x; }
+__host__ __device__ __forceinline__ double ToCompute(double x) { return x; }
+__host__ __device__ __forceinline__ float ToCompute(__half x) {
+  return __half2float(x);
+}
+__host__ __device__ __forceinline__ float ToCompute(__nv_bfloat16 x) {
+  return __bfloat162float(x);
+}
+template <typename R>
+__host__ __device__ __forceinline__ rmsprop_math::Complex<R> ToCompute(
+    rmsprop_math::Complex<R> x) {
+  return x;
+}
+
+template <typename T>
+__host__ __device__ __forceinline__ T FromCompute(ComputeType<T> x) {
+  return static_cast<T>(x);
+}
+template <>
+__host__ __device__ __forceinline__ __half FromCompute<__half>(float x) {
+  return __float2half_rn(x);
+}
+template <>
+__host__ __device__ __forceinline__ __nv_bfloat16 FromCompute<__nv_bfloat16>(
+    float x) {
+  return __float2bfloat16_rn(x);
+}
+
+// Elements per 16-byte access: the widest load a thread can issue.
+template <typename T>
+constexpr int kVectorWidth = static_cast<int>(16 / sizeof(T));
+
+inline bool IsAligned16(const void* p) {
+  return reinterpret_cast<uintptr_t>(p) % 16 == 0;
+}
+
+template <typename T>
+bool SlotsAligned16(const SlotPointers<T>& s) {
+  return IsAligned16(s.var) && IsAligned16(s.ms) &&
+         (s.mg == nullptr || IsAligned16(s.mg)) &&
+         (s.mom == nullptr || IsAligned16(s.mom));
+}
+
+template <typename T, int kN>
+struct Pack {
+  T v[kN];
+};
+
+// Loads kN elements; p must be 16-byte aligned when kN elements are 16 bytes.
+template <typename T, int kN>
+__device__ __forceinline__ Pack<T, kN> LoadPack(const T* p) {
+  Pack<T, kN> out;
+  if constexpr (kN * sizeof(T) == 16) {
+    const uint4 raw = *reinterpret_cast<const uint4*>(p);
+    memcpy(&out, &raw, sizeof(raw));
+  } else {
+#pragma unroll
+    for (int e = 0; e < kN; ++e) out.v[e] = p[e];
+  }
+  return out;
+}
+
+template <typename T, int kN>
+__device__ __forceinline__ void StorePack(T* p, const Pack<T, kN>& in) {
+  if constexpr (kN * sizeof(T) == 16) {
+    uint4 raw;
+    memcpy(&raw, &in, sizeof(raw));
+    // A plain store of `raw` is split into kN scalar stores; the intrinsic
+    // (an ordinary write-back store) keeps it one 16-byte access.
+    __stwb(reinterpret_cast<uint4*>(p), raw);
+  } else {
+#pragma unroll
+    for (int e = 0; e < kN; ++e) p[e] = in.v[e];
+  }
+}
+
+// Updates kN consecutive elements at `offset` with the gradients g (already
+// in the compute type). Every load is issued before the first store: the
+// compiler cannot know that the slots do not alias, and loads in flight
+// together are what keeps memory busy.
+template <typename T, int kN, bool kCentered, bool kMomentum>
+__device__ __forceinline__ void UpdatePack(const SlotPointers<T>& slots,
+                                           int64_t offset,
+                                           const ComputeType<T> (&g)[kN],
+                                           const HyperOf<T>& h) {
+  using C = ComputeType<T>;
+  Pack<T, kN> var = LoadPack<T, kN>(slots.var + offset);
+  Pack<T, kN> ms = LoadPack<T, kN>(slots.ms + offset);
+  Pack<T, kN> mg;
+  Pack<T, kN> mom;
+  if constexpr (kCentered) mg = LoadPack<T, kN>(slots.mg + offset);
+  if constexpr (kMomentum) mom = LoadPack<T, kN>(slots.mom + offset);
+#pragma unroll
+  for (int e = 0; e < kN; ++e) {
+    C ms_e = ToCompute(ms.v[e]);
+    C mg_e = C(0);
+    C mom_e = C(0);
+    if constexpr (kCentered) mg_e = ToCompute(mg.v[e]);
+    if constexpr (kMomentum) mom_e = ToCompute(mom.v[e]);
+    const C delta = rmsprop_math::UpdateElement<kCentered, kMomentum, C>(
+        g[e], ms_e, mg_e, mom_e, h);
+    var.v[e] = FromCompute<T>(ToCompute(var.v[e]) - delta);
+    ms.v[e] = FromCompute<T>(ms_e);
+    if constexpr (kCentered) mg.v[e] = FromCompute<T>(mg_e);
+    if constexpr (kMomentum) mom.v[e] = FromCompute<T>(mom_e);
+  }
+  StorePack<T, kN>(slots.var + offset, var);
+  StorePack<T, kN>(slots.ms + offset, ms);
+  if constexpr (kCentered) StorePack<T, kN>(slots.mg + offset, mg);
+  if constexpr (kMomentum) StorePack<T, kN>(slots.mom + offset, mom);
+}
+
+template <typename T, int kN>
+__device__ __forceinline__ void LoadGradient(const T* grad,
+                                             ComputeType<T> (&g)[kN]) {
+  const Pack<T, kN> p = LoadPack<T, kN>(grad);
+#pragma unroll
+  for (int e = 0; e < kN; ++e) g[e] = ToCompute(p.v[e]);
+}
+
+template <typename T, bool kCentered, bool kMomentum>
+__device__ __forceinline__ void UpdateOne(const SlotPointers<T>& slots,
+                                          const T* grad, int64_t i,
+                                          const HyperOf<T>& h) {
+  ComputeType<T> g[1];
+  LoadGradient<T, 1>(grad + i, g);
+  UpdatePack<T, 1, kCentered, kMomentum>(slots, i, g, h);
+}
+
+// The number of blocks of `threads` threads the current device holds at once:
+// grid-stride kernels launch no more than this.
+inline int ResidentBlocks(int threads) {
+  int device = 0;
+  int sms = 0;
+  int threads_per_sm = 0;
+  if (cudaGetDevice(&device) != cudaSuccess ||
+      cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device) !=
+          cudaSuccess ||
+      cudaDeviceGetAttribute(&threads_per_sm,
+                             cudaDevAttrMaxThreadsPerMultiProcessor,
+                             device) != cudaSuccess) {
+    return 1024;  // a launch-size hint only; the launch reports real errors
+  }
+  return std::max(1, sms * (threads_per_sm / threads));
+}
+
+inline int64_t CeilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+
+// Reinterprets TensorFlow's 16-bit types (Eigen::half, Eigen::bfloat16) as
+// CUDA's, which have the same bits. T may be incomplete here (the op library
+// only declares Eigen's types); the library checks the sizes where it can.
+template <typename D, typename T>
+SlotPointers<D> AsDevice(const SlotPointers<T>& s) {
+  return {reinterpret_cast<D*>(s.var), reinterpret_cast<D*>(s.ms),
+          reinterpret_cast<D*>(s.mg), reinterpret_cast<D*>(s.mom)};
+}
+
+}  // namespace gpu
+}  // namespace rmsprop_op
+
+#endif  // RMSPROP_OP_CC_KERNELS_RMSPROP_CUDA_COMMON_CU_H_

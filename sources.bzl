@@ -1,0 +1,17 @@
+"""The sources of the op libraries: the one list that the Makefile, setup.py
+(both through tools/tf_build_flags.py) and the Bazel BUILD file read."""
+
+# The ops and their CPU kernels: rmsprop_op/_rmsprop_ops.so.
+CPU_SOURCES = [
+    "rmsprop_op/cc/ops/rmsprop_ops.cc",
+    "rmsprop_op/cc/kernels/rmsprop_cpu_functors.cc",
+]
+
+# The GPU kernels: rmsprop_op/_rmsprop_gpu_kernels.so. The registrations are
+# compiled by the host compiler against TensorFlow, the functors by nvcc.
+GPU_REGISTRATION_SOURCES = [
+    "rmsprop_op/cc/kernels/rmsprop_gpu_registrations.cc",
+]
+GPU_CUDA_SOURCES = [
+    "rmsprop_op/cc/kernels/rmsprop_gpu_functors.cu.cc",
+]
