@@ -142,24 +142,17 @@ class RMSprop(tf_keras.optimizers.legacy.Optimizer):
         mom = self.get_slot(var, "momentum") if self._momentum else None
         return ms, mg, mom
 
-    def _resource_apply_dense(self, grad, var, apply_state=None):
+    def _update(self, grad, var, indices, apply_state):
         ops = plain_tf if _compat.compiled_by_xla() else rmsprop_op
         ms, mg, mom = self._slot_variables(var)
-        hyper = self._coefficients(var, apply_state)
-        if self.centered:
-            return ops.apply_centered_rmsprop(var, mg, ms, mom, grad, use_locking=self._use_locking,
-                                              **hyper)
-        return ops.apply_rmsprop(var, ms, mom, grad, use_locking=self._use_locking, **hyper)
+        return ops.update(var, ms, grad, mg=mg, mom=mom, indices=indices,
+                          use_locking=self._use_locking, **self._coefficients(var, apply_state))
+
+    def _resource_apply_dense(self, grad, var, apply_state=None):
+        return self._update(grad, var, None, apply_state)
 
     def _resource_apply_sparse(self, grad, var, indices, apply_state=None):
-        ops = plain_tf if _compat.compiled_by_xla() else rmsprop_op
-        ms, mg, mom = self._slot_variables(var)
-        hyper = self._coefficients(var, apply_state)
-        if self.centered:
-            return ops.sparse_apply_centered_rmsprop(var, mg, ms, mom, grad, indices,
-                                                     use_locking=self._use_locking, **hyper)
-        return ops.sparse_apply_rmsprop(var, ms, mom, grad, indices,
-                                        use_locking=self._use_locking, **hyper)
+        return self._update(grad, var, indices, apply_state)
 
     def _resource_apply_sparse_duplicate_indices(self, grad, handle, indices, **kwargs):
         # The sparse ops sum duplicate indices themselves (in index order),

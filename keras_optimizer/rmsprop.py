@@ -79,10 +79,6 @@ class RMSprop(_compat.UpdateHook, keras.optimizers.Optimizer):
     9.683772
     """
 
-    # Dense gradients of many variables of one dtype go to one grouped op.
-    # The benchmark turns this off to measure per-variable ops.
-    _group_dense_updates = True
-
     def __init__(
         self,
         learning_rate=0.001,
@@ -155,17 +151,12 @@ class RMSprop(_compat.UpdateHook, keras.optimizers.Optimizer):
         variable = _replica_variable(variable)
         ops = plain_tf if _compat.compiled_by_xla() else rmsprop_op
         ms, mg, mom = self._slots(variable)
-        hyper = self._hyperparameters(learning_rate)
+        indices = None
         if isinstance(gradient, tf.IndexedSlices):
-            values = tf.cast(gradient.values, variable.dtype)
-            if self.centered:
-                return ops.sparse_apply_centered_rmsprop(
-                    variable, mg, ms, mom, values, gradient.indices, **hyper)
-            return ops.sparse_apply_rmsprop(variable, ms, mom, values, gradient.indices, **hyper)
+            gradient, indices = gradient.values, gradient.indices
         gradient = tf.cast(gradient, variable.dtype)
-        if self.centered:
-            return ops.apply_centered_rmsprop(variable, mg, ms, mom, gradient, **hyper)
-        return ops.apply_rmsprop(variable, ms, mom, gradient, **hyper)
+        return ops.update(variable, ms, gradient, mg=mg, mom=mom, indices=indices,
+                          **self._hyperparameters(learning_rate))
 
     def _apply_updates(self, distribution, grads_and_vars, learning_rate):
         # Without a distribution strategy, dense updates of many variables of
@@ -175,7 +166,7 @@ class RMSprop(_compat.UpdateHook, keras.optimizers.Optimizer):
         # optimizer's strategy even when it is applied outside that
         # strategy's scope, where has_strategy() is False.
         default = not tf.distribute.has_strategy() and distribution is tf.distribute.get_strategy()
-        if not self._group_dense_updates or not default or _compat.compiled_by_xla():
+        if not default or _compat.compiled_by_xla():
             return self._per_variable_updates(distribution, grads_and_vars, learning_rate)
         dense_by_dtype = {}
         for grad, var in grads_and_vars:

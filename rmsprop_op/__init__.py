@@ -1,7 +1,9 @@
 """Fused RMSProp updates of TensorFlow resource variables.
 
-Each function updates `var` and its slots in place, in one pass, and returns
-the op (in a `tf.function`) or None (eagerly). Hyperparameters are Python
+`update` is the one entry point; the four named functions are thin names
+over it, and `group_apply_rmsprop` updates many variables in one op. Each
+updates `var` and its slots in place, in one pass, and returns the op (in a
+`tf.function`) or None (eagerly). Hyperparameters are Python
 numbers or scalar tensors; `mom=None` means no momentum slot, and then
 `momentum` must be 0. `epsilon_after_sqrt=True` divides by sqrt(ms) + epsilon
 instead of sqrt(ms + epsilon), as tf_keras's RMSprop does without momentum.
@@ -12,6 +14,7 @@ import tensorflow as tf
 from rmsprop_op import _loader
 
 __all__ = [
+    "update",
     "apply_rmsprop",
     "apply_centered_rmsprop",
     "sparse_apply_rmsprop",
@@ -64,54 +67,69 @@ def _hyperparameters(lr, rho, momentum, epsilon):
     ]
 
 
+def update(var, ms, grad, *, mg=None, mom=None, indices=None, lr, rho, momentum=0.0, epsilon,
+           use_locking=False, epsilon_after_sqrt=False):
+    """One fused RMSProp update of `var` and its slots, in place: the entry
+    point every other function, both optimizers and the tests use.
+
+    `mg` (the mean gradient) makes it centered; `mom` is the momentum slot
+    (without it `momentum` must be 0); `indices` makes `grad` the rows
+    `indices` of a sparse gradient, duplicates summed first.
+    """
+    lr, rho, momentum_t, epsilon = _hyperparameters(lr, rho, momentum, epsilon)
+    inputs = dict(var=_handle(var, "var"), ms=_handle(ms, "ms"), mom=_momentum_slot(mom, momentum),
+                  grad=grad, lr=lr, rho=rho, momentum=momentum_t, epsilon=epsilon,
+                  use_locking=use_locking, epsilon_after_sqrt=epsilon_after_sqrt)
+    if mg is not None:
+        inputs["mg"] = _handle(mg, "mg")
+    if indices is not None:
+        inputs["indices"] = indices
+    return _OPS[mg is not None, indices is not None](**inputs)
+
+
+# (centered, sparse) -> op.
+_OPS = {
+    (False, False): _ops.fused_resource_apply_rms_prop,
+    (True, False): _ops.fused_resource_apply_centered_rms_prop,
+    (False, True): _ops.fused_resource_sparse_apply_rms_prop,
+    (True, True): _ops.fused_resource_sparse_apply_centered_rms_prop,
+}
+
+
 def apply_rmsprop(var, ms, mom, grad, lr, rho, momentum, epsilon, use_locking=False, epsilon_after_sqrt=False):
     """var -= RMSProp step for a dense `grad`; updates ms (and mom) in place."""
-    lr, rho, momentum_t, epsilon = _hyperparameters(lr, rho, momentum, epsilon)
-    return _ops.fused_resource_apply_rms_prop(
-        var=_handle(var, "var"), ms=_handle(ms, "ms"), mom=_momentum_slot(mom, momentum),
-        grad=grad, lr=lr, rho=rho, momentum=momentum_t, epsilon=epsilon,
-        use_locking=use_locking,
-        epsilon_after_sqrt=epsilon_after_sqrt)
+    return update(var, ms, grad, mom=mom, lr=lr, rho=rho, momentum=momentum, epsilon=epsilon,
+                  use_locking=use_locking, epsilon_after_sqrt=epsilon_after_sqrt)
 
 
 def apply_centered_rmsprop(var, mg, ms, mom, grad, lr, rho, momentum, epsilon, use_locking=False, epsilon_after_sqrt=False):
     """Centered variant: also tracks the mean gradient mg."""
-    lr, rho, momentum_t, epsilon = _hyperparameters(lr, rho, momentum, epsilon)
-    return _ops.fused_resource_apply_centered_rms_prop(
-        var=_handle(var, "var"), mg=_handle(mg, "mg"), ms=_handle(ms, "ms"),
-        mom=_momentum_slot(mom, momentum), grad=grad, lr=lr, rho=rho,
-        momentum=momentum_t, epsilon=epsilon, use_locking=use_locking,
-        epsilon_after_sqrt=epsilon_after_sqrt)
+    return update(var, ms, grad, mg=mg, mom=mom, lr=lr, rho=rho, momentum=momentum,
+                  epsilon=epsilon, use_locking=use_locking, epsilon_after_sqrt=epsilon_after_sqrt)
 
 
 def sparse_apply_rmsprop(var, ms, mom, grad, indices, lr, rho, momentum, epsilon, use_locking=False, epsilon_after_sqrt=False):
     """Row-wise update of the rows `indices` of var; duplicates are summed first."""
-    lr, rho, momentum_t, epsilon = _hyperparameters(lr, rho, momentum, epsilon)
-    return _ops.fused_resource_sparse_apply_rms_prop(
-        var=_handle(var, "var"), ms=_handle(ms, "ms"), mom=_momentum_slot(mom, momentum),
-        grad=grad, indices=indices, lr=lr, rho=rho, momentum=momentum_t,
-        epsilon=epsilon, use_locking=use_locking,
-        epsilon_after_sqrt=epsilon_after_sqrt)
+    return update(var, ms, grad, mom=mom, indices=indices, lr=lr, rho=rho, momentum=momentum,
+                  epsilon=epsilon, use_locking=use_locking, epsilon_after_sqrt=epsilon_after_sqrt)
 
 
 def sparse_apply_centered_rmsprop(var, mg, ms, mom, grad, indices, lr, rho, momentum, epsilon,
                                   use_locking=False, epsilon_after_sqrt=False):
     """Row-wise centered update; see sparse_apply_rmsprop."""
-    lr, rho, momentum_t, epsilon = _hyperparameters(lr, rho, momentum, epsilon)
-    return _ops.fused_resource_sparse_apply_centered_rms_prop(
-        var=_handle(var, "var"), mg=_handle(mg, "mg"), ms=_handle(ms, "ms"),
-        mom=_momentum_slot(mom, momentum), grad=grad, indices=indices, lr=lr,
-        rho=rho, momentum=momentum_t, epsilon=epsilon, use_locking=use_locking,
-        epsilon_after_sqrt=epsilon_after_sqrt)
+    return update(var, ms, grad, mg=mg, mom=mom, indices=indices, lr=lr, rho=rho,
+                  momentum=momentum, epsilon=epsilon, use_locking=use_locking,
+                  epsilon_after_sqrt=epsilon_after_sqrt)
 
 
-def group_apply_rmsprop(vars, mgs, mss, moms, grads, lr, rho, momentum, epsilon, use_locking=False, epsilon_after_sqrt=False):
+def group_apply_rmsprop(variables, mgs, mss, moms, grads, lr, rho, momentum, epsilon, use_locking=False,
+                        epsilon_after_sqrt=False):
     """Dense updates of many variables of one dtype in one op.
 
     `mgs` is None (plain RMSProp) or one mean-gradient slot per variable;
     `moms` is None (momentum must be 0) or one momentum slot per variable.
     """
-    n = len(vars)
+    n = len(variables)
     if n == 0:
         raise ValueError("group_apply_rmsprop needs at least one variable")
     for slots, name in ((mss, "mss"), (grads, "grads"), (mgs, "mgs"), (moms, "moms")):
@@ -121,7 +139,7 @@ def group_apply_rmsprop(vars, mgs, mss, moms, grads, lr, rho, momentum, epsilon,
         _momentum_slot(None, momentum)
     lr, rho, momentum_t, epsilon = _hyperparameters(lr, rho, momentum, epsilon)
     return _ops.fused_resource_group_apply_rms_prop(
-        var=[_handle(v, "vars", i) for i, v in enumerate(vars)],
+        var=[_handle(v, "variables", i) for i, v in enumerate(variables)],
         mg=[] if mgs is None else [_handle(v, "mgs", i) for i, v in enumerate(mgs)],
         ms=[_handle(v, "mss", i) for i, v in enumerate(mss)],
         mom=[] if moms is None else [_handle(v, "moms", i) for i, v in enumerate(moms)],

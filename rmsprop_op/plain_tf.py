@@ -1,8 +1,8 @@
 """The same updates written in plain TensorFlow ops.
 
 For graphs that XLA compiles (`jit_compile=True`), where the custom ops have
-no XLA kernel. Same signatures and semantics as the fused ops in
-`rmsprop_op`; the formula mirrors rmsprop_op/cc/kernels/rmsprop_math.h line
+no XLA kernel. `update` and `group_apply_rmsprop` have the signatures and
+semantics of those in `rmsprop_op`; the formula mirrors rmsprop_op/cc/kernels/rmsprop_math.h line
 for line, computing half-precision variables in float32 and rounding once.
 Complex variables follow TensorFlow's complex ops (g^2 = g*g, principal
 root), which round as the kernels' complex arithmetic does to a few ulps.
@@ -74,37 +74,21 @@ def _sparse(var, ms, mg, mom, grad, indices, *hyper):
                      for v, x, o in zip((var, ms, mg, mom), new, old) if v is not None])
 
 
-def apply_rmsprop(var, ms, mom, grad, lr, rho, momentum, epsilon, use_locking=False,
-                  epsilon_after_sqrt=False):
+def update(var, ms, grad, *, mg=None, mom=None, indices=None, lr, rho, momentum=0.0, epsilon,
+           use_locking=False, epsilon_after_sqrt=False):
+    """rmsprop_op.update in plain TensorFlow ops."""
     del use_locking  # variable assignments in one graph are already ordered
-    return _dense(var, ms, None, mom, grad, lr, rho, momentum, epsilon, epsilon_after_sqrt)
+    hyper = (lr, rho, momentum, epsilon, epsilon_after_sqrt)
+    if indices is None:
+        return _dense(var, ms, mg, mom, grad, *hyper)
+    return _sparse(var, ms, mg, mom, grad, indices, *hyper)
 
 
-def apply_centered_rmsprop(var, mg, ms, mom, grad, lr, rho, momentum, epsilon, use_locking=False,
-                           epsilon_after_sqrt=False):
-    del use_locking
-    return _dense(var, ms, mg, mom, grad, lr, rho, momentum, epsilon, epsilon_after_sqrt)
-
-
-def sparse_apply_rmsprop(var, ms, mom, grad, indices, lr, rho, momentum, epsilon,
-                         use_locking=False, epsilon_after_sqrt=False):
-    del use_locking
-    return _sparse(var, ms, None, mom, grad, indices, lr, rho, momentum, epsilon,
-                   epsilon_after_sqrt)
-
-
-def sparse_apply_centered_rmsprop(var, mg, ms, mom, grad, indices, lr, rho, momentum, epsilon,
-                                  use_locking=False, epsilon_after_sqrt=False):
-    del use_locking
-    return _sparse(var, ms, mg, mom, grad, indices, lr, rho, momentum, epsilon,
-                   epsilon_after_sqrt)
-
-
-def group_apply_rmsprop(vars, mgs, mss, moms, grads, lr, rho, momentum, epsilon,
+def group_apply_rmsprop(variables, mgs, mss, moms, grads, lr, rho, momentum, epsilon,
                         use_locking=False, epsilon_after_sqrt=False):
     del use_locking
-    n = len(vars)
+    n = len(variables)
     mgs = mgs if mgs is not None else [None] * n
     moms = moms if moms is not None else [None] * n
     return tf.group([_dense(v, ms, mg, mom, g, lr, rho, momentum, epsilon, epsilon_after_sqrt)
-                     for v, mg, ms, mom, g in zip(vars, mgs, mss, moms, grads)])
+                     for v, mg, ms, mom, g in zip(variables, mgs, mss, moms, grads)])

@@ -55,22 +55,17 @@ def _variables(initial, centered):
     return {k: tf.Variable(v) for k, v in initial.items() if centered or k != "mg"}
 
 
+def _update(v, grad, indices, use_locking):
+    rmsprop_op.update(v["var"], v["ms"], grad, mg=v.get("mg"), mom=v["mom"], indices=indices,
+                      **HYPER, use_locking=use_locking)
+
+
 def _dense(v, grad, use_locking=True):
-    if "mg" in v:
-        rmsprop_op.apply_centered_rmsprop(v["var"], v["mg"], v["ms"], v["mom"], grad, **HYPER,
-                                          use_locking=use_locking)
-    else:
-        rmsprop_op.apply_rmsprop(v["var"], v["ms"], v["mom"], grad, **HYPER,
-                                 use_locking=use_locking)
+    _update(v, grad, None, use_locking)
 
 
 def _sparse(v, grad, indices, use_locking=True):
-    if "mg" in v:
-        rmsprop_op.sparse_apply_centered_rmsprop(v["var"], v["mg"], v["ms"], v["mom"], grad,
-                                                 indices, **HYPER, use_locking=use_locking)
-    else:
-        rmsprop_op.sparse_apply_rmsprop(v["var"], v["ms"], v["mom"], grad, indices, **HYPER,
-                                        use_locking=use_locking)
+    _update(v, grad, indices, use_locking)
 
 
 def _bits(variables):

@@ -280,21 +280,18 @@ def run(mode, fn):
         fn()
 
 
+def apply_update(v, grad, indices, hyper, use_locking=False):
+    """rmsprop_op.update on the slots in `v`; dense where indices is None."""
+    return rmsprop_op.update(v["var"], v["ms"], grad, mg=v.get("mg"), mom=v.get("mom"),
+                             indices=indices, **hyper, use_locking=use_locking)
+
+
 def apply_dense(v, grad, hyper, use_locking=False):
-    if "mg" in v:
-        return rmsprop_op.apply_centered_rmsprop(v["var"], v["mg"], v["ms"], v.get("mom"), grad,
-                                                 **hyper, use_locking=use_locking)
-    return rmsprop_op.apply_rmsprop(v["var"], v["ms"], v.get("mom"), grad, **hyper,
-                                    use_locking=use_locking)
+    return apply_update(v, grad, None, hyper, use_locking)
 
 
 def apply_sparse(v, grad, indices, hyper, use_locking=False):
-    if "mg" in v:
-        return rmsprop_op.sparse_apply_centered_rmsprop(
-            v["var"], v["mg"], v["ms"], v.get("mom"), grad, indices, **hyper,
-            use_locking=use_locking)
-    return rmsprop_op.sparse_apply_rmsprop(v["var"], v["ms"], v.get("mom"), grad, indices,
-                                           **hyper, use_locking=use_locking)
+    return apply_update(v, grad, indices, hyper, use_locking)
 
 
 def apply_group(members, grads, hyper, use_locking=False):

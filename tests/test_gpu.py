@@ -61,22 +61,14 @@ def _hyper(with_mom):
 def _apply_dense(variables, grad, device):
     var, ms, mg, mom = variables
     with tf.device(device):
-        g = tf.constant(grad)
-        if mg is None:
-            rmsprop_op.apply_rmsprop(var, ms, mom, g, **_hyper(mom is not None))
-        else:
-            rmsprop_op.apply_centered_rmsprop(var, mg, ms, mom, g, **_hyper(mom is not None))
+        rmsprop_op.update(var, ms, tf.constant(grad), mg=mg, mom=mom, **_hyper(mom is not None))
 
 
 def _apply_sparse(variables, grad, indices, device):
     var, ms, mg, mom = variables
     with tf.device(device):
-        g, i = tf.constant(grad), tf.constant(indices)
-        if mg is None:
-            rmsprop_op.sparse_apply_rmsprop(var, ms, mom, g, i, **_hyper(mom is not None))
-        else:
-            rmsprop_op.sparse_apply_centered_rmsprop(var, mg, ms, mom, g, i,
-                                                     **_hyper(mom is not None))
+        rmsprop_op.update(var, ms, tf.constant(grad), mg=mg, mom=mom,
+                          indices=tf.constant(indices), **_hyper(mom is not None))
 
 
 def _assert_bitwise_equal(actual, expected):

@@ -42,15 +42,9 @@ def _run(mode, fn):
 
 
 def _apply_any(variables, grad, indices, args):
-    """The op for these slots: plain or centered, dense (indices None) or sparse."""
+    """The update for these slots: dense (indices None) or sparse."""
     var, ms, mg, mom = variables
-    if indices is None:
-        if mg is None:
-            return rmsprop_op.apply_rmsprop(var, ms, mom, grad, **args)
-        return rmsprop_op.apply_centered_rmsprop(var, mg, ms, mom, grad, **args)
-    if mg is None:
-        return rmsprop_op.sparse_apply_rmsprop(var, ms, mom, grad, indices, **args)
-    return rmsprop_op.sparse_apply_centered_rmsprop(var, mg, ms, mom, grad, indices, **args)
+    return rmsprop_op.update(var, ms, grad, mg=mg, mom=mom, indices=indices, **args)
 
 
 def _op_args(variables, hyper, **extra):
@@ -335,13 +329,7 @@ def _apply_epsilon_after_sqrt(ops, kind, variables, grad, indices, hyper):
     if kind == "group":
         return ops.group_apply_rmsprop([var], None if mg is None else [mg], [ms],
                                        None if mom is None else [mom], [grad], **args)
-    if kind == "sparse":
-        if mg is None:
-            return ops.sparse_apply_rmsprop(var, ms, mom, grad, indices, **args)
-        return ops.sparse_apply_centered_rmsprop(var, mg, ms, mom, grad, indices, **args)
-    if mg is None:
-        return ops.apply_rmsprop(var, ms, mom, grad, **args)
-    return ops.apply_centered_rmsprop(var, mg, ms, mom, grad, **args)
+    return ops.update(var, ms, grad, mg=mg, mom=mom, indices=indices, **args)
 
 
 @pytest.mark.parametrize("dtype,with_mom,centered,kind", EPSILON_AFTER_SQRT_VARIANTS)

@@ -1,7 +1,7 @@
 // The RMSProp update formula, written once.
 //
 // Every implementation in this project (CPU kernels, CUDA kernels, and, by
-// line-for-line mirroring, the XLA fallback in keras_optimizer/rmsprop.py and
+// line-for-line mirroring, the XLA fallback in rmsprop_op/plain_tf.py and
 // the NumPy reference in tests/reference.py) follows these functions. The
 // header has no TensorFlow dependency so that the standalone CUDA checker can
 // include it too.

@@ -53,42 +53,55 @@ absl::Status ReadHyperparameters(tensorflow::OpKernelContext* ctx,
   return absl::OkStatus();
 }
 
-// The variable inputs of the single-variable ops in the order the functor
-// expects: var, ms, [mg], [mom].
-inline absl::Status SingleUpdateInputs(tensorflow::OpKernelContext* ctx,
-                                       bool centered,
-                                       std::vector<VariableInput>* inputs) {
-  TF_RETURN_IF_ERROR(NamedVariableInputs(ctx, "var", false, inputs));
-  TF_RETURN_IF_ERROR(NamedVariableInputs(ctx, "ms", false, inputs));
-  if (centered) TF_RETURN_IF_ERROR(NamedVariableInputs(ctx, "mg", false, inputs));
-  return NamedVariableInputs(ctx, "mom", false, inputs);
-}
+// Where each variable of an update sits among the resources an op locks:
+// the n variables first, then one block of n per slot, in the order
+// var, ms, mg, mom (mg and mom blocks only when present). The one place that
+// knows this order; the ops' own input order (var, mg, ms, mom) is by name.
+struct VariableLayout {
+  int num_vars;  // 1 for the single-variable ops
+  bool centered;
+  bool momentum;
+  bool indexed;  // name variables "var[i]" in errors (the grouped op)
 
-// Every slot must have the variable's shape.
-template <typename Device>
-absl::Status CheckSlotShapes(const LockedVariables<Device>& vars, int var_pos,
-                             const std::vector<int>& slot_positions) {
-  const tensorflow::TensorShape& shape = vars.tensor(var_pos).shape();
-  for (int pos : slot_positions) {
-    if (vars.tensor(pos).shape() != shape) {
+  int var(int i) const { return i; }
+  int ms(int i) const { return num_vars + i; }
+  int mg(int i) const { return centered ? 2 * num_vars + i : -1; }
+  int mom(int i) const {
+    return momentum ? (centered ? 3 : 2) * num_vars + i : -1;
+  }
+
+  // The op's resource inputs in this order, looked up by name.
+  absl::Status Inputs(tensorflow::OpKernelContext* ctx,
+                      std::vector<VariableInput>* inputs) const {
+    TF_RETURN_IF_ERROR(NamedVariableInputs(ctx, "var", indexed, inputs));
+    TF_RETURN_IF_ERROR(NamedVariableInputs(ctx, "ms", indexed, inputs));
+    if (centered) TF_RETURN_IF_ERROR(NamedVariableInputs(ctx, "mg", indexed, inputs));
+    if (momentum) TF_RETURN_IF_ERROR(NamedVariableInputs(ctx, "mom", indexed, inputs));
+    return absl::OkStatus();
+  }
+
+  // Every slot of variable i must have its shape.
+  template <typename Device>
+  absl::Status CheckSlotShapes(const LockedVariables<Device>& vars, int i) const {
+    const tensorflow::TensorShape& shape = vars.tensor(var(i)).shape();
+    for (int pos : {ms(i), mg(i), mom(i)}) {
+      if (pos < 0 || vars.tensor(pos).shape() == shape) continue;
       return absl::InvalidArgumentError(absl::StrCat(
           vars.name(pos), " has shape ", vars.tensor(pos).shape().DebugString(),
-          " but ", vars.name(var_pos), " has shape ", shape.DebugString(),
+          " but ", vars.name(var(i)), " has shape ", shape.DebugString(),
           "; a slot must have the shape of its variable"));
     }
+    return absl::OkStatus();
   }
-  return absl::OkStatus();
-}
 
-template <typename T>
-SlotPointers<T> SlotsOf(const std::vector<tensorflow::Tensor>& tensors,
-                        int var, int ms, int mg, int mom) {
-  auto ptr = [&](int i) -> T* {
-    return i < 0 ? nullptr
-                 : const_cast<T*>(tensors[i].flat<T>().data());
-  };
-  return {ptr(var), ptr(ms), ptr(mg), ptr(mom)};
-}
+  template <typename T>
+  SlotPointers<T> Slots(const std::vector<tensorflow::Tensor>& tensors, int i) const {
+    auto ptr = [&](int pos) -> T* {
+      return pos < 0 ? nullptr : const_cast<T*>(tensors[pos].flat<T>().data());
+    };
+    return {ptr(var(i)), ptr(ms(i)), ptr(mg(i)), ptr(mom(i))};
+  }
+};
 
 template <typename Device>
 std::vector<tensorflow::Tensor> TensorsOf(const LockedVariables<Device>& vars) {
@@ -112,36 +125,23 @@ class SingleVariableOpBase : public tensorflow::OpKernel {
     OP_REQUIRES(ctx, num_mom <= 1,
                 absl::InvalidArgumentError(
                     "at most one momentum slot (mom) may be given"));
-    has_mom_ = num_mom == 1;
+    layout_ = {1, kCentered, num_mom == 1, /*indexed=*/false};
   }
-
-  // Positions in `vars` of var, ms, mg and mom (-1 when absent).
-  static constexpr int kVar = 0;
-  static constexpr int kMs = 1;
-  static constexpr int kMg = kCentered ? 2 : -1;
-  int mom_position() const { return has_mom_ ? (kCentered ? 3 : 2) : -1; }
 
   // Looks up and locks var and its slots; every slot must have var's shape.
   absl::Status AcquireVariables(tensorflow::OpKernelContext* ctx, bool sparse,
                                 LockedVariables<Device>* vars) const {
     std::vector<VariableInput> inputs;
-    TF_RETURN_IF_ERROR(SingleUpdateInputs(ctx, kCentered, &inputs));
+    TF_RETURN_IF_ERROR(layout_.Inputs(ctx, &inputs));
     TF_RETURN_IF_ERROR(vars->Acquire(ctx, inputs,
                                      tensorflow::DataTypeToEnum<T>::v(),
                                      use_locking_, sparse));
-    std::vector<int> slots = {kMs};
-    if (kCentered) slots.push_back(kMg);
-    if (has_mom_) slots.push_back(mom_position());
-    return CheckSlotShapes(*vars, kVar, slots);
-  }
-
-  SlotPointers<T> Slots(const std::vector<tensorflow::Tensor>& tensors) const {
-    return SlotsOf<T>(tensors, kVar, kMs, kMg, mom_position());
+    return layout_.CheckSlotShapes(*vars, 0);
   }
 
   bool use_locking_;
   bool epsilon_after_sqrt_;
-  bool has_mom_;
+  VariableLayout layout_;
 };
 
 // FusedResourceApplyRMSProp and FusedResourceApplyCenteredRMSProp.
@@ -153,12 +153,13 @@ class DenseApplyRMSPropOp : public SingleVariableOpBase<Device, T, kCentered> {
 
   void Compute(tensorflow::OpKernelContext* ctx) override {
     HyperOf<T> h;
-    OP_REQUIRES_OK(ctx, ReadHyperparameters<T>(ctx, this->has_mom_, this->epsilon_after_sqrt_, &h));
+    OP_REQUIRES_OK(ctx, ReadHyperparameters<T>(ctx, this->layout_.momentum,
+                                                this->epsilon_after_sqrt_, &h));
     LockedVariables<Device> vars;
     OP_REQUIRES_OK(ctx, this->AcquireVariables(ctx, /*sparse=*/false, &vars));
     const tensorflow::Tensor* grad;
     OP_REQUIRES_OK(ctx, ctx->input("grad", &grad));
-    const tensorflow::Tensor var = vars.tensor(this->kVar);
+    const tensorflow::Tensor var = vars.tensor(this->layout_.var(0));
     OP_REQUIRES(ctx, grad->shape() == var.shape(),
                 absl::InvalidArgumentError(absl::StrCat(
                     "grad has shape ", grad->shape().DebugString(),
@@ -166,8 +167,8 @@ class DenseApplyRMSPropOp : public SingleVariableOpBase<Device, T, kCentered> {
                     "; they must match")));
     if (var.NumElements() == 0) return;
     const std::vector<tensorflow::Tensor> tensors = TensorsOf(vars);
-    const DenseUpdate<T> update = {this->Slots(tensors), grad->flat<T>().data(),
-                                   var.NumElements()};
+    const DenseUpdate<T> update = {this->layout_.template Slots<T>(tensors, 0),
+                                   grad->flat<T>().data(), var.NumElements()};
     functor::DenseApplyRMSProp<Device, T>()(ctx->eigen_device<Device>(),
                                             &update, 1, h);
   }
@@ -182,7 +183,8 @@ class SparseApplyRMSPropOp : public SingleVariableOpBase<Device, T, kCentered> {
 
   void Compute(tensorflow::OpKernelContext* ctx) override {
     HyperOf<T> h;
-    OP_REQUIRES_OK(ctx, ReadHyperparameters<T>(ctx, this->has_mom_, this->epsilon_after_sqrt_, &h));
+    OP_REQUIRES_OK(ctx, ReadHyperparameters<T>(ctx, this->layout_.momentum,
+                                                this->epsilon_after_sqrt_, &h));
     const tensorflow::Tensor* grad;
     OP_REQUIRES_OK(ctx, ctx->input("grad", &grad));
     const tensorflow::Tensor* indices;
@@ -193,7 +195,7 @@ class SparseApplyRMSPropOp : public SingleVariableOpBase<Device, T, kCentered> {
                     indices->shape().DebugString())));
     LockedVariables<Device> vars;
     OP_REQUIRES_OK(ctx, this->AcquireVariables(ctx, /*sparse=*/true, &vars));
-    const tensorflow::Tensor var = vars.tensor(this->kVar);
+    const tensorflow::Tensor var = vars.tensor(this->layout_.var(0));
     OP_REQUIRES(ctx, var.dims() >= 1,
                 absl::InvalidArgumentError(absl::StrCat(
                     "var must be at least 1-D for a sparse update, got shape ",
@@ -211,7 +213,7 @@ class SparseApplyRMSPropOp : public SingleVariableOpBase<Device, T, kCentered> {
     const int64_t row_size = num_rows > 0 ? var.NumElements() / num_rows : 0;
     const std::vector<tensorflow::Tensor> tensors = TensorsOf(vars);
     const int64_t bad = functor::SparseApplyRMSProp<Device, T, Tindex>()(
-        ctx->eigen_device<Device>(), this->Slots(tensors),
+        ctx->eigen_device<Device>(), this->layout_.template Slots<T>(tensors, 0),
         grad->flat<T>().data(), indices->flat<Tindex>().data(), num_indices,
         num_rows, row_size, h);
     OP_REQUIRES(ctx, bad < 0,
@@ -248,36 +250,26 @@ class GroupApplyRMSPropOp : public tensorflow::OpKernel {
     OP_REQUIRES_OK(ctx, ReadHyperparameters<T>(ctx, has_mom, epsilon_after_sqrt_, &h));
     tensorflow::OpInputList grads;
     OP_REQUIRES_OK(ctx, ctx->input_list("grad", &grads));
-    // Positions in `vars`: var i at i, ms i at n+i, mg i at 2n+i, then mom.
+    const VariableLayout layout = {num_vars_, centered, has_mom, /*indexed=*/true};
     std::vector<VariableInput> inputs;
-    OP_REQUIRES_OK(ctx, NamedVariableInputs(ctx, "var", true, &inputs));
-    OP_REQUIRES_OK(ctx, NamedVariableInputs(ctx, "ms", true, &inputs));
-    OP_REQUIRES_OK(ctx, NamedVariableInputs(ctx, "mg", true, &inputs));
-    OP_REQUIRES_OK(ctx, NamedVariableInputs(ctx, "mom", true, &inputs));
+    OP_REQUIRES_OK(ctx, layout.Inputs(ctx, &inputs));
     LockedVariables<Device> vars;
     OP_REQUIRES_OK(ctx, vars.Acquire(ctx, inputs, tensorflow::DataTypeToEnum<T>::v(),
                                      use_locking_, /*sparse=*/false));
-    const int n = num_vars_;
-    const int mg_base = 2 * n;
-    const int mom_base = centered ? 3 * n : 2 * n;
     const std::vector<tensorflow::Tensor> tensors = TensorsOf(vars);
     std::vector<DenseUpdate<T>> updates;
-    updates.reserve(n);
-    for (int i = 0; i < n; ++i) {
-      const int mg = centered ? mg_base + i : -1;
-      const int mom = has_mom ? mom_base + i : -1;
-      std::vector<int> slots = {n + i};
-      if (mg >= 0) slots.push_back(mg);
-      if (mom >= 0) slots.push_back(mom);
-      OP_REQUIRES_OK(ctx, CheckSlotShapes(vars, i, slots));
-      OP_REQUIRES(ctx, grads[i].shape() == tensors[i].shape(),
+    updates.reserve(num_vars_);
+    for (int i = 0; i < num_vars_; ++i) {
+      OP_REQUIRES_OK(ctx, layout.CheckSlotShapes(vars, i));
+      const tensorflow::Tensor& var = tensors[layout.var(i)];
+      OP_REQUIRES(ctx, grads[i].shape() == var.shape(),
                   absl::InvalidArgumentError(absl::StrCat(
                       "grad[", i, "] has shape ", grads[i].shape().DebugString(),
-                      " but var[", i, "] has shape ",
-                      tensors[i].shape().DebugString(), "; they must match")));
-      if (tensors[i].NumElements() == 0) continue;
-      updates.push_back({SlotsOf<T>(tensors, i, n + i, mg, mom),
-                         grads[i].flat<T>().data(), tensors[i].NumElements()});
+                      " but var[", i, "] has shape ", var.shape().DebugString(),
+                      "; they must match")));
+      if (var.NumElements() == 0) continue;
+      updates.push_back({layout.Slots<T>(tensors, i), grads[i].flat<T>().data(),
+                         var.NumElements()});
     }
     if (updates.empty()) return;
     functor::DenseApplyRMSProp<Device, T>()(ctx->eigen_device<Device>(),
