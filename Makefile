@@ -1,6 +1,16 @@
-# make demo | make test | make build | make bench | make gpu-check | make clean
-# make compat (every TensorFlow x Keras cell) | make wheel | make wheel-test
-# Each target sets up .venv on first use and rebuilds only what changed.
+# Targets (each sets up .venv on first use and rebuilds only what changed):
+#   make demo                the demo (python -m keras_optimizer)
+#   make test                build, CUDA compile check, every test
+#   make build               the CPU op library, rmsprop_op/_rmsprop_ops.so
+#   make cuda-compile-check  compile and link the GPU library and the checker
+#   make gpu-check           run the standalone GPU checker (skips without a GPU)
+#   make bench               the benchmark (benchmarks/)
+#   make fuzz                the property-based tests with the long profile
+#   make sanitize            op tests against an ASan/UBSan build of the library
+#   make compat              the TensorFlow x Keras support window (compat/)
+#   make wheel | wheel-test  a platform wheel in dist/, and its tests outside the tree
+#   make bazel-build | bazel-test | bazel-clean   the Bazel build of the CPU library
+#   make clean               every build output
 
 PYTHON ?= python3
 VENV := .venv
@@ -23,7 +33,8 @@ GPU_CU_SRCS := $(call SOURCES,gpu-cuda-sources)
 GPU_OBJS := $(patsubst %.cc,$(BUILD)/%.o,$(GPU_CC_SRCS)) $(patsubst %.cu.cc,$(BUILD)/%.cu.o,$(GPU_CU_SRCS))
 GPU_CHECK := $(BUILD)/gpu_check/gpu_check
 
-.PHONY: all demo test build bench gpu-check cuda-compile-check clean venv
+.PHONY: all demo test build bench gpu-check cuda-compile-check clean venv compat wheel \
+	wheel-test fuzz sanitize bazel-build bazel-test bazel-clean
 all: build
 
 venv: $(INSTALLED)
@@ -111,7 +122,6 @@ endif
 # KERAS=3.5.0` runs one cell, `make compat CELL=oldest` (or newest, nightly,
 # window) one group. Results: compat/results.json and README.md's table;
 # COMPAT_FLAGS=--no-save leaves both alone (CI).
-.PHONY: compat wheel wheel-test
 compat:
 	$(PYTHON) -m compat.run $(if $(TF),--tf $(TF) --keras $(KERAS),--cell $(or $(CELL),all)) $(COMPAT_FLAGS)
 
@@ -145,8 +155,6 @@ clean:
 # The memory-bandwidth probe of the benchmark, built for this machine.
 benchmarks/_bandwidth_probe.so: benchmarks/bandwidth_probe.c
 	$(CC) -O3 -march=native -fPIC -shared -pthread -Wall $< -o $@
-
-.PHONY: fuzz sanitize
 
 # The property-based tests with the long hypothesis profile (thousands of
 # examples per test instead of the hundred or so that `make test` runs).
@@ -188,13 +196,12 @@ sanitize: $(SAN_LIB)
 -include $(SAN_OBJS:.o=.d)
 
 # The same CPU library built by Bazel, for those who vendor the op into a
-# Bazel workspace (README.md, "Building with Bazel"); `make build` stays the
-# default and `make test` needs no Bazel. Bazel is Debian's bazel-bootstrap
-# (Bazel 4), installed when missing; it reads TensorFlow, its flags and Python
-# from .venv (through tools/tf_build_flags.py) and downloads nothing. The
-# library lands in bazel-bin/ only. bazel-test runs the op tests twice: as a
+# Bazel workspace (docs/bazel.md); `make build` stays the default and `make
+# test` needs no Bazel. Bazel 4 (Debian's bazel-bootstrap) is tested;
+# bazel-build says how to install it when missing. It reads TensorFlow, its
+# flags and Python from .venv (through tools/tf_build_flags.py) and
+# downloads nothing. The library lands in bazel-bin/ only. bazel-test runs the op tests twice: as a
 # Bazel py_test, and with pytest against the Bazel-built library.
-.PHONY: bazel-build bazel-test bazel-clean
 BAZEL ?= bazel
 BAZEL_LIB := bazel-bin/rmsprop_op/_rmsprop_ops.so
 BAZEL_OP_TESTS := tests/test_ops.py tests/test_op_errors.py

@@ -13,7 +13,8 @@ import tensorflow as tf
 
 import rmsprop_op
 from rmsprop_op import _loader
-from tests.helpers import random_values
+from tests.helpers import (as_numpy, as_variables, assert_bitwise_equal, initial_slots,
+                           random_values)
 from tests.reference import NUMPY_DTYPES
 
 GPU, CPU = "/GPU:0", "/CPU:0"
@@ -37,23 +38,6 @@ def _gpu_kernels_only():
     tf.config.set_soft_device_placement(soft)
 
 
-def _slots(shape, dtype, centered, with_mom, seed=0):
-    """Initial var, ms, mg, mom (mg and mom None when absent)."""
-    scale = NUMPY_DTYPES[dtype]
-    return (random_values(shape, dtype, seed), random_values(shape, dtype, seed + 1, positive=True),
-            random_values(shape, dtype, seed + 2) * scale(0.01) if centered else None,
-            random_values(shape, dtype, seed + 3) * scale(0.1) if with_mom else None)
-
-
-def _variables(values, device):
-    with tf.device(device):
-        return [None if v is None else tf.Variable(v) for v in values]
-
-
-def _numpy(variables):
-    return [None if v is None else v.numpy() for v in variables]
-
-
 def _hyper(with_mom):
     return dict(HYPER, momentum=HYPER["momentum"] if with_mom else 0.0)
 
@@ -71,17 +55,8 @@ def _apply_sparse(variables, grad, indices, device):
                           indices=tf.constant(indices), **_hyper(mom is not None))
 
 
-def _assert_bitwise_equal(actual, expected):
-    for a, e in zip(actual, expected):
-        if e is None:
-            assert a is None
-            continue
-        assert a.shape == e.shape
-        np.testing.assert_array_equal(a.view(np.uint8), e.view(np.uint8))
-
-
 def test_variables_live_on_the_gpu():
-    var = _variables([np.zeros(3, np.float32)], GPU)[0]
+    var = as_variables([np.zeros(3, np.float32)], GPU)[0]
     assert "GPU:0" in var.device
 
 
@@ -90,23 +65,23 @@ def test_variables_live_on_the_gpu():
 @pytest.mark.parametrize("with_mom", [False, True])
 @pytest.mark.parametrize("shape", [(37, 33), (4096,)])  # odd tail; whole vectors
 def test_dense_matches_cpu(dtype, centered, with_mom, shape):
-    initial = _slots(shape, dtype, centered, with_mom)
-    on_gpu, on_cpu = _variables(initial, GPU), _variables(initial, CPU)
+    initial = initial_slots(shape, dtype, centered, with_mom)
+    on_gpu, on_cpu = as_variables(initial, GPU), as_variables(initial, CPU)
     for step in range(3):
         g = random_values(shape, dtype, 100 + step)
         _apply_dense(on_gpu, g, GPU)
         _apply_dense(on_cpu, g, CPU)
-    _assert_bitwise_equal(_numpy(on_gpu), _numpy(on_cpu))
+    assert_bitwise_equal(as_numpy(on_gpu), as_numpy(on_cpu))
 
 
 def test_large_dense_update_matches_cpu():
     shape = ((1 << 22) + 3,)
-    initial = _slots(shape, "float32", True, True)
-    on_gpu, on_cpu = _variables(initial, GPU), _variables(initial, CPU)
+    initial = initial_slots(shape, "float32", True, True)
+    on_gpu, on_cpu = as_variables(initial, GPU), as_variables(initial, CPU)
     g = random_values(shape, "float32", 7)
     _apply_dense(on_gpu, g, GPU)
     _apply_dense(on_cpu, g, CPU)
-    _assert_bitwise_equal(_numpy(on_gpu), _numpy(on_cpu))
+    assert_bitwise_equal(as_numpy(on_gpu), as_numpy(on_cpu))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -114,19 +89,19 @@ def test_large_dense_update_matches_cpu():
 def test_group_matches_cpu(dtype, centered, with_mom):
     # More variables than one kernel launch takes, of every kind of size.
     shapes = [(3,), (17, 5), (1,), (0,), (1000,), (2, 3, 4)] * 25
-    initial = [_slots(s, dtype, centered, with_mom, seed=10 * i) for i, s in enumerate(shapes)]
+    initial = [initial_slots(s, dtype, centered, with_mom, seed=10 * i) for i, s in enumerate(shapes)]
     grads = [random_values(s, dtype, 5000 + i) for i, s in enumerate(shapes)]
     results = []
     for device in (GPU, CPU):
-        variables = [_variables(x, device) for x in initial]
+        variables = [as_variables(x, device) for x in initial]
         with tf.device(device):
             rmsprop_op.group_apply_rmsprop(
                 [v[0] for v in variables], [v[2] for v in variables] if centered else None,
                 [v[1] for v in variables], [v[3] for v in variables] if with_mom else None,
                 [tf.constant(g) for g in grads], **_hyper(with_mom))
-        results.append([_numpy(v) for v in variables])
+        results.append([as_numpy(v) for v in variables])
     for gpu, cpu in zip(*results):
-        _assert_bitwise_equal(gpu, cpu)
+        assert_bitwise_equal(gpu, cpu)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -136,46 +111,46 @@ def test_group_matches_cpu(dtype, centered, with_mom):
 @pytest.mark.parametrize("row_shape", [(3, 7), (64,)])  # scalar rows; vector rows
 def test_sparse_matches_cpu(dtype, centered, with_mom, index_dtype, row_shape):
     shape = (50,) + row_shape
-    initial = _slots(shape, dtype, centered, with_mom)
+    initial = initial_slots(shape, dtype, centered, with_mom)
     rng = np.random.default_rng(11)
     # Unsorted, with duplicates, one row named many times.
     indices = rng.integers(0, 50, size=300).astype(index_dtype)
     indices[::4] = 17
     g = random_values((len(indices),) + row_shape, dtype, 300)
-    on_gpu, on_cpu = _variables(initial, GPU), _variables(initial, CPU)
+    on_gpu, on_cpu = as_variables(initial, GPU), as_variables(initial, CPU)
     _apply_sparse(on_gpu, g, indices, GPU)
     _apply_sparse(on_cpu, g, indices, CPU)
-    _assert_bitwise_equal(_numpy(on_gpu), _numpy(on_cpu))
+    assert_bitwise_equal(as_numpy(on_gpu), as_numpy(on_cpu))
 
 
 def test_sparse_is_deterministic():
-    initial = _slots((40, 16), "float32", True, True)
+    initial = initial_slots((40, 16), "float32", True, True)
     indices = np.random.default_rng(3).integers(0, 40, size=2000)
     g = random_values((2000, 16), "float32", 6)
     results = []
     for _ in range(3):
-        variables = _variables(initial, GPU)
+        variables = as_variables(initial, GPU)
         _apply_sparse(variables, g, indices, GPU)
-        results.append(_numpy(variables))
+        results.append(as_numpy(variables))
     for r in results[1:]:
-        _assert_bitwise_equal(r, results[0])
+        assert_bitwise_equal(r, results[0])
 
 
 @pytest.mark.parametrize("index_dtype", [np.int32, np.int64])
 def test_sparse_empty_indices(index_dtype):
-    initial = _slots((6, 4), "float32", False, True)
-    variables = _variables(initial, GPU)
+    initial = initial_slots((6, 4), "float32", False, True)
+    variables = as_variables(initial, GPU)
     _apply_sparse(variables, np.zeros((0, 4), np.float32), np.zeros([0], index_dtype), GPU)
-    _assert_bitwise_equal(_numpy(variables), initial)
+    assert_bitwise_equal(as_numpy(variables), initial)
 
 
 @pytest.mark.parametrize("index_dtype", [np.int32, np.int64])
 @pytest.mark.parametrize("bad", [50, -1])
 def test_sparse_bad_index_fails_and_writes_nothing(index_dtype, bad):
-    initial = _slots((50, 8), "float32", True, True)
-    variables = _variables(initial, GPU)
+    initial = initial_slots((50, 8), "float32", True, True)
+    variables = as_variables(initial, GPU)
     indices = np.array([3, 3, 49, bad, 0, bad], index_dtype)
     g = random_values((len(indices), 8), "float32", 4)
     with pytest.raises(tf.errors.InvalidArgumentError, match=r"indices\[3\] is out of range"):
         _apply_sparse(variables, g, indices, GPU)
-    _assert_bitwise_equal(_numpy(variables), initial)
+    assert_bitwise_equal(as_numpy(variables), initial)

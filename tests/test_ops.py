@@ -6,7 +6,8 @@ import pytest
 import tensorflow as tf
 
 import rmsprop_op
-from tests.helpers import random_values
+from tests.helpers import (apply_update, as_numpy, as_variables, assert_bitwise_equal,
+                           initial_slots, random_values, run_in)
 from tests.reference import (NUMPY_DTYPES, compute_dtype_of, rmsprop_step,
                              sparse_rmsprop_step)
 
@@ -15,58 +16,12 @@ DTYPES = list(NUMPY_DTYPES)
 MODES = ["eager", "function"]
 
 
-def _slots(shape, dtype, centered, with_mom, seed=0):
-    """Initial values: var, ms, mg, mom (mg/mom None when absent)."""
-    var = random_values(shape, dtype, seed)
-    ms = random_values(shape, dtype, seed + 1, positive=True)
-    mg = random_values(shape, dtype, seed + 2) * NUMPY_DTYPES[dtype](0.01) if centered else None
-    mom = random_values(shape, dtype, seed + 3) * NUMPY_DTYPES[dtype](0.1) if with_mom else None
-    return var, ms, mg, mom
-
-
-def _variables(values):
-    return [None if v is None else tf.Variable(v) for v in values]
-
-
-def _numpy(variables):
-    return [None if v is None else v.numpy() for v in variables]
-
-
-def _run(mode, fn):
-    if mode == "function":
-        def graph_fn():
-            fn()  # the op returns an Operation, which a tf.function cannot
-        tf.function(graph_fn)()
-    else:
-        fn()
-
-
-def _apply_any(variables, grad, indices, args):
-    """The update for these slots: dense (indices None) or sparse."""
-    var, ms, mg, mom = variables
-    return rmsprop_op.update(var, ms, grad, mg=mg, mom=mom, indices=indices, **args)
-
-
-def _op_args(variables, hyper, **extra):
-    momentum = hyper["momentum"] if variables[3] is not None else 0.0
-    return dict(lr=hyper["lr"], rho=hyper["rho"], momentum=momentum, epsilon=hyper["epsilon"],
-                **extra)
-
-
 def _apply_dense(variables, grad, hyper, use_locking=False):
-    return _apply_any(variables, grad, None, _op_args(variables, hyper, use_locking=use_locking))
+    return apply_update(variables, grad, None, hyper, use_locking=use_locking)
 
 
 def _apply_sparse(variables, grad, indices, hyper):
-    return _apply_any(variables, grad, indices, _op_args(variables, hyper))
-
-
-def _assert_bitwise_equal(actual, expected):
-    for a, e in zip(actual, expected):
-        if e is None:
-            assert a is None
-            continue
-        np.testing.assert_array_equal(a.view(np.uint8), e.view(np.uint8))
+    return apply_update(variables, grad, indices, hyper)
 
 
 VARIANTS = list(itertools.product(DTYPES, MODES, [True, False], [True, False]))
@@ -75,33 +30,33 @@ VARIANTS = list(itertools.product(DTYPES, MODES, [True, False], [True, False]))
 @pytest.mark.parametrize("dtype,mode,with_mom,centered", VARIANTS)
 def test_dense_matches_reference(dtype, mode, with_mom, centered):
     shape = (7, 33)  # not a multiple of any vector width
-    initial = _slots(shape, dtype, centered, with_mom)
-    variables = _variables(initial)
+    initial = initial_slots(shape, dtype, centered, with_mom)
+    variables = as_variables(initial)
     grad_values = [random_values(shape, dtype, 100 + s) for s in range(3)]
     grad_values[1][2] = 0  # zero gradients still decay ms and move var
     expected = initial
     for g in grad_values:
-        _run(mode, lambda: _apply_dense(variables, tf.constant(g), HYPER))
+        run_in(mode, lambda: _apply_dense(variables, tf.constant(g), HYPER))
         momentum = HYPER["momentum"] if with_mom else 0.0
         # Bit for bit: the reference in the op's own compute precision.
         expected = rmsprop_step(*expected, g, HYPER["lr"], HYPER["rho"], momentum,
                                 HYPER["epsilon"], compute_dtype_of(NUMPY_DTYPES[dtype]))
-        _assert_bitwise_equal(_numpy(variables), expected)
+        assert_bitwise_equal(as_numpy(variables), expected)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("centered", [False, True])
 def test_dense_close_to_float64_formula_over_100_steps(dtype, centered):
     shape = (1000,)
-    initial = _slots(shape, dtype, centered, True)
-    variables = _variables(initial)
+    initial = initial_slots(shape, dtype, centered, True)
+    variables = as_variables(initial)
     exact = [None if x is None else x.astype(np.float64) for x in initial]
     for step in range(100):
         g = random_values(shape, dtype, 1000 + step)
         _apply_dense(variables, tf.constant(g), HYPER)
         exact = rmsprop_step(*exact, g.astype(np.float64), **HYPER)
     rtol = 1e-4 if dtype == "float32" else 1e-12
-    for actual, reference in zip(_numpy(variables), exact):
+    for actual, reference in zip(as_numpy(variables), exact):
         if reference is not None:
             np.testing.assert_allclose(actual, reference, rtol=rtol, atol=rtol * 1e-2)
 
@@ -124,13 +79,13 @@ def test_dense_agrees_with_tensorflow_raw_op(dtype, centered):
     within rtol 1e-5 (float32) / 1e-13 (float64): TensorFlow writes the mean
     square update as ms + (g^2 - ms)(1 - rho), which rounds differently."""
     shape = (4096,)
-    initial = _slots(shape, dtype, centered, True)
-    ours = _variables(initial)
-    theirs = _variables(initial)
+    initial = initial_slots(shape, dtype, centered, True)
+    ours = as_variables(initial)
+    theirs = as_variables(initial)
     tf_dtype = tf.as_dtype(dtype)
     for step in range(100):
         g = tf.constant(random_values(shape, dtype, 2000 + step))
-        before = _numpy(theirs)
+        before = as_numpy(theirs)
         _apply_dense(ours, g, HYPER)
         hyper = {k: tf.constant(v, tf_dtype) for k, v in HYPER.items()}
         var, ms, mg, mom = theirs
@@ -141,11 +96,11 @@ def test_dense_agrees_with_tensorflow_raw_op(dtype, centered):
             tf.raw_ops.ResourceApplyRMSProp(var=var.handle, ms=ms.handle, mom=mom.handle,
                                             grad=g, **hyper)
         if step == 0:
-            for a, b, prev in zip(_numpy(ours), _numpy(theirs), before):
+            for a, b, prev in zip(as_numpy(ours), as_numpy(theirs), before):
                 if b is not None:
                     _assert_within_ulps(a, b, prev)
     rtol = 1e-5 if dtype == "float32" else 1e-13
-    for a, b in zip(_numpy(ours), _numpy(theirs)):
+    for a, b in zip(as_numpy(ours), as_numpy(theirs)):
         if b is not None:
             np.testing.assert_allclose(a, b, rtol=rtol, atol=rtol * 0.1)
 
@@ -157,61 +112,61 @@ SPARSE_VARIANTS = list(itertools.product(DTYPES, MODES, [True, False], [True, Fa
 @pytest.mark.parametrize("dtype,mode,with_mom,centered,index_dtype", SPARSE_VARIANTS)
 def test_sparse_matches_reference(dtype, mode, with_mom, centered, index_dtype):
     shape = (10, 3, 5)  # N-D rows
-    initial = _slots(shape, dtype, centered, with_mom)
-    variables = _variables(initial)
+    initial = initial_slots(shape, dtype, centered, with_mom)
+    variables = as_variables(initial)
     indices = np.array([7, 2, 7, 0, 9, 2, 7], dtype=index_dtype)  # unsorted, duplicates
     g = random_values((len(indices),) + shape[1:], dtype, 300)
-    _run(mode, lambda: _apply_sparse(variables, tf.constant(g), tf.constant(indices), HYPER))
+    run_in(mode, lambda: _apply_sparse(variables, tf.constant(g), tf.constant(indices), HYPER))
     momentum = HYPER["momentum"] if with_mom else 0.0
     expected = sparse_rmsprop_step(*initial, g, indices, HYPER["lr"], HYPER["rho"], momentum,
                                    HYPER["epsilon"], compute_dtype_of(NUMPY_DTYPES[dtype]))
-    _assert_bitwise_equal(_numpy(variables), expected)
+    assert_bitwise_equal(as_numpy(variables), expected)
     untouched = [r for r in range(shape[0]) if r not in indices]
-    for actual, start in zip(_numpy(variables), initial):
+    for actual, start in zip(as_numpy(variables), initial):
         if start is not None:
             np.testing.assert_array_equal(actual[untouched], start[untouched])
 
 
 @pytest.mark.parametrize("index_dtype", [np.int32, np.int64])
 def test_sparse_1d_variable_and_empty_indices(index_dtype):
-    initial = _slots((6,), "float32", False, True)
-    variables = _variables(initial)
+    initial = initial_slots((6,), "float32", False, True)
+    variables = as_variables(initial)
     _apply_sparse(variables, tf.zeros([0]), tf.constant([], dtype=index_dtype), HYPER)
-    _assert_bitwise_equal(_numpy(variables), initial)
+    assert_bitwise_equal(as_numpy(variables), initial)
     g = np.array([0.5, -1.0, 2.0], np.float32)
     indices = np.array([4, 1, 4], index_dtype)
     _apply_sparse(variables, tf.constant(g), tf.constant(indices), HYPER)
     expected = sparse_rmsprop_step(*initial, g, indices, **HYPER, compute_dtype=np.float32)
-    _assert_bitwise_equal(_numpy(variables), expected)
+    assert_bitwise_equal(as_numpy(variables), expected)
 
 
 def test_sparse_duplicates_equal_summed_gradient():
-    initial = _slots((4, 8), "float32", False, True)
-    a, b = _variables(initial), _variables(initial)
+    initial = initial_slots((4, 8), "float32", False, True)
+    a, b = as_variables(initial), as_variables(initial)
     g = random_values((3, 8), "float32", 5)
     _apply_sparse(a, tf.constant(g), tf.constant([1, 1, 1]), HYPER)
     summed = (g[0] + g[1] + g[2])[None]
     _apply_sparse(b, tf.constant(summed), tf.constant([1]), HYPER)
-    _assert_bitwise_equal(_numpy(a), _numpy(b))
+    assert_bitwise_equal(as_numpy(a), as_numpy(b))
 
 
 def test_sparse_is_deterministic():
-    initial = _slots((50, 16), "float32", True, True)
+    initial = initial_slots((50, 16), "float32", True, True)
     rng = np.random.default_rng(3)
     indices = rng.integers(0, 50, size=400)
     g = random_values((400, 16), "float32", 6)
     results = []
     for _ in range(3):
-        variables = _variables(initial)
+        variables = as_variables(initial)
         _apply_sparse(variables, tf.constant(g), tf.constant(indices), HYPER)
-        results.append(_numpy(variables))
+        results.append(as_numpy(variables))
     for r in results[1:]:
-        _assert_bitwise_equal(r, results[0])
+        assert_bitwise_equal(r, results[0])
 
 
 def test_sparse_agrees_with_tensorflow_raw_op_without_duplicates():
-    initial = _slots((20, 4), "float32", False, True)
-    ours, theirs = _variables(initial), _variables(initial)
+    initial = initial_slots((20, 4), "float32", False, True)
+    ours, theirs = as_variables(initial), as_variables(initial)
     indices = tf.constant([3, 17, 0, 9])
     g = tf.constant(random_values((4, 4), "float32", 8))
     _apply_sparse(ours, g, indices, HYPER)
@@ -219,7 +174,7 @@ def test_sparse_agrees_with_tensorflow_raw_op_without_duplicates():
     tf.raw_ops.ResourceSparseApplyRMSProp(
         var=var.handle, ms=ms.handle, mom=mom.handle, grad=g, indices=indices,
         **{k: tf.constant(v, tf.float32) for k, v in HYPER.items()})
-    for a, b, prev in zip(_numpy(ours), _numpy(theirs), initial):
+    for a, b, prev in zip(as_numpy(ours), as_numpy(theirs), initial):
         if b is not None:
             _assert_within_ulps(a, b, prev)
 
@@ -227,12 +182,12 @@ def test_sparse_agrees_with_tensorflow_raw_op_without_duplicates():
 def test_large_dense_update_is_sharded_correctly():
     """Large enough to be split over the thread pool."""
     shape = (1 << 20) + 3
-    initial = _slots((shape,), "float32", True, True)
-    variables = _variables(initial)
+    initial = initial_slots((shape,), "float32", True, True)
+    variables = as_variables(initial)
     g = random_values((shape,), "float32", 9)
     _apply_dense(variables, tf.constant(g), HYPER)
     expected = rmsprop_step(*initial, g, **HYPER, compute_dtype=np.float32)
-    _assert_bitwise_equal(_numpy(variables), expected)
+    assert_bitwise_equal(as_numpy(variables), expected)
 
 
 def test_update_does_not_change_an_earlier_read():
@@ -246,8 +201,8 @@ def test_update_does_not_change_an_earlier_read():
 
 
 def test_hyperparameters_as_tensors_and_variables():
-    initial = _slots((5,), "float32", False, True)
-    a, b = _variables(initial), _variables(initial)
+    initial = initial_slots((5,), "float32", False, True)
+    a, b = as_variables(initial), as_variables(initial)
     g = tf.constant(random_values((5,), "float32", 1))
     _apply_dense(a, g, HYPER)
     lr = tf.Variable(HYPER["lr"], dtype=tf.float32)
@@ -256,7 +211,7 @@ def test_hyperparameters_as_tensors_and_variables():
     var, ms, _, mom = b
     rmsprop_op.apply_rmsprop(var, ms, mom, g, **tensors)
     # float32 rho 0.9 differs from Python's 0.9 only in 1 - rho, computed in double.
-    for x, y in zip(_numpy(a), _numpy(b)):
+    for x, y in zip(as_numpy(a), as_numpy(b)):
         if x is not None:
             np.testing.assert_allclose(x, y, rtol=1e-6)
 
@@ -282,22 +237,22 @@ def test_no_gradient_registered():
 
 
 def test_use_locking_gives_the_same_result():
-    initial = _slots((100,), "float32", True, True)
-    a, b = _variables(initial), _variables(initial)
+    initial = initial_slots((100,), "float32", True, True)
+    a, b = as_variables(initial), as_variables(initial)
     g = tf.constant(random_values((100,), "float32", 2))
     _apply_dense(a, g, HYPER, use_locking=False)
     _apply_dense(b, g, HYPER, use_locking=True)
-    _assert_bitwise_equal(_numpy(a), _numpy(b))
+    assert_bitwise_equal(as_numpy(a), as_numpy(b))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("centered,with_mom", [(False, False), (True, True)])
 def test_group_matches_single_ops(dtype, centered, with_mom):
     shapes = [(3,), (17, 5), (1,), (0,), (1000,), (2, 3, 4)]
-    initial = [_slots(s, dtype, centered, with_mom, seed=10 * i) for i, s in enumerate(shapes)]
+    initial = [initial_slots(s, dtype, centered, with_mom, seed=10 * i) for i, s in enumerate(shapes)]
     grads = [tf.constant(random_values(s, dtype, 50 + i)) for i, s in enumerate(shapes)]
-    singles = [_variables(x) for x in initial]
-    group = [_variables(x) for x in initial]
+    singles = [as_variables(x) for x in initial]
+    group = [as_variables(x) for x in initial]
     momentum = HYPER["momentum"] if with_mom else 0.0
     hyper = dict(HYPER, momentum=momentum)
     for v, g in zip(singles, grads):
@@ -306,7 +261,7 @@ def test_group_matches_single_ops(dtype, centered, with_mom):
         [v[0] for v in group], [v[2] for v in group] if centered else None,
         [v[1] for v in group], [v[3] for v in group] if with_mom else None, grads, **hyper)
     for s, g in zip(singles, group):
-        _assert_bitwise_equal(_numpy(g), _numpy(s))
+        assert_bitwise_equal(as_numpy(g), as_numpy(s))
 
 
 def test_gradient_of_mixed_precision_scalars():
@@ -339,7 +294,7 @@ def test_epsilon_after_sqrt_matches_reference(dtype, with_mom, centered, kind):
     from rmsprop_op import plain_tf
 
     shape = (6, 5)
-    initial = _slots(shape, dtype, centered, with_mom)
+    initial = initial_slots(shape, dtype, centered, with_mom)
     # Tiny mean squares: where epsilon's placement shows.
     small = NUMPY_DTYPES[dtype](1e-2)
     initial = (initial[0], initial[1] * small * small,
@@ -358,13 +313,13 @@ def test_epsilon_after_sqrt_matches_reference(dtype, with_mom, centered, kind):
     assert not np.array_equal(expected[0], default_placement[0])
 
     for ops in (rmsprop_op, plain_tf):
-        variables = _variables(initial)
+        variables = as_variables(initial)
         _apply_epsilon_after_sqrt(ops, kind, variables, tf.constant(g),
                                   None if indices is None else tf.constant(indices), hyper)
         if ops is rmsprop_op:
-            _assert_bitwise_equal(_numpy(variables), expected)
+            assert_bitwise_equal(as_numpy(variables), expected)
         else:  # plain TF ops in eager mode round as the kernels do, up to float16 casts
-            for a, e in zip(_numpy(variables), expected):
+            for a, e in zip(as_numpy(variables), expected):
                 if e is not None:
                     np.testing.assert_allclose(a.astype(np.complex128), e.astype(np.complex128),
                                                rtol={"float16": 2e-3, "bfloat16": 2e-3, "float32": 1e-5,
@@ -417,19 +372,17 @@ def test_complex_agrees_with_tensorflow(dtype, mode, kind, centered, momentum, p
     (complex128): TensorFlow's complex division and root are other algorithms
     than ours, correct to a few ulps each."""
     shape = (12, 5)
-    initial = _slots(shape, dtype, centered, True)
-    ours, theirs = _variables(initial), _variables(initial)
+    initial = initial_slots(shape, dtype, centered, True)
+    ours, theirs = as_variables(initial), as_variables(initial)
     hyper = dict(HYPER, momentum=momentum, epsilon=1e-3)
     after = placement == "after"
     indices = tf.constant([3, 11, 0, 7], tf.int64) if kind == "sparse" else None
     grad_shape = shape if indices is None else (4, shape[1])
     for step in range(20):
         g = tf.constant(random_values(grad_shape, dtype, 700 + step))
-        args = dict(hyper, epsilon_after_sqrt=after)
-        fn = lambda: _apply_any(ours, g, indices, args)
-        _run(mode, fn)
+        run_in(mode, lambda: apply_update(ours, g, indices, hyper, epsilon_after_sqrt=after))
         _tensorflow_complex_step(theirs, g, indices, hyper, centered, after)
     rtol = 1e-5 if dtype == "complex64" else 1e-12
-    for a, b in zip(_numpy(ours), _numpy(theirs)):
+    for a, b in zip(as_numpy(ours), as_numpy(theirs)):
         if b is not None:
             np.testing.assert_allclose(a, b, rtol=rtol, atol=rtol * 1e-2)

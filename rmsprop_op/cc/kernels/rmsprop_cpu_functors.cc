@@ -178,12 +178,7 @@ struct SparseApplyRMSProp<CPUDevice, T, Tindex> {
 #define RMSPROP_REGISTER_CPU(T) \
   RMSPROP_REGISTER_KERNELS(CPUDevice, ::tensorflow::DEVICE_CPU, T);
 
-RMSPROP_REGISTER_CPU(Eigen::half)
-RMSPROP_REGISTER_CPU(Eigen::bfloat16)
-RMSPROP_REGISTER_CPU(float)
-RMSPROP_REGISTER_CPU(double)
-RMSPROP_REGISTER_CPU(::tensorflow::complex64)
-RMSPROP_REGISTER_CPU(::tensorflow::complex128)
+RMSPROP_FOR_EACH_DTYPE(RMSPROP_REGISTER_CPU)
 #undef RMSPROP_REGISTER_CPU
 
 }  // namespace rmsprop_op

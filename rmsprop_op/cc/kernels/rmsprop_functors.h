@@ -7,6 +7,13 @@
 
 #include "rmsprop_op/cc/kernels/rmsprop_math.h"
 
+// Every variable dtype of the ops, once: M(type) for each, for the kernel
+// registrations and the GPU functors. The ops' `T` attr
+// (cc/ops/rmsprop_ops.cc) lists the same dtypes by TensorFlow's names.
+#define RMSPROP_FOR_EACH_DTYPE(M)                                    \
+  M(Eigen::half) M(Eigen::bfloat16) M(float) M(double)               \
+  M(std::complex<float>) M(std::complex<double>)
+
 namespace rmsprop_op {
 
 // Half-precision variables are updated in float and rounded once; complex

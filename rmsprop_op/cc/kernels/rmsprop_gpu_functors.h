@@ -48,14 +48,9 @@ namespace functor {
       const Eigen::GpuDevice& d, const DenseUpdate<T>* updates,             \
       int num_updates, const HyperOf<T>& h);                                \
   RMSPROP_DECLARE_GPU_SPARSE_FUNCTOR(T, int32_t);                           \
-  RMSPROP_DECLARE_GPU_SPARSE_FUNCTOR(T, int64_t)
+  RMSPROP_DECLARE_GPU_SPARSE_FUNCTOR(T, int64_t);
 
-RMSPROP_DECLARE_GPU_FUNCTORS(Eigen::half);
-RMSPROP_DECLARE_GPU_FUNCTORS(Eigen::bfloat16);
-RMSPROP_DECLARE_GPU_FUNCTORS(float);
-RMSPROP_DECLARE_GPU_FUNCTORS(double);
-RMSPROP_DECLARE_GPU_FUNCTORS(std::complex<float>);
-RMSPROP_DECLARE_GPU_FUNCTORS(std::complex<double>);
+RMSPROP_FOR_EACH_DTYPE(RMSPROP_DECLARE_GPU_FUNCTORS)
 #undef RMSPROP_DECLARE_GPU_FUNCTORS
 #undef RMSPROP_DECLARE_GPU_SPARSE_FUNCTOR
 

@@ -49,12 +49,7 @@ void DeviceMemcpy<GPUDevice>(const GPUDevice& d, void* dst, const void* src,
 #define RMSPROP_REGISTER_GPU(T) \
   RMSPROP_REGISTER_KERNELS(GPUDevice, ::tensorflow::DEVICE_GPU, T);
 
-RMSPROP_REGISTER_GPU(Eigen::half)
-RMSPROP_REGISTER_GPU(Eigen::bfloat16)
-RMSPROP_REGISTER_GPU(float)
-RMSPROP_REGISTER_GPU(double)
-RMSPROP_REGISTER_GPU(::tensorflow::complex64)
-RMSPROP_REGISTER_GPU(::tensorflow::complex128)
+RMSPROP_FOR_EACH_DTYPE(RMSPROP_REGISTER_GPU)
 #undef RMSPROP_REGISTER_GPU
 
 }  // namespace rmsprop_op
