@@ -32,6 +32,7 @@ void DeviceMemcpy<CPUDevice>(const CPUDevice& d, void* dst, const void* src,
 namespace functor {
 
 using cpu::ElementCost;
+using cpu::ScatteredElementCost;
 using cpu::GroupPositionsByRow;
 using cpu::RowGroups;
 using cpu::SelectUpdateRange;
@@ -126,7 +127,7 @@ struct SparseApplyRMSProp<CPUDevice, T, Tindex> {
     const int64_t num_groups = static_cast<int64_t>(rows.size());
     const int64_t row_bytes = row_size * static_cast<int64_t>(sizeof(T));
     const Eigen::TensorOpCost row_cost =
-        ElementCost(slots) * static_cast<double>(row_size);
+        ScatteredElementCost(slots) * static_cast<double>(row_size);
     d.parallelFor(num_groups, row_cost, [&](Eigen::Index first, Eigen::Index last) {
       std::vector<C> summed;
       for (Eigen::Index g = first; g < last; ++g) {
