@@ -86,7 +86,9 @@ class Bench:
         self.rows.append(row)
         fraction = f"{row['of_limit']:6.0%}" if "of_limit" in row else "      "
         limit_ms = f"{row['limit_ms']:9.3f}" if "limit_ms" in row else " " * 9
-        print(f"{group:<9} {case:<34} {impl:<22} {row['ms']:10.3f} {limit_ms} {fraction}",
+        per_call = extra.get("per_call")
+        calls = "eager" if per_call == 0 else "-" if per_call is None else str(per_call)
+        print(f"{group:<9} {case:<34} {impl:<24} {calls:>8} {row['ms']:10.3f} {limit_ms} {fraction}",
               flush=True)
         return row
 
@@ -145,7 +147,7 @@ def dense_rows(bench, sizes):
                     ours = Timed(lambda: rmsprop_op.apply_rmsprop(
                         var, ms, mom_or_none, grad, momentum=momentum, **HYPER), k)
                 t_ours = ours.seconds(repeats)
-                bench.add("dense", case, "ours (op)", t_ours, num_bytes, num_arrays)
+                bench.add("dense", case, "ours (op)", t_ours, num_bytes, num_arrays, per_call=k)
 
                 # TensorFlow's op always reads and writes a momentum slot.
                 tvar, tms, tmg, tmom = variables()
@@ -159,7 +161,7 @@ def dense_rows(bench, sizes):
                     theirs = Timed(lambda: tf.raw_ops.ResourceApplyRMSProp(
                         var=tvar.handle, ms=tms.handle, mom=tmom.handle, grad=grad, **hyper), k)
                 t_tf = theirs.seconds(repeats)
-                bench.add("dense", case, "tf raw op", t_tf, num_bytes, num_arrays,
+                bench.add("dense", case, "tf raw op", t_tf, num_bytes, num_arrays, per_call=k,
                           ours_speedup=t_tf / t_ours)
 
                 for name, cls in (("keras stock", keras.optimizers.RMSprop),
@@ -168,7 +170,7 @@ def dense_rows(bench, sizes):
                     opt = cls(learning_rate=HYPER["lr"], momentum=momentum, centered=centered)
                     opt.build([kvar])
                     t = Timed(lambda: opt.apply_gradients([(grad, kvar)]), k).seconds(repeats)
-                    bench.add("dense", case, name, t, num_bytes, num_arrays,
+                    bench.add("dense", case, name, t, num_bytes, num_arrays, per_call=k,
                               ours_speedup=t / t_ours)
 
                 if momentum > 0 and not centered:
@@ -180,7 +182,7 @@ def dense_rows(bench, sizes):
                         # Same element count, half the bytes: the probe for
                         # half the bytes is the limit.
                         bench.add("dense", case, f"ours (op) {dtype.name}", t, num_bytes // 2,
-                                  num_arrays, per_byte_vs_float32=(t_ours / 2) / t)
+                                  num_arrays, per_call=k, per_byte_vs_float32=(t_ours / 2) / t)
 
 
 def compute_floor_rows(bench, threads, n=32_768, momentum=0.9):
@@ -226,22 +228,24 @@ def sparse_rows(bench, rows_list, table_rows=1_000_000, dim=64):
         k = updates_per_call(num * dim)
         t_ours = Timed(lambda: rmsprop_op.sparse_apply_rmsprop(
             var, ms, mom, values, indices, momentum=0.9, **HYPER), k).seconds(repeats)
-        bench.add("sparse", case, "ours (op)", t_ours, num_bytes, 4)
+        bench.add("sparse", case, "ours (op)", t_ours, num_bytes, 4, per_call=k)
         hyper = {k: tf.constant(v, tf.float32) for k, v in dict(HYPER, momentum=0.9).items()}
         t = Timed(lambda: tf.raw_ops.ResourceSparseApplyRMSProp(
             var=tvar.handle, ms=tms.handle, mom=tmom.handle, grad=values, indices=indices,
             **hyper), k).seconds(repeats)
-        bench.add("sparse", case, "tf raw op", t, num_bytes, 4, ours_speedup=t / t_ours)
+        bench.add("sparse", case, "tf raw op", t, num_bytes, 4, per_call=k, ours_speedup=t / t_ours)
         for name, cls in (("keras stock", keras.optimizers.RMSprop),
                           ("ours (keras)", keras_optimizer.RMSprop)):
             kvar = keras.Variable(np.full((table_rows, dim), 0.5, np.float32))
             opt = cls(learning_rate=HYPER["lr"], momentum=0.9)
             opt.build([kvar])
             grad = tf.IndexedSlices(values, indices, tf.constant([table_rows, dim]))
+            # The same k as every row of the case; stock Keras densifies the
+            # table, so fewer (equally weighted) repeats of it.
             stock = name == "keras stock"
-            t = Timed(lambda: opt.apply_gradients([(grad, kvar)]),
-                      1 if stock else k).seconds(5 if stock else repeats)
-            bench.add("sparse", case, name, t, num_bytes, 4, ours_speedup=t / t_ours)
+            t = Timed(lambda: opt.apply_gradients([(grad, kvar)]), k).seconds(
+                5 if stock else repeats)
+            bench.add("sparse", case, name, t, num_bytes, 4, per_call=k, ours_speedup=t / t_ours)
             del opt, kvar
 
 
@@ -259,7 +263,12 @@ def many_variable_rows(bench, count=500, size=1000):
     grads = [tf.constant(rng.standard_normal(size).astype(np.float32)) for _ in range(count)]
     num_bytes = count * size * 4 * 7
 
-    def keras_step(cls, grouped=True, per_call=20):
+    # One update per tf.function call for every implementation, as
+    # model.fit calls its train function once per step: the cost of calling
+    # a function that captures thousands of variables is part of a step.
+    per_call = 1
+
+    def keras_step(cls, grouped=True):
         variables = [keras.Variable(np.full(size, 0.5, np.float32)) for _ in range(count)]
         if not grouped:
             cls = PerVariableRMSprop
@@ -271,32 +280,33 @@ def many_variable_rows(bench, count=500, size=1000):
     slots = [[tf.Variable(tf.fill([size], 0.5)) for _ in range(3)] for _ in range(count)]
     t_group_op = Timed(lambda: rmsprop_op.group_apply_rmsprop(
         [s[0] for s in slots], None, [s[1] for s in slots], [s[2] for s in slots], grads,
-        momentum=0.9, **HYPER), 20).seconds(30)
-    bench.add("many", case, "ours grouped (op)", t_group_op, num_bytes, 4)
+        momentum=0.9, **HYPER), per_call).seconds(30)
+    bench.add("many", case, "ours grouped (op)", t_group_op, num_bytes, 4, per_call=per_call)
 
     def separate_ops():
         for (var, ms, mom), grad in zip(slots, grads):
             rmsprop_op.apply_rmsprop(var, ms, mom, grad, momentum=0.9, **HYPER)
-    t = Timed(separate_ops, 20).seconds(30)
-    bench.add("many", case, "ours per-var (op)", t, num_bytes, 4, grouped_speedup=t / t_group_op)
+    t = Timed(separate_ops, per_call).seconds(30)
+    bench.add("many", case, "ours per-var (op)", t, num_bytes, 4, per_call=per_call,
+              grouped_speedup=t / t_group_op)
     # Eagerly, as in a custom loop without tf.function: each op pays its
     # dispatch (the cost this comparison was first made for).
     t_group_eager = median_seconds(lambda: rmsprop_op.group_apply_rmsprop(
         [s[0] for s in slots], None, [s[1] for s in slots], [s[2] for s in slots], grads,
         momentum=0.9, **HYPER), 30)
-    bench.add("many", case, "ours grouped (op, eager)", t_group_eager, num_bytes, 4)
+    bench.add("many", case, "ours grouped (op, eager)", t_group_eager, num_bytes, 4, per_call=0)
     t = median_seconds(separate_ops, 10)
-    bench.add("many", case, "ours per-var (op, eager)", t, num_bytes, 4,
+    bench.add("many", case, "ours per-var (op, eager)", t, num_bytes, 4, per_call=0,
               grouped_speedup=t / t_group_eager)
 
     t_grouped = keras_step(keras_optimizer.RMSprop).seconds(30)
-    bench.add("many", case, "ours grouped (keras)", t_grouped, num_bytes, 4)
+    bench.add("many", case, "ours grouped (keras)", t_grouped, num_bytes, 4, per_call=per_call)
     t = keras_step(keras_optimizer.RMSprop, grouped=False).seconds(30)
-    bench.add("many", case, "ours per-var (keras)", t, num_bytes, 4, grouped_speedup=t / t_grouped)
-    # Stock Keras traces about ten ops per variable: unrolling it 20 times
-    # would take minutes to trace, and its call overhead is small beside it.
-    t = keras_step(keras.optimizers.RMSprop, per_call=2).seconds(10)
-    bench.add("many", case, "keras stock", t, num_bytes, 4, grouped_speedup=t / t_grouped)
+    bench.add("many", case, "ours per-var (keras)", t, num_bytes, 4, per_call=per_call,
+              grouped_speedup=t / t_grouped)
+    t = keras_step(keras.optimizers.RMSprop).seconds(30)
+    bench.add("many", case, "keras stock", t, num_bytes, 4, per_call=per_call,
+              grouped_speedup=t / t_grouped)
 
 
 class _StepTimer(keras.callbacks.Callback):
@@ -433,7 +443,10 @@ def main(argv=None):
     threads = machine()["intra_op_threads"]
     probe = BandwidthProbe(threads)
     bench = Bench(probe, args.quick)
-    print(f"{'group':<9} {'case':<34} {'impl':<22} {'ms':>10} {'limit ms':>9} {'of limit':>6}")
+    print("Every implementation of a case is timed the same way: `per call` updates unrolled in\n"
+          "one tf.function call (eager: no tf.function), ms per update.")
+    print(f"{'group':<9} {'case':<34} {'impl':<24} {'per call':>8} {'ms':>10} {'limit ms':>9} "
+          f"{'of limit':>6}")
     if "dense" in args.only:
         dense_rows(bench, [10_000, 100_000] if args.quick else [10_000, 1_000_000, 16_000_000])
     if "dense" in args.only:

@@ -14,16 +14,20 @@ def render(results):
         f"({machine['intra_op_threads']} intra-op threads), TensorFlow {machine['tensorflow']}, "
         f"Keras {machine['keras']}, Python {machine['python']}. Times are per update, the "
         "median of repeated runs after warm-up, all from one run of `make bench`. "
-        "\"limit\" is the bandwidth probe moving the same bytes; \"of limit\" = limit / time.",
+        "\"limit\" is the bandwidth probe moving the same bytes; \"of limit\" = limit / time. "
+        "Every implementation of a case makes the same number of updates per `tf.function` "
+        "call (\"eager\": none).",
         "",
-        "| group | case | implementation | ms | limit ms | of limit | speed-up of ours |",
-        "|---|---|---|---:|---:|---:|---:|",
+        "| group | case | implementation | updates per call | ms | limit ms | of limit | speed-up of ours |",
+        "|---|---|---|---:|---:|---:|---:|---:|",
     ]
     for r in results["rows"]:
         speedup = next((r[k] for k in ("ours_speedup", "grouped_speedup", "per_byte_vs_float32")
                         if r.get(k) is not None), None)
-        lines.append("| {} | {} | {} | {:.3f} | {} | {} | {} |".format(
-            r["group"], r["case"], r["impl"], r["ms"],
+        per_call = r.get("per_call")
+        lines.append("| {} | {} | {} | {} | {:.3f} | {} | {} | {} |".format(
+            r["group"], r["case"], r["impl"],
+            "" if per_call is None else "eager" if per_call == 0 else per_call, r["ms"],
             f"{r['limit_ms']:.3f}" if "limit_ms" in r else "",
             f"{r['of_limit']:.0%}" if "of_limit" in r else "",
             f"{speedup:.2f}x" if speedup is not None else ""))
