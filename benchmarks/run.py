@@ -4,7 +4,9 @@ memory-bandwidth limit, all measured in one process and one run.
 Each row is the median of repeated timed runs after warm-up. "limit" is a
 streaming kernel (benchmarks/bandwidth_probe.c) moving the same bytes with
 no arithmetic; "of limit" is limit time / row time. Results are printed as a
-table and written to benchmarks/results/latest.json.
+table and written to benchmarks/results/run.json (not tracked); the results
+the documentation shows are benchmarks/results/published.json, a run copied
+there on purpose.
 """
 import argparse
 import ctypes
@@ -433,7 +435,7 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="small sizes only (a smoke run)")
     parser.add_argument("--only", nargs="+", choices=["dense", "sparse", "many", "e2e"],
                         default=["dense", "sparse", "many", "e2e"])
-    parser.add_argument("--output", default=os.path.join(HERE, "results", "latest.json"))
+    parser.add_argument("--output", default=os.path.join(HERE, "results", "run.json"))
     parser.add_argument("--compute-floor-worker", nargs=2, type=float, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.compute_floor_worker:

@@ -1,5 +1,6 @@
-"""Renders benchmarks/results/latest.json as the Markdown table in README.md:
-`python -m benchmarks.table`."""
+"""Renders a run's results as the Markdown table of benchmarks/README.md:
+`python -m benchmarks.table [results.json]` (default: the published
+results, benchmarks/results/published.json)."""
 import json
 import os
 import sys
@@ -44,7 +45,7 @@ def render(results):
 
 
 def main(argv=None):
-    path = (argv or sys.argv[1:] or [os.path.join(HERE, "results", "latest.json")])[0]
+    path = (argv or sys.argv[1:] or [os.path.join(HERE, "results", "published.json")])[0]
     with open(path) as f:
         print(render(json.load(f)))
     return 0
