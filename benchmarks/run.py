@@ -105,7 +105,7 @@ class Timed:
     def __init__(self, fn, per_call=1):
         self.per_call = per_call
 
-        @tf.function
+        @tf.function(autograph=False)  # a plain Python loop, unrolled
         def run():
             for _ in range(per_call):  # unrolled; automatic control deps keep the order
                 fn()
