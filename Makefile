@@ -196,7 +196,7 @@ sanitize: $(SAN_LIB)
 -include $(SAN_OBJS:.o=.d)
 
 # The same CPU library built by Bazel, for those who vendor the op into a
-# Bazel workspace (docs/bazel.md); `make build` stays the default and `make
+# Bazel workspace (BAZEL.md); `make build` stays the default and `make
 # test` needs no Bazel. Bazel 4 (Debian's bazel-bootstrap) is tested;
 # bazel-build says how to install it when missing. It reads TensorFlow, its
 # flags and Python from .venv (through tools/tf_build_flags.py) and
