@@ -9,7 +9,6 @@ the documentation shows are benchmarks/results/published.json, a run copied
 there on purpose.
 """
 import argparse
-import ctypes
 import json
 import os
 import platform
@@ -27,97 +26,10 @@ import tensorflow as tf  # noqa: E402
 import keras_optimizer  # noqa: E402
 import rmsprop_op  # noqa: E402
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-PROBE_LIBRARY = os.path.join(HERE, "_bandwidth_probe.so")
+from benchmarks.timing import (HERE, BandwidthProbe, Bench, Timed, median_seconds,  # noqa: E402
+                               repeats_for, updates_per_call)
+
 HYPER = dict(lr=0.001, rho=0.9, epsilon=1e-7)
-
-
-def median_seconds(fn, repeats, warmup=3, min_time=0.0):
-    """Median of `repeats` timed calls after `warmup` calls."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    start = time.perf_counter()
-    while len(times) < repeats or time.perf_counter() - start < min_time:
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
-
-def repeats_for(num_bytes):
-    return 10 if num_bytes > 2e8 else 30 if num_bytes > 2e7 else 100
-
-
-class BandwidthProbe:
-    """Times the streaming kernel over float32 arrays of a given size."""
-
-    def __init__(self, threads):
-        self.lib = ctypes.CDLL(PROBE_LIBRARY)
-        self.lib.stream.argtypes = [ctypes.POINTER(ctypes.POINTER(ctypes.c_float)), ctypes.c_int,
-                                    ctypes.c_int64, ctypes.c_int]
-        self.threads = threads
-        self.cache = {}
-
-    def seconds(self, num_bytes, num_arrays):
-        """Time to read num_arrays arrays and write num_arrays - 1 of them,
-        num_bytes moved in all."""
-        key = (num_bytes, num_arrays)
-        if key not in self.cache:
-            n = max(1, int(num_bytes // (4 * (2 * num_arrays - 1))))
-            arrays = [np.full(n, 0.5, np.float32) for _ in range(num_arrays)]
-            pointers = (ctypes.POINTER(ctypes.c_float) * num_arrays)(
-                *[a.ctypes.data_as(ctypes.POINTER(ctypes.c_float)) for a in arrays])
-            run = lambda: self.lib.stream(pointers, num_arrays, n, self.threads)  # noqa: E731
-            self.cache[key] = median_seconds(run, repeats_for(num_bytes))
-        return self.cache[key]
-
-
-class Bench:
-    def __init__(self, probe, quick):
-        self.probe = probe
-        self.quick = quick
-        self.rows = []
-
-    def add(self, group, case, impl, seconds, num_bytes=None, num_arrays=None, **extra):
-        row = dict(group=group, case=case, impl=impl, ms=seconds * 1e3, **extra)
-        if num_bytes:
-            limit = self.probe.seconds(num_bytes, num_arrays)
-            row.update(bytes=num_bytes, gb_per_s=num_bytes / seconds / 1e9,
-                       limit_ms=limit * 1e3, of_limit=limit / seconds)
-        self.rows.append(row)
-        fraction = f"{row['of_limit']:6.0%}" if "of_limit" in row else "      "
-        limit_ms = f"{row['limit_ms']:9.3f}" if "limit_ms" in row else " " * 9
-        per_call = extra.get("per_call")
-        calls = "eager" if per_call == 0 else "-" if per_call is None else str(per_call)
-        print(f"{group:<9} {case:<34} {impl:<24} {calls:>8} {row['ms']:10.3f} {limit_ms} {fraction}",
-              flush=True)
-        return row
-
-
-class Timed:
-    """`fn` unrolled `per_call` times in one tf.function, so that an update is
-    timed without most of the cost of calling the function from Python (which
-    grows with the number of variables it captures; a tf.while_loop would
-    instead pay per iteration for every captured variable); `seconds()` is
-    per update."""
-
-    def __init__(self, fn, per_call=1):
-        self.per_call = per_call
-
-        @tf.function(autograph=False)  # a plain Python loop, unrolled
-        def run():
-            for _ in range(per_call):  # unrolled; automatic control deps keep the order
-                fn()
-        self.run = run
-
-    def seconds(self, repeats):
-        return median_seconds(lambda: self.run(), repeats) / self.per_call
-
-
-def updates_per_call(elements):
-    """Enough updates per call that a call lasts several milliseconds."""
-    return int(min(50, max(1, 1e7 // max(elements, 1))))
 
 
 def _slot_count(momentum, centered):
