@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import rmsprop_op
+from tests.helpers import run_in
 from tests.reference import (NUMPY_DTYPES, compute_dtype_of, rmsprop_step,
                              sparse_rmsprop_step)
 
@@ -261,13 +262,7 @@ def eager(value):
     return tf.constant(value)
 
 
-def run(mode, fn):
-    if mode == "function":
-        def step():
-            fn()  # the op returns an Operation, which a tf.function cannot
-        tf.function(step)()
-    else:
-        fn()
+run = run_in  # eagerly or in a tf.function
 
 
 def apply_update(v, grad, indices, hyper, use_locking=False):
