@@ -391,6 +391,8 @@ def main(argv=None):
         json.dump(dict(machine=machine(), date=time.strftime("%Y-%m-%d"), rows=bench.rows,
                        targets=targets), f, indent=1)
     print(f"\nwrote {args.output}")
+    from benchmarks import plot  # matplotlib: only here, where a picture is drawn
+    plot.main([args.output])
     return 0
 
 
