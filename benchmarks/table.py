@@ -1,23 +1,41 @@
-"""Renders a run's results as the Markdown table of benchmarks/README.md:
-`python -m benchmarks.table [results.json]` (default: the published
-results, benchmarks/results/published.json)."""
+"""Renders a run of `make bench` as Markdown, and publishes it.
+
+`python -m benchmarks.table [results.json]` prints the full table (default:
+the published results, benchmarks/results/published.json).
+`python -m benchmarks.table --publish [results.json]` (default: the last
+run, benchmarks/results/run.json) copies that run and its picture to
+published.json / published.png and rewrites the generated parts of
+benchmarks/README.md (the full table) and README.md (the headline), so that
+every number the documents show comes from that one run."""
 import json
 import os
+import re
+import shutil
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+RESULTS = os.path.join(HERE, "results")
+PUBLISHED = os.path.join(RESULTS, "published.json")
+TABLE_MARKERS = ("<!-- bench-table:begin (written by python -m benchmarks.table --publish) -->",
+                 "<!-- bench-table:end -->")
+HEADLINE_MARKERS = ("<!-- bench-headline:begin (written by python -m benchmarks.table --publish) -->",
+                    "<!-- bench-headline:end -->")
+
+
+def _about(results):
+    machine = results["machine"]
+    return (f"Measured {results['date']} on {machine['cpu']}, {machine['cores']} cores "
+            f"({machine['intra_op_threads']} intra-op threads), TensorFlow {machine['tensorflow']}, "
+            f"Keras {machine['keras']}, Python {machine['python']}, all in one run of `make bench`.")
 
 
 def render(results):
-    machine = results["machine"]
     lines = [
-        f"Measured {results['date']} on {machine['cpu']}, {machine['cores']} cores "
-        f"({machine['intra_op_threads']} intra-op threads), TensorFlow {machine['tensorflow']}, "
-        f"Keras {machine['keras']}, Python {machine['python']}. Times are per update, the "
-        "median of repeated runs after warm-up, all from one run of `make bench`. "
-        "\"limit\" is the bandwidth probe moving the same bytes; \"of limit\" = limit / time. "
-        "Every implementation of a case makes the same number of updates per `tf.function` "
-        "call (\"eager\": none).",
+        _about(results) + " Times are per update (per step for `fit`), the median of repeated "
+        "runs after warm-up. \"limit\" is the bandwidth probe moving the same bytes; \"of limit\" "
+        "= limit / time. Every implementation of a case makes the same number of updates per "
+        "`tf.function` call (\"eager\": none).",
         "",
         "| group | case | implementation | updates per call | ms | limit ms | of limit | speed-up of ours |",
         "|---|---|---|---:|---:|---:|---:|---:|",
@@ -44,9 +62,81 @@ def render(results):
     return "\n".join(lines)
 
 
-def main(argv=None):
-    path = (argv or sys.argv[1:] or [os.path.join(HERE, "results", "published.json")])[0]
+def _row(rows, group, case_prefix, impl):
+    return next((r for r in rows if r["group"] == group and r["case"].startswith(case_prefix)
+                 and r["impl"] == impl), None)
+
+
+def headline(results):
+    """The README's few lines, from the same run."""
+    rows = results["rows"]
+    lines = [_about(results) + " Speed-ups are ours against each, in the same run:", ""]
+    dense = [r for r in rows if r["group"] == "dense" and r["case"].startswith("1.6e7")
+             and r["impl"] in ("tf raw op", "keras stock")]
+    ours = [r for r in rows if r["group"] == "dense" and r["case"].startswith("1.6e7")
+            and r["impl"] == "ours (op)"]
+    if dense and ours:
+        tf_ratios = [r["ours_speedup"] for r in dense if r["impl"] == "tf raw op"]
+        stock = [r["ours_speedup"] for r in dense if r["impl"] == "keras stock"]
+        limits = [r["of_limit"] for r in ours]
+        lines.append(f"- Dense float32, 1.6e7 elements (4 variants): {min(limits):.0%}-"
+                     f"{max(limits):.0%} of the bandwidth limit; {min(tf_ratios):.1f}-"
+                     f"{max(tf_ratios):.1f}x TensorFlow's `ResourceApply(Centered)RMSProp`, "
+                     f"{min(stock):.1f}-{max(stock):.1f}x stock Keras 3.")
+    sweep = [r for r in rows if r["group"] == "sweep" and r["impl"] == "tf raw op"]
+    if sweep:
+        big = [r["ours_speedup"] for r in sweep if float(r["case"].split()[1]) >= 1e4]
+        small = [r["ours_speedup"] for r in sweep if float(r["case"].split()[1]) < 1e4]
+        lines.append(f"- Every variant and dtype against TensorFlow's op: {min(big):.1f}-"
+                     f"{max(big):.1f}x from 1e4 to 1.6e7 elements; at 1e2 and 1e3, where both "
+                     f"cost the op's fixed few microseconds, {min(small):.2f}-{max(small):.2f}x.")
+    sparse_tf = _row(rows, "sparse", "4096 rows", "tf raw op")
+    sparse_stock = _row(rows, "sparse", "4096 rows", "keras stock")
+    if sparse_tf and sparse_stock:
+        lines.append(f"- Sparse, {sparse_tf['case'].split(' m=')[0]}: "
+                     f"{sparse_tf['ours_speedup']:.1f}x TensorFlow's `ResourceSparseApplyRMSProp`, "
+                     f"{sparse_stock['ours_speedup']:.0f}x stock Keras (which densifies the table).")
+    many = _row(rows, "many", "", "keras stock")
+    grouped = _row(rows, "many", "", "ours grouped (keras)")
+    if many and grouped:
+        lines.append(f"- {many['case'].split(' m=')[0]}, one update per call as `fit` makes it: "
+                     f"{many['ms'] / grouped['ms']:.1f}x stock Keras.")
+    fits = [r for r in rows if r["group"] == "fit" and r["impl"] == "ours (keras)"]
+    if fits:
+        lines.append("- `model.fit`, steps per second against stock Keras: " + "; ".join(
+            f"{r['case'].rsplit(', batch', 1)[0]} {r['ours_speedup']:.2f}x" for r in fits) + ".")
+    return "\n".join(lines)
+
+
+def _replace_between(path, markers, text):
     with open(path) as f:
+        content = f.read()
+    pattern = re.compile(re.escape(markers[0]) + ".*?" + re.escape(markers[1]), re.S)
+    if not pattern.search(content):
+        raise SystemExit(f"{path} has no {markers[0]} ... {markers[1]} block")
+    with open(path, "w") as f:
+        f.write(pattern.sub(lambda _: f"{markers[0]}\n{text}\n{markers[1]}", content))
+
+
+def publish(source):
+    with open(source) as f:
+        results = json.load(f)
+    if os.path.abspath(source) != PUBLISHED:
+        shutil.copyfile(source, PUBLISHED)
+        picture = os.path.splitext(source)[0] + ".png"
+        if os.path.exists(picture):
+            shutil.copyfile(picture, os.path.join(RESULTS, "published.png"))
+    _replace_between(os.path.join(HERE, "README.md"), TABLE_MARKERS, render(results))
+    _replace_between(os.path.join(ROOT, "README.md"), HEADLINE_MARKERS, headline(results))
+    print(f"published {source}")
+
+
+def main(argv=None):
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] == "--publish":
+        publish(args[1] if len(args) > 1 else os.path.join(RESULTS, "run.json"))
+        return 0
+    with open(args[0] if args else PUBLISHED) as f:
         print(render(json.load(f)))
     return 0
 

@@ -121,9 +121,9 @@ def test_sparse_updates_from_many_threads_are_neither_lost_nor_torn(centered):
 # update runs later. Checkpoints read without a copy (read_value_no_copy:
 # DisableCopyOnRead, then a read that aliases the variable's buffer), so an
 # update that wrote into the aliased buffer would change a value already on
-# its way to disk. A sparse update switches the variable back to
-# copy-on-read before it takes its locks, and a no-copy read can slip in
-# between; the update must notice that once it holds the locks.
+# its way to disk. A sparse update that finds the variable in copy-on-read
+# mode may take its locks shared, and a no-copy read can slip in between;
+# the update must notice that once it holds the locks.
 
 @pytest.mark.parametrize("kind,use_locking", [("dense", True), ("sparse", True),
                                               ("sparse", False)])

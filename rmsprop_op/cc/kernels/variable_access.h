@@ -1,14 +1,17 @@
 // Finding, checking and locking the resource variables an update op writes.
 //
 // This follows TensorFlow's training_op_helpers.h (lock every variable's
-// mutex in address order; sparse updates switch the variable to
-// copy-on-read mode and may share the lock; dense updates copy a buffer that
-// a reader still holds) but reports every problem as an InvalidArgument
-// status naming the input, instead of crashing or failing later, it
-// copies buffers with a plain device memcpy so that the GPU build needs
-// nothing from TensorFlow beyond libtensorflow_framework, and a sparse update
-// checks copy-on-read mode again once it holds the locks (TensorFlow's does
-// not), so that a tensor read without a copy never changes afterwards.
+// mutex in address order; copy a buffer that a reader still holds before
+// writing it) with three differences: every problem is an InvalidArgument
+// status naming the input, instead of a crash or a later failure; buffers
+// are copied with a plain device memcpy, so that the GPU build needs
+// nothing from TensorFlow beyond libtensorflow_framework; and a sparse
+// update does not switch the variable to copy-on-read mode (after which
+// every read copies the whole variable) but updates like a dense one, under
+// the exclusive lock. Only where copy-on-read is already on (TensorFlow's
+// own sparse ops turned it on) does it share the lock, checking the mode
+// again once it holds the locks (TensorFlow's does not), so that a tensor
+// read without a copy never changes afterwards.
 #ifndef RMSPROP_OP_CC_KERNELS_VARIABLE_ACCESS_H_
 #define RMSPROP_OP_CC_KERNELS_VARIABLE_ACCESS_H_
 
@@ -67,8 +70,15 @@ template <typename Device>
 class LockedVariables {
  public:
   // Looks up and locks `inputs`. `dtype` is the dtype every variable must
-  // have. Sparse updates put the variables in copy-on-read mode and, unless
-  // use_locking, take the lock shared as TensorFlow's sparse training ops do.
+  // have. An update takes the variables' locks exclusively and gives a
+  // variable whose buffer a reader still holds a private copy first, so that
+  // no tensor already read changes. The one exception: a sparse update
+  // without use_locking of variables that are all in copy-on-read mode
+  // (TensorFlow's own sparse training ops turn it on; then every read
+  // copies) takes the locks shared and writes in place, as those ops do.
+  // We never turn copy-on-read on ourselves: every later read of the
+  // variable would copy it whole, and Keras 3's Embedding reads its whole
+  // table each step (36 ms a step for a 200K x 64 table here).
   absl::Status Acquire(tensorflow::OpKernelContext* ctx,
                        std::vector<VariableInput> inputs,
                        tensorflow::DataType dtype, bool use_locking,
@@ -88,29 +98,19 @@ class LockedVariables {
       vars_.push_back(std::move(var));
     }
     TF_RETURN_IF_ERROR(CheckDistinct());
-    if (sparse) {
-      for (size_t i = 0; i < vars_.size(); ++i) {
-        TF_RETURN_IF_ERROR(EnableCopyOnRead(ctx, i, dtype));
-      }
-    }
-    bool exclusive = !sparse || use_locking;
+    bool exclusive = !sparse || use_locking || !AllCopyOnRead();
     LockInAddressOrder(exclusive);
     if (!exclusive && !AllCopyOnRead()) {
       // A no-copy read (DisableCopyOnRead, as checkpoint saving does) came
-      // between EnableCopyOnRead and the lock and may hold the buffer:
-      // writing it under a shared lock would change a tensor already read.
+      // between the check and the lock and may hold the buffer: writing it
+      // under a shared lock would change a tensor already read.
       shared_locks_.reset();
       exclusive = true;
       LockInAddressOrder(exclusive);
     }
     for (size_t i = 0; i < vars_.size(); ++i) {
       TF_RETURN_IF_ERROR(CheckInitializedWithDtype(i, dtype));
-      // Under the exclusive lock a sparse update re-enables copy-on-read
-      // itself, for the same reason.
-      if (!sparse || !vars_[i]->copy_on_read_mode.load()) {
-        TF_RETURN_IF_ERROR(UnshareBuffer(ctx, i));
-        if (sparse) vars_[i]->copy_on_read_mode.store(true);
-      }
+      if (exclusive) TF_RETURN_IF_ERROR(UnshareBuffer(ctx, i));
     }
     return absl::OkStatus();
   }
@@ -159,20 +159,6 @@ class LockedVariables {
           " but grad has dtype ", tensorflow::DataTypeString(dtype),
           "; they must match"));
     }
-    return absl::OkStatus();
-  }
-
-  // Readers of a copy-on-read variable copy its buffer, so sparse writers may
-  // update it in place under a shared lock.
-  absl::Status EnableCopyOnRead(tensorflow::OpKernelContext* ctx, size_t i,
-                                tensorflow::DataType dtype) {
-    tensorflow::Var* var = vars_[i].get();
-    if (var->copy_on_read_mode.load()) return absl::OkStatus();
-    tsl::mutex_lock lock(*var->mu());
-    if (var->copy_on_read_mode.load()) return absl::OkStatus();
-    TF_RETURN_IF_ERROR(CheckInitializedWithDtype(i, dtype));
-    TF_RETURN_IF_ERROR(UnshareBuffer(ctx, i));
-    var->copy_on_read_mode.store(true);
     return absl::OkStatus();
   }
 
