@@ -45,7 +45,8 @@ def draw(results, path):
     left.set_ylabel("time per update (us)")
     left.set_title("Dense float32 update, momentum 0.9")
     left.grid(True, which="both", alpha=0.3)
-    left.legend()
+    if left.get_lines():
+        left.legend()
 
     fits = [r for r in rows if r["group"] == "fit" and r["impl"] == "ours (keras)"]
     names = [r["case"].rsplit(", batch", 1)[0] for r in fits]
