@@ -3,6 +3,7 @@
 #   make test                build, CUDA compile check, every test
 #   make build               the CPU op library, rmsprop_op/_rmsprop_ops.so
 #   make cuda-compile-check  compile and link the GPU library and the checker
+#                            (with the CUDA 12 toolkit of tools/cuda_toolkit.py)
 #   make gpu-check           run the standalone GPU checker (skips without a GPU)
 #   make bench               the benchmark (benchmarks/)
 #   make fuzz                the property-based tests with the long profile
@@ -21,7 +22,6 @@ INSTALLED := $(VENV)/.installed
 BUILD := out
 CPU_LIB := rmsprop_op/_rmsprop_ops.so
 GPU_LIB := rmsprop_op/_rmsprop_gpu_kernels.so
-NVCC ?= $(shell command -v nvcc 2>/dev/null)
 CXX ?= g++
 
 # The sources, from sources.bzl (shared with setup.py and Bazel).
@@ -48,12 +48,7 @@ $(INSTALLED): requirements.txt constraints.txt
 $(BUILD)/flags.mk: $(INSTALLED) tools/tf_build_flags.py
 	mkdir -p $(BUILD)
 	{ echo "TF_CXXFLAGS := $$($(PY) tools/tf_build_flags.py cxxflags 2>/dev/null)"; \
-	  echo "TF_NVCCFLAGS := $$($(PY) tools/tf_build_flags.py nvccflags 2>/dev/null)"; \
-	  echo "TF_LDFLAGS := $$($(PY) tools/tf_build_flags.py ldflags 2>/dev/null)"; \
-	  if [ -n "$(NVCC)" ]; then \
-	    echo "GPU_CXXFLAGS := $$($(PY) tools/tf_build_flags.py gpu-cxxflags 2>/dev/null)"; \
-	    echo "GPU_LDFLAGS := $$($(PY) tools/tf_build_flags.py gpu-ldflags 2>/dev/null)"; \
-	  fi; } > $@.tmp
+	  echo "TF_LDFLAGS := $$($(PY) tools/tf_build_flags.py ldflags 2>/dev/null)"; } > $@.tmp
 	mv $@.tmp $@
 -include $(BUILD)/flags.mk
 
@@ -67,55 +62,76 @@ $(CPU_LIB): $(CPU_OBJS)
 	mkdir -p $(dir $@)
 	$(CXX) -shared $^ -o $@ $(TF_LDFLAGS)
 
-# The GPU kernels: a separate library, loaded only where TensorFlow sees a GPU.
+# The GPU kernels: a separate library, loaded only where TensorFlow sees a GPU,
+# built with the CUDA 12 toolkit that tools/cuda_toolkit.py assembles in .cuda/
+# (or the one $NVCC names) for the architectures TensorFlow's GPU build lists.
 # The CUDA half (.cu.cc) is compiled by nvcc without TensorFlow's headers; the
 # registrations (.cc) by $(CXX) against TensorFlow and its CUDA headers. The
-# flags, and why, are in tools/tf_build_flags.py (gpu-cxxflags, gpu-ldflags).
+# flags, and why, are in tools/tf_build_flags.py. The GPU rules and their
+# flags (gpu_flags.mk) are read only in the sub-make of cuda-compile-check, so
+# that CPU-only targets never assemble the toolkit.
+CUDA_TOOLKIT := .cuda/version.txt
 TF_INCLUDE = $(patsubst -I%,%,$(filter -I%/tensorflow/include,$(TF_CXXFLAGS)))
 
-$(BUILD)/%.cu.o: %.cu.cc $(BUILD)/flags.mk
+$(CUDA_TOOLKIT): tools/cuda_toolkit.py
+	$(PYTHON) tools/cuda_toolkit.py
+
+ifdef WITH_GPU
+$(BUILD)/gpu_flags.mk: $(INSTALLED) tools/tf_build_flags.py $(CUDA_TOOLKIT)
+	mkdir -p $(BUILD)
+	{ echo "NVCC := $$($(PY) tools/tf_build_flags.py nvcc)"; \
+	  echo "TF_NVCCFLAGS := $$($(PY) tools/tf_build_flags.py nvccflags 2>/dev/null)"; \
+	  echo "GPU_CXXFLAGS := $$($(PY) tools/tf_build_flags.py gpu-cxxflags 2>/dev/null)"; \
+	  echo "GPU_LDFLAGS := $$($(PY) tools/tf_build_flags.py gpu-ldflags 2>/dev/null)"; \
+	  echo "CUDA_CHECK_FLAGS := $$($(PY) tools/tf_build_flags.py cuda-check-flags 2>/dev/null)"; \
+	} > $@.tmp
+	mv $@.tmp $@
+include $(BUILD)/gpu_flags.mk
+endif
+
+$(BUILD)/%.cu.o: %.cu.cc $(BUILD)/gpu_flags.mk
 	mkdir -p $(dir $@)
 	$(NVCC) $(TF_NVCCFLAGS) -MD -MP -MF $(@:.o=.d) -c $< -o $@
 
-$(patsubst %.cc,$(BUILD)/%.o,$(GPU_CC_SRCS)): $(BUILD)/%.o: %.cc $(BUILD)/flags.mk
+$(patsubst %.cc,$(BUILD)/%.o,$(GPU_CC_SRCS)): $(BUILD)/%.o: %.cc $(BUILD)/gpu_flags.mk
 	mkdir -p $(dir $@)
 	$(CXX) $(GPU_CXXFLAGS) -MMD -MP -c $< -o $@
 
 $(GPU_LIB): $(GPU_OBJS)
 	$(CXX) -shared $^ -o $@ $(GPU_LDFLAGS)
 
-# The standalone checker: the kernels and the CPU reference, no TensorFlow. It
-# takes our nvcc flags from tools/tf_build_flags.py without importing
-# TensorFlow.
-CUDA_FLAGS = $(shell $(PYTHON) tools/tf_build_flags.py cuda-check-flags)
-
-$(GPU_CHECK): gpu_check/gpu_check.cu tools/tf_build_flags.py
+# The standalone checker: the kernels and the CPU reference, no TensorFlow;
+# linked by the host compiler against the toolkit's CUDA runtime.
+$(GPU_CHECK).o: gpu_check/gpu_check.cu $(BUILD)/gpu_flags.mk
 	mkdir -p $(dir $@)
-	$(NVCC) $(CUDA_FLAGS) -I. -MD -MP -MT $@ -MF $@.d $< -o $@
+	$(NVCC) $(CUDA_CHECK_FLAGS) -I. -MD -MP -MT $@ -MF $(GPU_CHECK).d -c $< -o $@
+
+$(GPU_CHECK): $(GPU_CHECK).o
+	$(CXX) $< -o $@ -L$(dir $(NVCC))../lib64 -l:libcudart.so.12 \
+	  -Wl,-rpath,$(abspath $(dir $(NVCC))../lib64) -ldl -lrt -lpthread
 
 # Compiles and links everything CUDA (without running it), so that a broken
 # kernel never lands.
-cuda-compile-check: $(BUILD)/flags.mk
-ifneq ($(NVCC),)
+cuda-compile-check: $(BUILD)/flags.mk $(CUDA_TOOLKIT)
 	@if [ -d "$(TF_INCLUDE)/third_party/gpus/cuda/include" ]; then \
-	  $(MAKE) $(GPU_LIB) $(GPU_CHECK); \
+	  $(MAKE) WITH_GPU=1 $(GPU_LIB) $(GPU_CHECK); \
 	else \
 	  echo "TensorFlow has no CUDA headers (not a CUDA build): compiling only $(GPU_CHECK)"; \
-	  $(MAKE) $(GPU_CHECK); \
+	  $(MAKE) WITH_GPU=1 $(GPU_CHECK); \
 	fi
-else
-	@echo "nvcc not found: skipping the CUDA compile check"
-endif
 
 # Runs every kernel variant against the CPU reference on this machine's GPU
-# and times them against a device-to-device copy; skips without a GPU.
-gpu-check:
-ifneq ($(NVCC),)
-	$(MAKE) $(GPU_CHECK)
+# and times them against a device-to-device copy, then again under
+# compute-sanitizer (memcheck, racecheck, initcheck) with a few small cases;
+# skips without a GPU.
+gpu-check: cuda-compile-check
 	./$(GPU_CHECK)
-else
-	@echo "nvcc not found: skipping the GPU check"
-endif
+	@sanitizer=.cuda/compute-sanitizer/compute-sanitizer; \
+	if [ -x $$sanitizer ] && ./$(GPU_CHECK) --has-gpu; then \
+	  for tool in memcheck racecheck initcheck; do \
+	    $$sanitizer --tool $$tool --error-exitcode 1 ./$(GPU_CHECK) --quick || exit 1; \
+	  done; \
+	fi
 
 # Every TensorFlow x Keras cell of the support window, each in its own
 # environment under .compat/ (compat/run.py); `make compat TF=2.17.1
@@ -129,7 +145,7 @@ compat:
 # where nvcc and a CUDA build of TensorFlow exist), in dist/; its metadata
 # requires that TensorFlow minor. wheel-test installs it into a fresh
 # environment with only that TensorFlow and tests it from outside the tree.
-wheel: $(INSTALLED)
+wheel: $(INSTALLED) $(CUDA_TOOLKIT)
 	rm -f dist/rmsprop_op-*.whl
 	$(PY) -m pip wheel --quiet --no-build-isolation --no-deps --wheel-dir dist .
 

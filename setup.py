@@ -7,7 +7,6 @@ import importlib.metadata
 import os
 import runpy
 import shlex
-import shutil
 import subprocess
 import sys
 
@@ -121,9 +120,13 @@ class BuildTensorFlowOps(build_ext):
 
     def _build_gpu(self, ext, output):
         import tensorflow as tf
-        nvcc = shutil.which("nvcc")
-        if nvcc is None or not tf.test.is_built_with_cuda():
-            print("note: nvcc or a CUDA-enabled TensorFlow not found; building CPU kernels only")
+        nvcc = BUILD_FLAGS["nvcc"]()
+        if not tf.test.is_built_with_cuda():
+            print("note: TensorFlow is not a CUDA build; building CPU kernels only")
+            return
+        if nvcc is None:
+            print("note: no CUDA 12 nvcc (run `python tools/cuda_toolkit.py`, which assembles one "
+                  "in .cuda/, or set NVCC); building CPU kernels only")
             return
         cu_objects = []
         for source in GPU_CU_SOURCES:

@@ -6,9 +6,8 @@ import numpy as np
 import tensorflow as tf
 import tf_keras
 
-import rmsprop_op
 from keras_optimizer import _compat
-from rmsprop_op import plain_tf
+from keras_optimizer._implementation import ops_for
 
 _compat.check_tf_keras(tf_keras.__version__)
 
@@ -143,7 +142,7 @@ class RMSprop(tf_keras.optimizers.legacy.Optimizer):
         return ms, mg, mom
 
     def _update(self, grad, var, indices, apply_state):
-        ops = plain_tf if _compat.compiled_by_xla() else rmsprop_op
+        ops = ops_for(var)
         ms, mg, mom = self._slot_variables(var)
         return ops.update(var, ms, grad, mg=mg, mom=mom, indices=indices,
                           use_locking=self._use_locking, **self._coefficients(var, apply_state))

@@ -8,7 +8,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import rmsprop_op  # noqa: E402
-from rmsprop_op import plain_tf  # noqa: E402
+from keras_optimizer._implementation import fused_kernels_for, ops_for  # noqa: E402
 
 
 def _replica_variable(variable):
@@ -149,7 +149,7 @@ class RMSprop(_compat.UpdateHook, keras.optimizers.Optimizer):
     def update_step(self, gradient, variable, learning_rate):
         """Update step given gradient and the associated model variable."""
         variable = _replica_variable(variable)
-        ops = plain_tf if _compat.compiled_by_xla() else rmsprop_op
+        ops = ops_for(variable)
         ms, mg, mom = self._slots(variable)
         indices = None
         if isinstance(gradient, tf.IndexedSlices):
@@ -175,10 +175,11 @@ class RMSprop(_compat.UpdateHook, keras.optimizers.Optimizer):
             else:
                 dense_by_dtype.setdefault(var.dtype, []).append((grad, var))
         for pairs in dense_by_dtype.values():
-            if len(pairs) == 1:
-                self.update_step(pairs[0][0], pairs[0][1], learning_rate)
-                continue
             variables = [_replica_variable(v) for _, v in pairs]
+            if len(pairs) == 1 or not fused_kernels_for(variables):
+                for grad, var in pairs:
+                    self.update_step(grad, var, learning_rate)
+                continue
             grads = [tf.cast(g, v.dtype) for (g, _), v in zip(pairs, variables)]
             slots = [self._slots(v) for v in variables]
             rmsprop_op.group_apply_rmsprop(

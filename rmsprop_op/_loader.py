@@ -79,12 +79,11 @@ def _load(path):
         ) from None
 
 
-_CUDA_STAMP = re.compile(rb"GPU kernels built for CUDA (\d+)\.(\d+);")
-_MIN_COMPUTE_CAPABILITY = (8, 0)  # the oldest architecture nvcc builds for (sm_80)
+_CUDA_STAMP = re.compile(rb"GPU kernels built for CUDA (\d+)\.(\d+) \(([a-z0-9_ ]+)\);")
 
 
 def _cuda_driver_version():
-    """The CUDA version the installed driver supports, e.g. 13000 for 13.0."""
+    """The CUDA version the installed driver supports, e.g. 12040 for 12.4."""
     try:
         libcuda = ctypes.CDLL("libcuda.so.1")
         version = ctypes.c_int(0)
@@ -95,25 +94,68 @@ def _cuda_driver_version():
         return None
 
 
-def _gpu_unsupported_reason(gpus):
-    """Why the GPU library cannot run here, or None. Checked before loading:
-    the CUDA runtime inside it aborts the process on a driver that is too old,
-    and its kernels exist only for sm_80 and newer."""
-    with open(GPU_LIBRARY, "rb") as f:
-        match = _CUDA_STAMP.search(f.read())
+def kernel_code_for(capability, archs):
+    """How a GPU of compute `capability` (major, minor) runs kernels built
+    for `archs` ("sm_80": machine code, "compute_90": PTX): "machine code"
+    (for its major version and an equal or lower minor), "PTX" (compiled by
+    the driver, for a GPU newer than every machine code), or None."""
+    def parse(arch):
+        number = int(arch.split("_")[1])
+        return number // 10, number % 10
+
+    capability = tuple(capability)
+    for arch in archs:
+        major, minor = parse(arch)
+        if arch.startswith("sm_") and major == capability[0] and minor <= capability[1]:
+            return "machine code"
+    if any(arch.startswith("compute_") and parse(arch) <= capability for arch in archs):
+        return "PTX"
+    return None
+
+
+def gpu_support_problem(stamp, driver, capabilities):
+    """Why GPU kernels with build `stamp` (the bytes of the library) cannot
+    run with a driver for CUDA `driver` (e.g. 12040; None: no driver) on GPUs
+    of `capabilities` ({name: (major, minor)}), or None when they can.
+
+    Machine code built with CUDA 12.x runs on any driver for CUDA 12; PTX is
+    compiled by the driver, which must then know that CUDA release."""
+    match = _CUDA_STAMP.search(stamp)
     if match is None:
         return f"{GPU_LIBRARY} carries no CUDA build stamp"
     major, minor = int(match.group(1)), int(match.group(2))
-    driver = _cuda_driver_version()
-    if driver is None or driver < major * 1000 + minor * 10:
-        supported = "no CUDA" if driver is None else f"CUDA {driver // 1000}.{driver % 1000 // 10}"
-        return (f"the GPU kernels need a driver for CUDA {major}.{minor}; the installed driver "
-                f"supports {supported}")
+    archs = match.group(3).decode().split()
+
+    def named(version):
+        return f"CUDA {version // 1000}.{version % 1000 // 10}"
+
+    if driver is None or driver < major * 1000:
+        supported = "no CUDA" if driver is None else named(driver)
+        return (f"the GPU kernels need a driver for CUDA {major}.0 or newer; the installed "
+                f"driver supports {supported}")
+    for name, capability in capabilities.items():
+        code = kernel_code_for(capability, archs)
+        if code is None:
+            return (f"{name} has compute capability {capability[0]}.{capability[1]}; the GPU "
+                    f"kernels are built for {', '.join(archs)}")
+        if code == "PTX" and driver < major * 1000 + minor * 10:
+            return (f"{name} (compute capability {capability[0]}.{capability[1]}) runs the "
+                    f"kernels' PTX, which needs a driver for CUDA {major}.{minor}; the "
+                    f"installed driver supports {named(driver)}")
+    return None
+
+
+def _gpu_unsupported_reason(gpus):
+    """gpu_support_problem for this machine's driver and GPUs; checked
+    before loading, so that a library that cannot run is never loaded."""
+    with open(GPU_LIBRARY, "rb") as f:
+        stamp = f.read()
+    capabilities = {}
     for gpu in gpus:
         capability = tf.config.experimental.get_device_details(gpu).get("compute_capability")
-        if capability is not None and tuple(capability) < _MIN_COMPUTE_CAPABILITY:
-            return f"{gpu.name} has compute capability {capability}; the kernels need 8.0 or newer"
-    return None
+        if capability is not None:
+            capabilities[gpu.name] = tuple(capability)
+    return gpu_support_problem(stamp, _cuda_driver_version(), capabilities)
 
 
 def load_gpu_kernels():
@@ -121,7 +163,8 @@ def load_gpu_kernels():
 
     Returns True when the GPU kernels are registered. A GPU library that is
     present but cannot run here gives a warning, never an error: the ops keep
-    their CPU kernels (variables placed on a GPU then need the GPU kernels).
+    their CPU kernels, and the optimizers update variables placed on a GPU
+    with the plain-TensorFlow formula (rmsprop_op.plain_tf).
     """
     if not os.path.exists(GPU_LIBRARY) or not tf.test.is_built_with_cuda():
         return False
@@ -134,7 +177,7 @@ def load_gpu_kernels():
             raise LibraryError(reason)
         _load(GPU_LIBRARY)
     except LibraryError as e:
-        warnings.warn(f"rmsprop_op: GPU kernels not loaded, using the CPU kernels: {e}")
+        warnings.warn(f"rmsprop_op: GPU kernels not loaded: {e}")
         return False
     return True
 

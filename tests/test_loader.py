@@ -109,13 +109,48 @@ def test_gpu_kernels_absent_means_cpu_only():
     assert rmsprop_op.GPU_KERNELS_LOADED is False
 
 
+STAMP = b"...; rmsprop_op GPU kernels built for CUDA 12.4 (sm_60 sm_70 sm_80 sm_89 compute_90);..."
+
+
+@pytest.mark.parametrize("capability, code", [
+    ((6, 0), "machine code"), ((6, 1), "machine code"),  # P100, GTX 1080
+    ((7, 5), "machine code"),  # T4 runs sm_70's code
+    ((8, 6), "machine code"), ((8, 9), "machine code"),
+    ((9, 0), "PTX"), ((10, 0), "PTX"), ((12, 0), "PTX"),  # H100, B200, RTX 50
+    ((5, 2), None), ((3, 7), None),
+])
+def test_kernel_code_for_each_gpu(capability, code):
+    archs = ["sm_60", "sm_70", "sm_80", "sm_89", "compute_90"]
+    assert _loader.kernel_code_for(capability, archs) == code
+
+
+def test_gpu_support_follows_driver_and_capability():
+    problem = _loader.gpu_support_problem
+    assert problem(STAMP, 12000, {"GPU:0": (7, 5)}) is None  # machine code: any CUDA 12 driver
+    assert problem(STAMP, 12040, {"GPU:0": (9, 0)}) is None  # PTX: a 12.4 driver
+    assert "needs a driver for CUDA 12.4" in problem(STAMP, 12020, {"GPU:0": (9, 0)})
+    assert "CUDA 12.0 or newer" in problem(STAMP, 11080, {"GPU:0": (8, 0)})
+    assert "no CUDA" in problem(STAMP, None, {})
+    assert "compute capability 5.2" in problem(STAMP, 12080, {"GPU:0": (8, 0), "GPU:1": (5, 2)})
+    assert "no CUDA build stamp" in problem(b"something else", 12080, {})
+
+
+@pytest.mark.skipif(not os.path.exists(_loader.GPU_LIBRARY), reason="GPU library not built")
+def test_built_gpu_library_carries_its_cuda_release_and_tensorflows_architectures():
+    with open(_loader.GPU_LIBRARY, "rb") as f:
+        match = _loader._CUDA_STAMP.search(f.read())
+    assert match is not None and match.group(1) == b"12"
+    built = match.group(3).decode().split()
+    listed = tf.sysconfig.get_build_info().get("cuda_compute_capabilities")
+    if listed:
+        assert built == list(listed)
+
+
 @pytest.mark.skipif(not os.path.exists(_loader.GPU_LIBRARY), reason="GPU library not built")
 def test_gpu_library_refused_on_a_driver_too_old(monkeypatch):
-    """The static CUDA runtime inside would abort the process: refuse first."""
-    monkeypatch.setattr(_loader, "_cuda_driver_version", lambda: 12040)
-    reason = _loader._gpu_unsupported_reason([])
-    assert "driver" in reason and "CUDA 13" in reason
+    monkeypatch.setattr(_loader, "_cuda_driver_version", lambda: 11080)
+    assert "driver" in _loader._gpu_unsupported_reason([])
     monkeypatch.setattr(_loader, "_cuda_driver_version", lambda: None)
     assert "driver" in _loader._gpu_unsupported_reason([])
-    monkeypatch.setattr(_loader, "_cuda_driver_version", lambda: 99999)
+    monkeypatch.setattr(_loader, "_cuda_driver_version", lambda: 12000)
     assert _loader._gpu_unsupported_reason([]) is None

@@ -25,36 +25,71 @@ CXXFLAGS = [
     "-fvisibility-inlines-hidden", "-Wno-psabi", "-Wno-interference-size",
 ]
 # nvcc: -fmad=false and the host compiler's -ffp-contract=off for the same
-# reason; the CUDA half of the GPU library exports nothing (the registrations
-# in the same library call it); --threads=0 compiles the architectures in
-# parallel.
+# reason; -ftz=true flushes float subnormals as TensorFlow's CPU kernels (and
+# its own GPU build) do; the CUDA half of the GPU library exports nothing (the
+# registrations in the same library call it); --threads=0 compiles the
+# architectures in parallel. The architectures are TensorFlow's (gencode()).
 NVCCFLAGS = [
     "-O3", "-std=c++17", "-x", "cu", "--expt-relaxed-constexpr",
     "-Xcompiler", "-fPIC", "-Xcompiler", "-fvisibility=hidden",
-    "-Xcompiler", "-ffp-contract=off", "-fmad=false",
+    "-Xcompiler", "-ffp-contract=off", "-fmad=false", "-ftz=true",
     "--threads=0", "-DGOOGLE_CUDA=1", "-DNDEBUG", "-DEIGEN_USE_GPU",
-    "-gencode=arch=compute_80,code=sm_80",
-    "-gencode=arch=compute_90,code=sm_90",
-    "-gencode=arch=compute_90,code=compute_90",
 ]
+# What TensorFlow's GPU build lists where it cannot be asked (no CUDA build
+# of TensorFlow installed, or the standalone checker's build without it).
+DEFAULT_CUDA_ARCHS = ["sm_60", "sm_70", "sm_80", "sm_89", "compute_90"]
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TOOLKIT_NVCC = os.path.join(ROOT, ".cuda", "bin", "nvcc")
 
 
-def cuda_home(nvcc="nvcc"):
-    """The CUDA toolkit nvcc belongs to (nvcc may be a wrapper script
-    elsewhere on the PATH, so ask it rather than its location)."""
-    out = subprocess.run([nvcc, "--dryrun", "-x", "cu", "-E", os.devnull],
-                         capture_output=True, text=True).stderr
-    match = re.search(r"TOP=(\S+)", out)
-    return match.group(1) if match else os.path.dirname(os.path.dirname(shutil.which(nvcc)))
+def nvcc():
+    """The nvcc to build with: $NVCC, else the toolkit tools/cuda_toolkit.py
+    assembles; None when there is neither."""
+    chosen = os.environ.get("NVCC") or TOOLKIT_NVCC
+    return chosen if shutil.which(chosen) else None
 
 
-def cuda_version(nvcc="nvcc"):
-    """The CUDA release nvcc compiles for, e.g. "13.0"."""
-    out = subprocess.run([nvcc, "--version"], capture_output=True, text=True).stdout
+def cuda_archs():
+    """The architectures TensorFlow's GPU build has code for ("sm_XX" as
+    machine code, "compute_XX" as PTX for newer GPUs)."""
+    try:
+        import tensorflow as tf
+        archs = tf.sysconfig.get_build_info().get("cuda_compute_capabilities")
+    except ImportError:
+        archs = None
+    return list(archs) if archs else DEFAULT_CUDA_ARCHS
+
+
+def gencode(archs):
+    """nvcc's -gencode flags for architectures named as in cuda_archs()."""
+    flags = []
+    for arch in archs:
+        kind, number = arch.split("_")
+        code = f"sm_{number}" if kind == "sm" else f"compute_{number}"
+        flags.append(f"-gencode=arch=compute_{number},code={code}")
+    return flags
+
+
+def cuda_version(nvcc_path):
+    """The CUDA release nvcc compiles for, e.g. "12.4"."""
+    out = subprocess.run([nvcc_path, "--version"], capture_output=True, text=True).stdout
     return re.search(r"release (\d+\.\d+)", out).group(1)
 
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+def checked_cuda_version(nvcc_path):
+    """cuda_version(nvcc_path), after checking that it is the CUDA major
+    release TensorFlow's GPU build uses (code from another major one would
+    need a runtime TensorFlow does not load)."""
+    import tensorflow as tf
+    release = cuda_version(nvcc_path)
+    wanted = tf.sysconfig.get_build_info().get("cuda_version")
+    if wanted and release.split(".")[0] != wanted.split(".")[0]:
+        raise SystemExit(f"{nvcc_path} compiles for CUDA {release}, TensorFlow's GPU build uses "
+                         f"CUDA {wanted}: build with a CUDA {wanted.split('.')[0]} nvcc "
+                         "(tools/cuda_toolkit.py assembles one in .cuda/; or set NVCC)")
+    return release
+
+
 SOURCE_LISTS = {"cpu-sources": "CPU_SOURCES", "gpu-registration-sources": "GPU_REGISTRATION_SOURCES",
                 "gpu-cuda-sources": "GPU_CUDA_SOURCES"}
 
@@ -75,42 +110,50 @@ def tensorflow_flags():
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("what", choices=["cxxflags", "nvccflags", "ldflags", "gpu-cxxflags",
-                                         "gpu-ldflags", "version", "cuda-check-flags",
+                                         "gpu-ldflags", "version", "nvcc", "cuda-check-flags",
                                          *SOURCE_LISTS])
     args = parser.parse_args(argv)
     # These need no TensorFlow.
     if args.what in SOURCE_LISTS:
         print(" ".join(sources(SOURCE_LISTS[args.what])))
         return
-    if args.what == "cuda-check-flags":
-        print(shlex.join(NVCCFLAGS))
+    if args.what == "nvcc":
+        print(nvcc() or "")
         return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if args.what == "cuda-check-flags":
+        # The checker: the library's flags and architectures, and the
+        # toolkit's own runtime (it runs without TensorFlow).
+        print(shlex.join(NVCCFLAGS + gencode(cuda_archs())))
+        return
     compile_flags, link_flags, version = tensorflow_flags()
     # The loader reads this stamp back to tell a stale library from a good one.
     stamp = f'-DRMSPROP_OP_TF_VERSION="{version}"'
     if args.what == "cxxflags":
         flags = CXXFLAGS + compile_flags + [stamp, "-I."]
     elif args.what == "nvccflags":
-        flags = NVCCFLAGS + [f for f in compile_flags if f != "--std=c++17"] + [stamp, "-I."]
+        flags = (NVCCFLAGS + gencode(cuda_archs())
+                 + [f for f in compile_flags if f != "--std=c++17"] + [stamp, "-I."])
     elif args.what == "ldflags":
         flags = link_flags
     elif args.what == "gpu-cxxflags":
         # The registrations compile against the CUDA headers TensorFlow ships,
         # which match the CUDA structures TensorFlow hands over. The CUDA
-        # release stamped here is what the loader checks the driver against.
+        # release and architectures stamped here are what the loader checks
+        # the driver and the GPUs against.
         include = next(f[2:] for f in compile_flags if f.startswith("-I"))
+        archs = " ".join(cuda_archs())
         flags = CXXFLAGS + compile_flags + [
-            stamp, f'-DRMSPROP_OP_CUDA_VERSION="{cuda_version()}"', "-I.",
+            stamp, f'-DRMSPROP_OP_CUDA_VERSION="{checked_cuda_version(nvcc())}"',
+            f'-DRMSPROP_OP_CUDA_ARCHS="{archs}"', "-I.",
             "-DGOOGLE_CUDA=1", "-DEIGEN_USE_GPU",
             f"-I{include}/third_party/gpus/cuda/include"]
     elif args.what == "gpu-ldflags":
-        # The CUDA runtime is linked statically and kept private, before
-        # TensorFlow: libtensorflow_framework exports stubs of the runtime
-        # that forward to TensorFlow's own CUDA version, which need not be the
-        # one nvcc compiled for.
-        flags = [f"-L{cuda_home()}/lib64", "-lcudart_static"] + link_flags + [
-            "-ldl", "-lrt", "-lpthread", "-Wl,--exclude-libs,ALL", "-Wl,--no-undefined"]
+        # No CUDA runtime of our own: libtensorflow_framework exports the
+        # runtime's API (forwarding to the libcudart TensorFlow loads), so the
+        # kernels run on TensorFlow's CUDA runtime, as TensorFlow's own do.
+        # --no-undefined proves that every CUDA call resolves there.
+        flags = link_flags + ["-ldl", "-lrt", "-lpthread", "-Wl,--no-undefined"]
     else:
         flags = [version]
     print(shlex.join(flags))

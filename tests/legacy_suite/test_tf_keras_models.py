@@ -1,11 +1,14 @@
 """keras_optimizer.legacy.RMSprop in tf_keras models: compile, fit, save and
 load (h5, SavedModel), tf.train.Checkpoint, XLA."""
+import warnings
+
 import numpy as np
 import pytest
 import tensorflow as tf
 import tf_keras
 
 from keras_optimizer.legacy import RMSprop
+from tests.gpu_fallback_support import fallback_warnings, fused_ops_in, pretend_gpu_without_kernels
 
 Stock = tf_keras.optimizers.legacy.RMSprop
 
@@ -241,3 +244,28 @@ def test_checkpoints_move_between_stock_and_ours(source, target, tmp_path):
     status.assert_consumed()
     for x, y in zip(_state(var2, opt2), _state(var, opt)):
         np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("kwargs", [{}, dict(momentum=0.9, centered=True)],
+                         ids=["plain", "centered_momentum"])
+def test_gpu_without_kernels_falls_back_to_plain_tf(monkeypatch, kwargs):
+    # Every variable reads as on a GPU whose kernels are missing: no fused op
+    # runs, one warning, and training gives the fused ops' numbers.
+    def traced(model):
+        batches = iter(tf.data.Dataset.from_tensor_slices(_data()).batch(16))
+        return model.train_function.get_concrete_function(batches)
+
+    fused = _compiled(RMSprop(0.01, **kwargs))
+    _fit(fused)
+    assert fused_ops_in(traced(fused))
+    pretend_gpu_without_kernels(monkeypatch)
+    with warnings.catch_warnings(record=True) as records:
+        warnings.simplefilter("always")
+        fallback = _compiled(RMSprop(0.01, **kwargs))
+        _fit(fallback)
+    assert len(fallback_warnings(records)) == 1
+    assert fused_ops_in(traced(fallback)) == set()
+    for x, y in zip(fallback.get_weights() + fallback.optimizer.get_weights(),
+                    fused.get_weights() + fused.optimizer.get_weights()):
+        np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(fallback.get_weights()[0][40:], _model().get_weights()[0][40:])

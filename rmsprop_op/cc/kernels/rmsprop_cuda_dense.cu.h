@@ -20,7 +20,7 @@ namespace gpu {
 // search over the tiles' first numbers. Small variables (biases) then cost a
 // tile, not a launch.
 
-constexpr int kMaxDenseBatch = 128;
+constexpr int kMaxDenseBatch = 56;
 
 template <typename T>
 struct DenseTask {
@@ -31,7 +31,8 @@ struct DenseTask {
   bool vectorized;  // every buffer 16-byte aligned
 };
 
-// Passed by value as a kernel parameter (about 8 KB: CUDA 12.1+, sm_70+).
+// Passed by value as a kernel parameter: with the hyperparameters within the
+// 4 KB every architecture accepts (sm_60 included).
 template <typename T>
 struct DenseBatch {
   int num_tasks;
@@ -39,13 +40,22 @@ struct DenseBatch {
   DenseTask<T> tasks[kMaxDenseBatch];
 };
 
+// Kernel parameters read in place, not copied to local memory (sm_70+).
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 700
+#define RMSPROP_GRID_CONSTANT
+#else
+#define RMSPROP_GRID_CONSTANT __grid_constant__
+#endif
+
 template <typename T>
 constexpr int64_t kDenseTile = int64_t{kThreads} * kVectorWidth<T>;
 
 template <typename T, bool kCentered, bool kMomentum>
 __global__ void __launch_bounds__(kThreads)
-    DenseApplyKernel(const __grid_constant__ DenseBatch<T> batch,
+    DenseApplyKernel(const RMSPROP_GRID_CONSTANT DenseBatch<T> batch,
                      const HyperOf<T> h) {
+  static_assert(sizeof(DenseBatch<T>) + sizeof(HyperOf<T>) <= 4000,
+                "kernel parameters over 4 KB need sm_70 and CUDA 12.1");
   constexpr int kN = kVectorWidth<T>;
   for (int64_t tile = blockIdx.x; tile < batch.num_tiles; tile += gridDim.x) {
     int lo = 0;

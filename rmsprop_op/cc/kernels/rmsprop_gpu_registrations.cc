@@ -59,4 +59,5 @@ RMSPROP_FOR_EACH_DTYPE(RMSPROP_REGISTER_GPU)
 extern "C" __attribute__((visibility("default"), used)) const char
     rmsprop_op_gpu_build_stamp[] =
         "rmsprop_op built against TensorFlow " RMSPROP_OP_TF_VERSION
-        "; rmsprop_op GPU kernels built for CUDA " RMSPROP_OP_CUDA_VERSION ";";
+        "; rmsprop_op GPU kernels built for CUDA " RMSPROP_OP_CUDA_VERSION
+        " (" RMSPROP_OP_CUDA_ARCHS ");";
