@@ -292,11 +292,16 @@ void CheckSparse(cudaStream_t stream, std::mt19937_64& rng, bool centered,
 
   const HyperOf<T> h = MakeHyper<T>(momentum);
   AsyncScratch scratch(stream);
-  int64_t reported = -2;
+  // The launcher only enqueues; the answer lands in pinned host memory.
+  unsigned long long* first_bad = nullptr;
+  CHECK_CUDA(cudaMallocHost(&first_bad, sizeof(*first_bad)));
   CHECK_CUDA(gpu::LaunchSparseApply<T>(
       stream, &scratch, d.Pointers(centered, momentum, 0), d_grad.get(),
-      d_indices.get(), num_indices, num_rows, row_size, h, &reported));
+      d_indices.get(), num_indices, num_rows, row_size, h, first_bad));
   CHECK_CUDA(cudaStreamSynchronize(stream));
+  const int64_t reported =
+      *first_bad == gpu::kNoBadIndex ? -1 : static_cast<int64_t>(*first_bad);
+  CHECK_CUDA(cudaFreeHost(first_bad));
   const Slots<T> got = d.Download();
 
   if (expected_bad < 0) {

@@ -109,13 +109,15 @@ void TimeSparse(cudaStream_t stream, std::mt19937_64& rng, Table* table) {
 
     const HyperOf<float> h = MakeHyper<float>(c.momentum);
     const SlotPointers<float> slots = d.Pointers(c.centered, c.momentum, 0);
+    unsigned long long* first_bad = nullptr;
+    CHECK_CUDA(cudaMallocHost(&first_bad, sizeof(*first_bad)));
     const double us = MedianMicros(stream, 20, [&] {
-      int64_t bad = -1;
       CHECK_CUDA(gpu::LaunchSparseApply<float>(stream, &scratch, slots,
                                                grad.get(), indices.get(),
                                                kIndices, kRows, kRowSize, h,
-                                               &bad));
+                                               first_bad));
     });
+    CHECK_CUDA(cudaFreeHost(first_bad));
     const int slot_count = 2 + c.centered + c.momentum;
     const double bytes = 4.0 * kIndices * kRowSize + 4.0 * kIndices +
                          4.0 * num_unique * kRowSize * 2 * slot_count;

@@ -40,8 +40,8 @@ using cpu::UpdateRangeFn;
 
 template <typename T>
 struct DenseApplyRMSProp<CPUDevice, T> {
-  void operator()(const CPUDevice& d, const DenseUpdate<T>* updates,
-                  int num_updates, const HyperOf<T>& h) {
+  DeviceStatus operator()(const CPUDevice& d, const DenseUpdate<T>* updates,
+                          int num_updates, const HyperOf<T>& h) {
     const SlotPointers<T>& first = updates[0].slots;
     const UpdateRangeFn<T, T> update_range =
         SelectUpdateRange<T, T>(first.mg != nullptr, first.mom != nullptr);
@@ -51,7 +51,7 @@ struct DenseApplyRMSProp<CPUDevice, T> {
                     [&](Eigen::Index begin, Eigen::Index end) {
                       update_range(u.slots, u.grad, begin, end, h);
                     });
-      return;
+      return {};
     }
     // Many variables: shard the concatenation of all their elements, so that
     // small variables share a thread and large ones are split.
@@ -71,6 +71,7 @@ struct DenseApplyRMSProp<CPUDevice, T> {
                                    lo - starts[i], hi - starts[i], h);
                     }
                   });
+    return {};
   }
 };
 
@@ -177,7 +178,8 @@ struct SparseApplyRMSProp<CPUDevice, T, Tindex> {
 }  // namespace functor
 
 #define RMSPROP_REGISTER_CPU(T) \
-  RMSPROP_REGISTER_KERNELS(CPUDevice, ::tensorflow::DEVICE_CPU, T);
+  RMSPROP_REGISTER_KERNELS(CPUDevice, ::tensorflow::DEVICE_CPU, T, \
+                           ::rmsprop_op::SparseApplyRMSPropOp);
 
 RMSPROP_FOR_EACH_DTYPE(RMSPROP_REGISTER_CPU)
 #undef RMSPROP_REGISTER_CPU

@@ -30,7 +30,8 @@ namespace gpu {
 //    the run in position order, in the compute type, and applies the update;
 //    the sums are the CPU kernel's, to the bit, on every run.
 // Every kernel after the first does nothing if an index was bad, so the whole
-// sequence is enqueued at once and the host waits once, to read the result.
+// sequence is enqueued at once; the result is copied to the caller's host
+// memory at the end, and nobody waits for it here.
 
 constexpr unsigned long long kNoBadIndex = ~0ull;
 
@@ -192,7 +193,7 @@ template <typename P, typename T, typename Tindex>
 cudaError_t LaunchSparseApplyWithPositions(
     cudaStream_t stream, ScratchAllocator* scratch, const SlotPointers<T>& slots,
     const T* grad, const Tindex* indices, int64_t num_indices, int64_t num_rows,
-    int64_t row_size, const HyperOf<T>& h, int64_t* bad_position) {
+    int64_t row_size, const HyperOf<T>& h, unsigned long long* host_first_bad) {
   // Checked indices are in [0, num_rows): sorting them as unsigned keys of
   // just the bits num_rows - 1 needs gives the same order in fewer passes.
   using Key = std::make_unsigned_t<Tindex>;
@@ -288,21 +289,15 @@ cudaError_t LaunchSparseApplyWithPositions(
     if (err != cudaSuccess) return err;
   }
 
-  unsigned long long first_bad = kNoBadIndex;
-  err = cudaMemcpyAsync(&first_bad, bad, sizeof(first_bad),
-                        cudaMemcpyDeviceToHost, stream);
-  if (err != cudaSuccess) return err;
-  err = cudaStreamSynchronize(stream);
-  if (err != cudaSuccess) return err;
-  if (first_bad != kNoBadIndex) {
-    *bad_position = static_cast<int64_t>(first_bad);
-  }
-  return cudaSuccess;
+  return cudaMemcpyAsync(host_first_bad, bad, sizeof(*bad),
+                         cudaMemcpyDeviceToHost, stream);
 }
 
-// Enqueues the sparse update on `stream` and waits for it. Sets
-// *bad_position to -1 or, with nothing written, to the position of the first
-// index outside [0, num_rows). D is the CUDA storage type, T the caller's
+// Enqueues the sparse update on `stream` without waiting for it. When the
+// stream reaches its end, *host_first_bad (pinned host memory, written by the
+// stream) holds kNoBadIndex or, with nothing written, the position of the
+// first index outside [0, num_rows); where the answer needs no device work
+// it is written before returning. D is the CUDA storage type, T the caller's
 // type of the same bits. Returns cudaErrorMemoryAllocation when `scratch`
 // has no memory, before anything is enqueued.
 template <typename D, typename T, typename Tindex>
@@ -310,13 +305,14 @@ cudaError_t LaunchSparseApply(cudaStream_t stream, ScratchAllocator* scratch,
                               const SlotPointers<T>& slots, const T* grad,
                               const Tindex* indices, int64_t num_indices,
                               int64_t num_rows, int64_t row_size,
-                              const HyperOf<D>& h, int64_t* bad_position) {
+                              const HyperOf<D>& h,
+                              unsigned long long* host_first_bad) {
   static_assert(std::is_integral_v<Tindex> && std::is_signed_v<Tindex>,
                 "indices are signed integers");
-  *bad_position = -1;
+  *host_first_bad = kNoBadIndex;
   if (num_indices <= 0) return cudaSuccess;
   if (num_rows <= 0) {  // no index can be in range
-    *bad_position = 0;
+    *host_first_bad = 0;
     return cudaSuccess;
   }
   const SlotPointers<D> d_slots = AsDevice<D>(slots);
@@ -324,11 +320,11 @@ cudaError_t LaunchSparseApply(cudaStream_t stream, ScratchAllocator* scratch,
   if (num_indices <= std::numeric_limits<int32_t>::max()) {
     return LaunchSparseApplyWithPositions<int32_t>(
         stream, scratch, d_slots, d_grad, indices, num_indices, num_rows,
-        row_size, h, bad_position);
+        row_size, h, host_first_bad);
   }
   return LaunchSparseApplyWithPositions<int64_t>(
       stream, scratch, d_slots, d_grad, indices, num_indices, num_rows,
-      row_size, h, bad_position);
+      row_size, h, host_first_bad);
 }
 
 }  // namespace gpu

@@ -74,6 +74,19 @@ struct DenseUpdate {
   int64_t size;
 };
 
+// What a device functor reports. The CUDA half of the GPU library cannot
+// build a tensorflow::Status, so a failed CUDA call comes back as the step
+// that failed and the device's message, and the op fails with them (the
+// process never aborts). CPU functors always succeed.
+struct DeviceStatus {
+  const char* failed_step = nullptr;  // e.g. "the dense RMSProp update"
+  const char* message = nullptr;      // the device's error message
+  // Scratch memory ran out before anything was enqueued; TensorFlow's
+  // allocator has already set the op's status.
+  bool out_of_memory = false;
+  bool ok() const { return failed_step == nullptr && !out_of_memory; }
+};
+
 namespace functor {
 
 // Updates every element of one or more variables (the grouped op passes
@@ -81,14 +94,16 @@ namespace functor {
 // choice.
 template <typename Device, typename T>
 struct DenseApplyRMSProp {
-  void operator()(const Device& d, const DenseUpdate<T>* updates,
-                  int num_updates, const HyperOf<T>& h);
+  DeviceStatus operator()(const Device& d, const DenseUpdate<T>* updates,
+                          int num_updates, const HyperOf<T>& h);
 };
 
 // Updates the rows named by `indices` (num_indices of them, each row_size
 // elements; grad holds one row per index). Duplicate indices are summed in
 // index-position order before the update. Returns -1 on success or, without
 // writing anything, the position of the first index outside [0, num_rows).
+// CPU only: on a GPU the update is enqueued and its answer arrives later
+// (EnqueueSparseApplyRMSProp, rmsprop_gpu_functors.h).
 template <typename Device, typename T, typename Tindex>
 struct SparseApplyRMSProp {
   int64_t operator()(const Device& d, const SlotPointers<T>& slots,

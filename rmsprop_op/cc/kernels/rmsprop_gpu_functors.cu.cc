@@ -1,8 +1,6 @@
 // GPU functors of the fused RMSProp ops: TensorFlow's types mapped onto the
 // kernels of rmsprop_cuda_dense.cu.h and rmsprop_cuda_sparse.cu.h. Compiled by nvcc with the CUDA
 // toolkit's headers and none of TensorFlow's (see rmsprop_gpu_functors.h).
-#include <cstdio>
-#include <cstdlib>
 
 #include "rmsprop_op/cc/kernels/rmsprop_functors.h"
 #include "rmsprop_op/cc/kernels/rmsprop_gpu_functors.h"
@@ -35,14 +33,9 @@ struct CudaTypeOf<std::complex<R>> {
 template <typename T>
 using CudaType = typename CudaTypeOf<T>::type;
 
-// The functors cannot return a Status; like TensorFlow's own GPU kernels on a
-// failed launch, stop the process rather than leave variables half-updated
-// without a word.
-void CheckCuda(cudaError_t err, const char* what) {
-  if (err == cudaSuccess) return;
-  std::fprintf(stderr, "rmsprop_op: CUDA error in %s: %s (%s)\n", what,
-               cudaGetErrorName(err), cudaGetErrorString(err));
-  std::abort();
+DeviceStatus StatusOf(cudaError_t err, const char* step) {
+  if (err == cudaSuccess) return {};
+  return {step, cudaGetErrorString(err)};
 }
 
 class TensorFlowScratch : public gpu::ScratchAllocator {
@@ -62,27 +55,31 @@ class TensorFlowScratch : public gpu::ScratchAllocator {
 };
 
 template <typename T>
-void ApplyDense(const GPUDevice& d, const DenseUpdate<T>* updates,
-                int num_updates, const HyperOf<T>& h) {
-  CheckCuda(gpu::LaunchDenseApply<CudaType<T>>(GpuStream(d), updates,
-                                               num_updates, h),
-            "the dense RMSProp update");
+DeviceStatus ApplyDense(const GPUDevice& d, const DenseUpdate<T>* updates,
+                        int num_updates, const HyperOf<T>& h) {
+  return StatusOf(gpu::LaunchDenseApply<CudaType<T>>(GpuStream(d), updates,
+                                                     num_updates, h),
+                  "the dense RMSProp update");
 }
 
 template <typename T, typename Tindex>
-int64_t ApplySparse(const GPUDevice& d, const SlotPointers<T>& slots,
-                    const T* grad, const Tindex* indices, int64_t num_indices,
-                    int64_t num_rows, int64_t row_size, const HyperOf<T>& h) {
+DeviceStatus EnqueueSparse(const GPUDevice& d, const SlotPointers<T>& slots,
+                           const T* grad, const Tindex* indices,
+                           int64_t num_indices, int64_t num_rows,
+                           int64_t row_size, const HyperOf<T>& h,
+                           uint64_t* host_first_bad) {
+  static_assert(sizeof(unsigned long long) == sizeof(uint64_t) &&
+                gpu::kNoBadIndex == functor::kNoBadIndex);
   TensorFlowScratch scratch(d);
-  int64_t bad = -1;
   const cudaError_t err = gpu::LaunchSparseApply<CudaType<T>>(
       GpuStream(d), &scratch, slots, grad, indices, num_indices, num_rows,
-      row_size, h, &bad);
-  // Out of scratch memory, nothing was enqueued and TensorFlow's allocator
-  // has already failed the op with ResourceExhausted.
-  if (err == cudaErrorMemoryAllocation && scratch.exhausted()) return -1;
-  CheckCuda(err, "the sparse RMSProp update");
-  return bad;
+      row_size, h, reinterpret_cast<unsigned long long*>(host_first_bad));
+  if (err == cudaErrorMemoryAllocation && scratch.exhausted()) {
+    DeviceStatus status;
+    status.out_of_memory = true;
+    return status;
+  }
+  return StatusOf(err, "the sparse RMSProp update");
 }
 
 }  // namespace
@@ -91,20 +88,20 @@ namespace functor {
 
 #define RMSPROP_DEFINE_GPU_SPARSE_FUNCTOR(T, Tindex)                         \
   template <>                                                                \
-  int64_t SparseApplyRMSProp<GPUDevice, T, Tindex>::operator()(              \
+  DeviceStatus EnqueueSparseApplyRMSProp<T, Tindex>::operator()(             \
       const GPUDevice& d, const SlotPointers<T>& slots, const T* grad,       \
       const Tindex* indices, int64_t num_indices, int64_t num_rows,          \
-      int64_t row_size, const HyperOf<T>& h) {                               \
-    return ApplySparse<T, Tindex>(d, slots, grad, indices, num_indices,      \
-                                  num_rows, row_size, h);                    \
+      int64_t row_size, const HyperOf<T>& h, uint64_t* host_first_bad) {     \
+    return EnqueueSparse<T, Tindex>(d, slots, grad, indices, num_indices,    \
+                                    num_rows, row_size, h, host_first_bad);  \
   }
 
 #define RMSPROP_DEFINE_GPU_FUNCTORS(T)                                       \
   template <>                                                                \
-  void DenseApplyRMSProp<GPUDevice, T>::operator()(                          \
+  DeviceStatus DenseApplyRMSProp<GPUDevice, T>::operator()(                  \
       const GPUDevice& d, const DenseUpdate<T>* updates, int num_updates,    \
       const HyperOf<T>& h) {                                                 \
-    ApplyDense<T>(d, updates, num_updates, h);                               \
+    return ApplyDense<T>(d, updates, num_updates, h);                        \
   }                                                                          \
   RMSPROP_DEFINE_GPU_SPARSE_FUNCTOR(T, int32_t)                              \
   RMSPROP_DEFINE_GPU_SPARSE_FUNCTOR(T, int64_t)

@@ -35,16 +35,33 @@ void GpuDeallocate(const Eigen::GpuDevice& d, void* buffer);
 
 namespace functor {
 
+// Where a sparse update on a GPU leaves its answer.
+constexpr uint64_t kNoBadIndex = ~uint64_t{0};
+
+// The sparse update of SparseApplyRMSProp (rmsprop_functors.h), enqueued on
+// the op's stream without waiting: when the stream reaches its end,
+// *host_first_bad (pinned host memory) holds kNoBadIndex or, with nothing
+// written, the position of the first index outside [0, num_rows).
+template <typename T, typename Tindex>
+struct EnqueueSparseApplyRMSProp {
+  DeviceStatus operator()(const Eigen::GpuDevice& d,
+                          const SlotPointers<T>& slots, const T* grad,
+                          const Tindex* indices, int64_t num_indices,
+                          int64_t num_rows, int64_t row_size,
+                          const HyperOf<T>& h, uint64_t* host_first_bad);
+};
+
 #define RMSPROP_DECLARE_GPU_SPARSE_FUNCTOR(T, Tindex)                       \
   template <>                                                               \
-  int64_t SparseApplyRMSProp<Eigen::GpuDevice, T, Tindex>::operator()(      \
+  DeviceStatus EnqueueSparseApplyRMSProp<T, Tindex>::operator()(            \
       const Eigen::GpuDevice& d, const SlotPointers<T>& slots,              \
       const T* grad, const Tindex* indices, int64_t num_indices,            \
-      int64_t num_rows, int64_t row_size, const HyperOf<T>& h)
+      int64_t num_rows, int64_t row_size, const HyperOf<T>& h,              \
+      uint64_t* host_first_bad)
 
 #define RMSPROP_DECLARE_GPU_FUNCTORS(T)                                     \
   template <>                                                               \
-  void DenseApplyRMSProp<Eigen::GpuDevice, T>::operator()(                  \
+  DeviceStatus DenseApplyRMSProp<Eigen::GpuDevice, T>::operator()(          \
       const Eigen::GpuDevice& d, const DenseUpdate<T>* updates,             \
       int num_updates, const HyperOf<T>& h);                                \
   RMSPROP_DECLARE_GPU_SPARSE_FUNCTOR(T, int32_t);                           \

@@ -1,4 +1,5 @@
-// GPU kernel registrations of the fused RMSProp ops.
+// GPU kernel registrations of the fused RMSProp ops, and the GPU's
+// asynchronous sparse op.
 //
 // Built into a library of its own (_rmsprop_gpu_kernels.so), loaded after the
 // op library and only where TensorFlow sees a GPU. This half is compiled by
@@ -15,6 +16,7 @@
 #include "rmsprop_op/cc/kernels/rmsprop_gpu_functors.h"
 #include "rmsprop_op/cc/kernels/rmsprop_op_kernels.h"
 #include "rmsprop_op/cc/kernels/variable_access.h"
+#include "tensorflow/core/common_runtime/device/device_event_mgr.h"
 #include "tensorflow/core/framework/op_kernel.h"
 #include "unsupported/Eigen/CXX11/Tensor"
 
@@ -46,8 +48,70 @@ void DeviceMemcpy<GPUDevice>(const GPUDevice& d, void* dst, const void* src,
   d.memcpy(dst, src, bytes);  // asynchronous, on the op's stream
 }
 
-#define RMSPROP_REGISTER_GPU(T) \
-  RMSPROP_REGISTER_KERNELS(GPUDevice, ::tensorflow::DEVICE_GPU, T);
+// The sparse ops on a GPU: the update is enqueued whole (index check, row
+// grouping, update) and the op finishes when the stream has copied the index
+// check's answer to pinned host memory, through TensorFlow's event manager:
+// no thread waits on the stream, and the variable locks are released once
+// the work is enqueued, as the stream orders every later update after it.
+// With a bad index the device writes nothing and the op fails.
+template <typename Device, typename T, typename Tindex, bool kCentered>
+class GpuSparseApplyRMSPropOp
+    : public SingleVariableOpBase<Device, T, kCentered,
+                                  tensorflow::AsyncOpKernel> {
+ public:
+  explicit GpuSparseApplyRMSPropOp(tensorflow::OpKernelConstruction* ctx)
+      : SingleVariableOpBase<Device, T, kCentered, tensorflow::AsyncOpKernel>(
+            ctx) {}
+
+  void ComputeAsync(tensorflow::OpKernelContext* ctx,
+                    tensorflow::AsyncOpKernel::DoneCallback done) override {
+    HyperOf<T> h;
+    SparseUpdate<T, Tindex> u;
+    tensorflow::Tensor first_bad;
+    {
+      LockedVariables<Device> vars;
+      OP_REQUIRES_OK_ASYNC(ctx, this->PrepareSparse(ctx, &h, &vars, &u), done);
+      if (u.num_indices == 0) {
+        done();
+        return;
+      }
+      tensorflow::AllocatorAttributes pinned;
+      pinned.set_on_host(true);
+      pinned.set_gpu_compatible(true);
+      OP_REQUIRES_OK_ASYNC(
+          ctx,
+          ctx->allocate_temp(tensorflow::DT_UINT64, tensorflow::TensorShape({}),
+                             &first_bad, pinned),
+          done);
+      const DeviceStatus status =
+          functor::EnqueueSparseApplyRMSProp<T, Tindex>()(
+              ctx->eigen_device<Device>(), u.slots, u.grad, u.indices,
+              u.num_indices, u.num_rows, u.row_size, h,
+              first_bad.scalar<tensorflow::uint64>().data());
+      if (status.out_of_memory && !ctx->status().ok()) {
+        done();
+        return;
+      }
+      OP_REQUIRES_ASYNC(ctx, status.ok(), DeviceError(status), done);
+    }  // the variable locks are released here
+    const int64_t num_rows = u.num_rows;
+    auto finish = [ctx, done, first_bad, num_rows]() {
+      const uint64_t bad = first_bad.scalar<tensorflow::uint64>()();
+      if (bad != functor::kNoBadIndex) {
+        ctx->SetStatus(SingleVariableOpBase<Device, T, kCentered,
+                                            tensorflow::AsyncOpKernel>::
+                           BadIndexError(static_cast<int64_t>(bad), num_rows));
+      }
+      done();
+    };
+    ctx->device()->tensorflow_accelerator_device_info()->event_mgr->ThenExecute(
+        ctx->op_device_context()->stream(), std::move(finish));
+  }
+};
+
+#define RMSPROP_REGISTER_GPU(T)                                     \
+  RMSPROP_REGISTER_KERNELS(GPUDevice, ::tensorflow::DEVICE_GPU, T, \
+                           ::rmsprop_op::GpuSparseApplyRMSPropOp);
 
 RMSPROP_FOR_EACH_DTYPE(RMSPROP_REGISTER_GPU)
 #undef RMSPROP_REGISTER_GPU

@@ -103,6 +103,18 @@ struct VariableLayout {
   }
 };
 
+// The op's error for a device functor that failed.
+inline absl::Status DeviceError(const DeviceStatus& status) {
+  if (status.out_of_memory) {
+    return absl::ResourceExhaustedError(
+        "out of device memory for the sparse update's scratch buffers; "
+        "nothing was updated");
+  }
+  return absl::InternalError(absl::StrCat(
+      "CUDA error in ", status.failed_step, ": ", status.message,
+      " (the variables may be partly updated)"));
+}
+
 template <typename Device>
 std::vector<tensorflow::Tensor> TensorsOf(const LockedVariables<Device>& vars) {
   std::vector<tensorflow::Tensor> tensors;
@@ -111,13 +123,26 @@ std::vector<tensorflow::Tensor> TensorsOf(const LockedVariables<Device>& vars) {
   return tensors;
 }
 
-// What the single-variable ops share: their attrs, and looking up, locking
-// and shape-checking var and its slots.
-template <typename Device, typename T, bool kCentered>
-class SingleVariableOpBase : public tensorflow::OpKernel {
+// What a sparse update needs once its inputs are validated.
+template <typename T, typename Tindex>
+struct SparseUpdate {
+  SlotPointers<T> slots;
+  const T* grad;
+  const Tindex* indices;
+  int64_t num_indices;
+  int64_t num_rows;
+  int64_t row_size;
+};
+
+// What the single-variable ops share: their attrs, looking up, locking and
+// shape-checking var and its slots, and validating a sparse update. Base is
+// OpKernel, or AsyncOpKernel for the GPU's sparse ops.
+template <typename Device, typename T, bool kCentered,
+          typename Base = tensorflow::OpKernel>
+class SingleVariableOpBase : public Base {
  protected:
   explicit SingleVariableOpBase(tensorflow::OpKernelConstruction* ctx)
-      : OpKernel(ctx) {
+      : Base(ctx) {
     OP_REQUIRES_OK(ctx, ctx->GetAttr("use_locking", &use_locking_));
     OP_REQUIRES_OK(ctx, ctx->GetAttr("epsilon_after_sqrt", &epsilon_after_sqrt_));
     int num_mom;
@@ -137,6 +162,55 @@ class SingleVariableOpBase : public tensorflow::OpKernel {
                                      tensorflow::DataTypeToEnum<T>::v(),
                                      use_locking_, sparse));
     return layout_.CheckSlotShapes(*vars, 0);
+  }
+
+  // Reads and checks every input of a sparse update and locks the variables
+  // (in *vars); *update points into them.
+  template <typename Tindex>
+  absl::Status PrepareSparse(tensorflow::OpKernelContext* ctx, HyperOf<T>* h,
+                             LockedVariables<Device>* vars,
+                             SparseUpdate<T, Tindex>* update) const {
+    TF_RETURN_IF_ERROR(ReadHyperparameters<T>(ctx, layout_.momentum,
+                                              epsilon_after_sqrt_, h));
+    const tensorflow::Tensor* grad;
+    TF_RETURN_IF_ERROR(ctx->input("grad", &grad));
+    const tensorflow::Tensor* indices;
+    TF_RETURN_IF_ERROR(ctx->input("indices", &indices));
+    if (!tensorflow::TensorShapeUtils::IsVector(indices->shape())) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "indices must be a vector, got shape ", indices->shape().DebugString()));
+    }
+    TF_RETURN_IF_ERROR(AcquireVariables(ctx, /*sparse=*/true, vars));
+    const tensorflow::Tensor var = vars->tensor(layout_.var(0));
+    if (var.dims() < 1) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "var must be at least 1-D for a sparse update, got shape ",
+          var.shape().DebugString()));
+    }
+    const int64_t num_indices = indices->dim_size(0);
+    tensorflow::TensorShape expected_grad_shape = var.shape();
+    expected_grad_shape.set_dim(0, num_indices);
+    if (grad->shape() != expected_grad_shape) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "grad has shape ", grad->shape().DebugString(), " but must be ",
+          expected_grad_shape.DebugString(), ": one row of var (shape ",
+          var.shape().DebugString(), ") per index (", num_indices,
+          " indices)"));
+    }
+    const int64_t num_rows = var.dim_size(0);
+    *update = {layout_.template Slots<T>(TensorsOf(*vars), 0),
+               grad->flat<T>().data(),
+               indices->flat<Tindex>().data(),
+               num_indices,
+               num_rows,
+               num_rows > 0 ? var.NumElements() / num_rows : 0};
+    return absl::OkStatus();
+  }
+
+  static absl::Status BadIndexError(int64_t position, int64_t num_rows) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "indices[", position, "] is out of range: every index must be in [0, ",
+        num_rows, "), the rows of var; nothing was updated"));
   }
 
   bool use_locking_;
@@ -169,8 +243,9 @@ class DenseApplyRMSPropOp : public SingleVariableOpBase<Device, T, kCentered> {
     const std::vector<tensorflow::Tensor> tensors = TensorsOf(vars);
     const DenseUpdate<T> update = {this->layout_.template Slots<T>(tensors, 0),
                                    grad->flat<T>().data(), var.NumElements()};
-    functor::DenseApplyRMSProp<Device, T>()(ctx->eigen_device<Device>(),
-                                            &update, 1, h);
+    const DeviceStatus status = functor::DenseApplyRMSProp<Device, T>()(
+        ctx->eigen_device<Device>(), &update, 1, h);
+    OP_REQUIRES(ctx, status.ok(), DeviceError(status));
   }
 };
 
@@ -183,44 +258,13 @@ class SparseApplyRMSPropOp : public SingleVariableOpBase<Device, T, kCentered> {
 
   void Compute(tensorflow::OpKernelContext* ctx) override {
     HyperOf<T> h;
-    OP_REQUIRES_OK(ctx, ReadHyperparameters<T>(ctx, this->layout_.momentum,
-                                                this->epsilon_after_sqrt_, &h));
-    const tensorflow::Tensor* grad;
-    OP_REQUIRES_OK(ctx, ctx->input("grad", &grad));
-    const tensorflow::Tensor* indices;
-    OP_REQUIRES_OK(ctx, ctx->input("indices", &indices));
-    OP_REQUIRES(ctx, tensorflow::TensorShapeUtils::IsVector(indices->shape()),
-                absl::InvalidArgumentError(absl::StrCat(
-                    "indices must be a vector, got shape ",
-                    indices->shape().DebugString())));
     LockedVariables<Device> vars;
-    OP_REQUIRES_OK(ctx, this->AcquireVariables(ctx, /*sparse=*/true, &vars));
-    const tensorflow::Tensor var = vars.tensor(this->layout_.var(0));
-    OP_REQUIRES(ctx, var.dims() >= 1,
-                absl::InvalidArgumentError(absl::StrCat(
-                    "var must be at least 1-D for a sparse update, got shape ",
-                    var.shape().DebugString())));
-    const int64_t num_indices = indices->dim_size(0);
-    tensorflow::TensorShape expected_grad_shape = var.shape();
-    expected_grad_shape.set_dim(0, num_indices);
-    OP_REQUIRES(ctx, grad->shape() == expected_grad_shape,
-                absl::InvalidArgumentError(absl::StrCat(
-                    "grad has shape ", grad->shape().DebugString(),
-                    " but must be ", expected_grad_shape.DebugString(),
-                    ": one row of var (shape ", var.shape().DebugString(),
-                    ") per index (", num_indices, " indices)")));
-    const int64_t num_rows = var.dim_size(0);
-    const int64_t row_size = num_rows > 0 ? var.NumElements() / num_rows : 0;
-    const std::vector<tensorflow::Tensor> tensors = TensorsOf(vars);
+    SparseUpdate<T, Tindex> u;
+    OP_REQUIRES_OK(ctx, this->PrepareSparse(ctx, &h, &vars, &u));
     const int64_t bad = functor::SparseApplyRMSProp<Device, T, Tindex>()(
-        ctx->eigen_device<Device>(), this->layout_.template Slots<T>(tensors, 0),
-        grad->flat<T>().data(), indices->flat<Tindex>().data(), num_indices,
-        num_rows, row_size, h);
-    OP_REQUIRES(ctx, bad < 0,
-                absl::InvalidArgumentError(absl::StrCat(
-                    "indices[", bad, "] is out of range: every index must be "
-                    "in [0, ", num_rows, "), the rows of var; nothing was "
-                    "updated")));
+        ctx->eigen_device<Device>(), u.slots, u.grad, u.indices,
+        u.num_indices, u.num_rows, u.row_size, h);
+    OP_REQUIRES(ctx, bad < 0, this->BadIndexError(bad, u.num_rows));
   }
 };
 
@@ -272,9 +316,10 @@ class GroupApplyRMSPropOp : public tensorflow::OpKernel {
                          var.NumElements()});
     }
     if (updates.empty()) return;
-    functor::DenseApplyRMSProp<Device, T>()(ctx->eigen_device<Device>(),
-                                            updates.data(),
-                                            static_cast<int>(updates.size()), h);
+    const DeviceStatus status = functor::DenseApplyRMSProp<Device, T>()(
+        ctx->eigen_device<Device>(), updates.data(),
+        static_cast<int>(updates.size()), h);
+    OP_REQUIRES(ctx, status.ok(), DeviceError(status));
   }
 
  private:
@@ -296,8 +341,9 @@ class GroupApplyRMSPropOp : public tensorflow::OpKernel {
       .HostMemory("epsilon")                                            \
       .TypeConstraint<T>("T")
 
-// Registers the op kernels of one device for one variable dtype.
-#define RMSPROP_REGISTER_KERNELS(DEVICE, DEVICE_TYPE, T)                         \
+// Registers the op kernels of one device for one variable dtype; SPARSE_OP is
+// the sparse ops' kernel class (the GPU's is asynchronous).
+#define RMSPROP_REGISTER_KERNELS(DEVICE, DEVICE_TYPE, T, SPARSE_OP)              \
   REGISTER_KERNEL_BUILDER(                                                       \
       RMSPROP_KERNEL_BUILDER("FusedResourceApplyRMSProp", DEVICE_TYPE, T),       \
       ::rmsprop_op::DenseApplyRMSPropOp<DEVICE, T, false>);                      \
@@ -307,19 +353,19 @@ class GroupApplyRMSPropOp : public tensorflow::OpKernel {
   REGISTER_KERNEL_BUILDER(                                                       \
       RMSPROP_KERNEL_BUILDER("FusedResourceGroupApplyRMSProp", DEVICE_TYPE, T),  \
       ::rmsprop_op::GroupApplyRMSPropOp<DEVICE, T>);                             \
-  RMSPROP_REGISTER_SPARSE_KERNELS(DEVICE, DEVICE_TYPE, T, int32_t);              \
-  RMSPROP_REGISTER_SPARSE_KERNELS(DEVICE, DEVICE_TYPE, T, int64_t)
+  RMSPROP_REGISTER_SPARSE_KERNELS(DEVICE, DEVICE_TYPE, T, int32_t, SPARSE_OP);   \
+  RMSPROP_REGISTER_SPARSE_KERNELS(DEVICE, DEVICE_TYPE, T, int64_t, SPARSE_OP)
 
-#define RMSPROP_REGISTER_SPARSE_KERNELS(DEVICE, DEVICE_TYPE, T, Tindex)         \
+#define RMSPROP_REGISTER_SPARSE_KERNELS(DEVICE, DEVICE_TYPE, T, Tindex, SPARSE_OP) \
   REGISTER_KERNEL_BUILDER(                                                      \
       RMSPROP_KERNEL_BUILDER("FusedResourceSparseApplyRMSProp", DEVICE_TYPE, T) \
           .TypeConstraint<Tindex>("Tindices"),                                  \
-      ::rmsprop_op::SparseApplyRMSPropOp<DEVICE, T, Tindex, false>);            \
+      SPARSE_OP<DEVICE, T, Tindex, false>);                                     \
   REGISTER_KERNEL_BUILDER(                                                      \
       RMSPROP_KERNEL_BUILDER("FusedResourceSparseApplyCenteredRMSProp",         \
                              DEVICE_TYPE, T)                                    \
           .TypeConstraint<Tindex>("Tindices"),                                  \
-      ::rmsprop_op::SparseApplyRMSPropOp<DEVICE, T, Tindex, true>)
+      SPARSE_OP<DEVICE, T, Tindex, true>)
 
 }  // namespace rmsprop_op
 
