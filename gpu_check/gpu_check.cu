@@ -8,6 +8,7 @@
 // against a device-to-device copy. Needs no TensorFlow: `make gpu-check`.
 // Without a usable GPU it says so and exits 0.
 #include <cuda_runtime.h>
+#include <xmmintrin.h>
 
 #include <algorithm>
 #include <cinttypes>
@@ -16,9 +17,11 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <numeric>
 #include <random>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "rmsprop_op/cc/kernels/rmsprop_functors.h"
@@ -33,20 +36,39 @@ namespace gpu = rmsprop_op::gpu;
 using rmsprop_op::ComputeType;
 using rmsprop_op::DenseUpdate;
 using rmsprop_op::HyperOf;
+using rmsprop_op::RealOf;
 using rmsprop_op::SlotPointers;
 
 #include "gpu_check/gpu_check_support.cu.h"
 
-// Without momentum epsilon goes after the root (as the tf_keras flavour asks),
-// with momentum under it, so that the checks cover both placements.
+// Hyperparameter sets, epsilon's placement independent of momentum (with no
+// momentum slot, momentum is 0).
+struct HyperSet {
+  const char* name;
+  double lr, rho, momentum, epsilon;
+  bool epsilon_after_sqrt;
+};
+constexpr HyperSet kHyperSets[] = {
+    {"defaults", 0.001, 0.9, 0.9, 1e-7, false},
+    {"epsilon after the root", 0.01, 0.9, 0.9, 1e-7, true},
+    {"rho 0.99", 0.1, 0.99, 0.5, 1e-3, false},
+    {"rho 0, epsilon 0", 1e-4, 0.0, 0.99, 0.0, true},
+    {"rho 1, lr 0.5", 0.5, 1.0, 0.3, 1e-7, false},
+};
+
+template <typename T>
+HyperOf<T> MakeHyper(const HyperSet& s, bool momentum) {
+  using R = decltype(HyperOf<T>{}.lr);
+  return {static_cast<R>(s.lr), static_cast<R>(s.rho),
+          static_cast<R>(1.0 - s.rho), static_cast<R>(momentum ? s.momentum : 0.0),
+          static_cast<R>(s.epsilon_after_sqrt ? 0.0 : s.epsilon),
+          static_cast<R>(s.epsilon_after_sqrt ? s.epsilon : 0.0)};
+}
+
+// The timings' hyperparameters.
 template <typename T>
 HyperOf<T> MakeHyper(bool momentum) {
-  using R = decltype(HyperOf<T>{}.lr);
-  const double lr = 0.01, rho = 0.9, epsilon = 1e-7;
-  const double mom = momentum ? 0.9 : 0.0;
-  return {static_cast<R>(lr), static_cast<R>(rho), static_cast<R>(1.0 - rho),
-          static_cast<R>(mom), static_cast<R>(momentum ? epsilon : 0.0),
-          static_cast<R>(momentum ? 0.0 : epsilon)};
+  return MakeHyper<T>(kHyperSets[0], momentum);
 }
 
 // The CPU reference: element i of the update with gradient g, as the CPU
@@ -58,9 +80,9 @@ void ReferenceElement(Slots<T>& s, int64_t i, ComputeType<T> g,
   C ms = gpu::ToCompute(s.ms[i]);
   C mg = kCentered ? gpu::ToCompute(s.mg[i]) : C(0);
   C mom = kMomentum ? gpu::ToCompute(s.mom[i]) : C(0);
-  const C delta =
-      rmsprop_math::UpdateElement<kCentered, kMomentum, C>(g, ms, mg, mom, h);
-  s.var[i] = gpu::FromCompute<T>(gpu::ToCompute(s.var[i]) - delta);
+  C var = gpu::ToCompute(s.var[i]);
+  rmsprop_math::UpdateStored<kCentered, kMomentum, C>(g, var, ms, mg, mom, h);
+  s.var[i] = gpu::FromCompute<T>(var);
   s.ms[i] = gpu::FromCompute<T>(ms);
   if (kCentered) s.mg[i] = gpu::FromCompute<T>(mg);
   if (kMomentum) s.mom[i] = gpu::FromCompute<T>(mom);
@@ -81,15 +103,6 @@ ReferenceFn<T> SelectReference(bool centered, bool momentum) {
 }
 
 template <typename C>
-bool IsNan(C x) {
-  return std::isnan(static_cast<double>(x));
-}
-template <typename R>
-bool IsNan(rmsprop_math::Complex<R> x) {
-  return std::isnan(x.re) || std::isnan(x.im);
-}
-
-template <typename C>
 std::string Format(C x) {
   char buf[40];
   std::snprintf(buf, sizeof(buf), "%.17g", static_cast<double>(x));
@@ -103,8 +116,8 @@ std::string Format(rmsprop_math::Complex<R> x) {
   return buf;
 }
 
-// Counts elements whose bits differ (NaN matching NaN) and describes the
-// first.
+// Counts elements whose bits differ (NaNs too: both devices store the one
+// canonical NaN) and describes the first.
 template <typename T>
 int64_t CountMismatches(const std::vector<T>& got, const std::vector<T>& want,
                         const char* name, std::string* first) {
@@ -112,10 +125,7 @@ int64_t CountMismatches(const std::vector<T>& got, const std::vector<T>& want,
   for (size_t i = 0; i < got.size(); ++i) {
     const auto a = gpu::ToCompute(got[i]);
     const auto b = gpu::ToCompute(want[i]);
-    if (std::memcmp(&got[i], &want[i], sizeof(T)) == 0 ||
-        (IsNan(a) && IsNan(b))) {
-      continue;
-    }
+    if (std::memcmp(&got[i], &want[i], sizeof(T)) == 0) continue;
     if (count++ == 0) {
       *first = std::string(name) + "[" + std::to_string(i) + "]: got " +
                Format(a) + ", want " + Format(b);
@@ -154,21 +164,22 @@ template <typename T>
 void CheckDense(cudaStream_t stream, std::mt19937_64& rng, bool centered,
                 bool momentum, const std::vector<int64_t>& sizes,
                 const std::vector<int>& misalign, const char* label,
-                Tally* tally) {
+                Tally* tally, const HyperSet& hs = kHyperSets[0],
+                bool special = false) {
   std::vector<int64_t> offsets;
   int64_t total = 0;
   for (size_t i = 0; i < sizes.size(); ++i) {
     offsets.push_back(total + misalign[i]);
     total = (offsets.back() + sizes[i] + 15) / 16 * 16;
   }
-  Slots<T> want = Slots<T>::Random(rng, total);
-  const std::vector<T> grad = RandomVector<T>(rng, total, -1.0, 1.0);
+  Slots<T> want = Slots<T>::Random(rng, total, special);
+  const std::vector<T> grad = RandomVector<T>(rng, total, -1.0, 1.0, special);
   DeviceSlots<T> d(total);
   d.Upload(want);
   DeviceBuffer<T> d_grad(total);
   d_grad.Upload(grad);
 
-  const HyperOf<T> h = MakeHyper<T>(momentum);
+  const HyperOf<T> h = MakeHyper<T>(hs, momentum);
   std::vector<DenseUpdate<T>> updates;
   for (size_t i = 0; i < sizes.size(); ++i) {
     updates.push_back({d.Pointers(centered, momentum, offsets[i]),
@@ -188,8 +199,9 @@ void CheckDense(cudaStream_t stream, std::mt19937_64& rng, bool centered,
   std::string first;
   const int64_t bad = CompareSlots(got, want, &first);
   char what[160];
-  std::snprintf(what, sizeof(what), "dense %s %s %s", TypeName<T>(),
-                VariantName(centered, momentum), label);
+  std::snprintf(what, sizeof(what), "dense %s %s %s, %s%s", TypeName<T>(),
+                VariantName(centered, momentum), label, hs.name,
+                special ? ", special values" : "");
   tally->Record(bad == 0, what,
                 std::to_string(bad) + " elements differ; first " + first);
 }
@@ -206,12 +218,21 @@ void CheckDenseAll(cudaStream_t stream, std::mt19937_64& rng, Tally* tally) {
   }
   for (int v = 0; v < 4; ++v) {
     const bool centered = v & 2, momentum = v & 1;
-    CheckDense<T>(stream, rng, centered, momentum,
-                  {100003, 1, 7, 4096, 1027}, {0, 0, 1, 0, 1}, "mixed sizes",
-                  tally);
+    for (const HyperSet& hs : kHyperSets) {
+      for (bool special : {false, true}) {
+        CheckDense<T>(stream, rng, centered, momentum,
+                      {100003, 1, 7, 4096, 1027}, {0, 0, 1, 0, 1},
+                      "mixed sizes", tally, hs, special);
+      }
+    }
     CheckDense<T>(stream, rng, centered, momentum, many_sizes, many_misalign,
                   "300 updates", tally);
   }
+  // Several waves of the grid-stride loop on any GPU, aligned and not.
+  CheckDense<T>(stream, rng, true, true, {3000017}, {0}, "3M elements", tally,
+                kHyperSets[2], true);
+  CheckDense<T>(stream, rng, false, false, {3000017}, {1}, "3M misaligned",
+                tally, kHyperSets[1], true);
 }
 
 // The reference of a sparse update: duplicates summed in position order in
@@ -268,11 +289,12 @@ template <typename T, typename Tindex>
 void CheckSparse(cudaStream_t stream, std::mt19937_64& rng, bool centered,
                  bool momentum, int64_t num_rows, int64_t row_size,
                  int64_t num_indices, const std::vector<int64_t>& bad_at,
-                 Tally* tally) {
+                 Tally* tally, const HyperSet& hs = kHyperSets[0],
+                 bool special = false) {
   const int64_t total = num_rows * row_size;
-  Slots<T> want = Slots<T>::Random(rng, total);
+  Slots<T> want = Slots<T>::Random(rng, total, special);
   const std::vector<T> grad =
-      RandomVector<T>(rng, num_indices * row_size, -1.0, 1.0);
+      RandomVector<T>(rng, num_indices * row_size, -1.0, 1.0, special);
   std::vector<Tindex> indices =
       RandomIndices<Tindex>(rng, num_indices, num_rows);
   for (size_t k = 0; k < bad_at.size(); ++k) {
@@ -290,7 +312,7 @@ void CheckSparse(cudaStream_t stream, std::mt19937_64& rng, bool centered,
   DeviceBuffer<Tindex> d_indices(indices.size());
   d_indices.Upload(indices);
 
-  const HyperOf<T> h = MakeHyper<T>(momentum);
+  const HyperOf<T> h = MakeHyper<T>(hs, momentum);
   AsyncScratch scratch(stream);
   // The launcher only enqueues; the answer lands in pinned host memory.
   unsigned long long* first_bad = nullptr;
@@ -312,10 +334,11 @@ void CheckSparse(cudaStream_t stream, std::mt19937_64& rng, bool centered,
   char what[200];
   std::snprintf(what, sizeof(what),
                 "sparse %s %s indices %s, %" PRId64 " rows of %" PRId64
-                ", %" PRId64 " indices%s",
+                ", %" PRId64 " indices, %s%s%s",
                 TypeName<T>(), TypeName<Tindex>(),
                 VariantName(centered, momentum), num_rows, row_size,
-                num_indices, expected_bad >= 0 ? ", bad index" : "");
+                num_indices, hs.name, special ? ", special values" : "",
+                expected_bad >= 0 ? ", bad index" : "");
   if (reported != expected_bad) {
     tally->Record(false, what,
                   "reported bad position " + std::to_string(reported) +
@@ -336,6 +359,17 @@ void CheckSparseAll(cudaStream_t stream, std::mt19937_64& rng, Tally* tally) {
     CheckSparse<T, Tindex>(stream, rng, centered, momentum, 300, 64, 2000, {},
                            tally);
   }
+  for (const HyperSet& hs : kHyperSets) {
+    CheckSparse<T, Tindex>(stream, rng, true, true, 300, 64, 2000, {}, tally,
+                           hs, true);
+    CheckSparse<T, Tindex>(stream, rng, false, false, 300, 37, 2000, {}, tally,
+                           hs, true);
+  }
+  // Rows of many warp chunks, and of a few elements.
+  CheckSparse<T, Tindex>(stream, rng, true, true, 40, 5000, 100, {}, tally,
+                         kHyperSets[1], true);
+  CheckSparse<T, Tindex>(stream, rng, false, true, 1000, 3, 5000, {}, tally,
+                         kHyperSets[3], true);
   CheckSparse<T, Tindex>(stream, rng, true, true, 300, 64, 2000, {1500, 321},
                          tally);
   CheckSparse<T, Tindex>(stream, rng, false, false, 300, 37, 2000, {1999},
@@ -388,6 +422,9 @@ int main(int argc, char** argv) {
   CHECK_CUDA(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold,
                                      &keep));
 
+  // The CPU reference runs as TensorFlow runs its CPU kernels: subnormal
+  // inputs read as zero, subnormal results flushed (MXCSR DAZ and FTZ).
+  _mm_setcsr(_mm_getcsr() | 0x8040);
   std::mt19937_64 rng(20240607);
   Tally tally;
   CheckType<float>(stream, rng, &tally);

@@ -99,27 +99,50 @@ rmsprop_math::Complex<double> RandomValue(
   return {re, dist(rng)};
 }
 
+// Values where devices are most likely to differ: zeros of both signs,
+// subnormals (of float, of half precision, of the compute type), the
+// smallest normal, infinities, NaN and huge values.
+template <typename T>
+T SpecialValue(std::mt19937_64& rng) {
+  using R = typename RealOf<ComputeType<T>>::type;
+  using L = std::numeric_limits<R>;
+  const double specials[] = {0.0, -0.0, double(L::denorm_min()), double(L::min()) / 2,
+                             double(L::min()), -double(L::min()) / 3, 1e-40, 5e-8,
+                             HUGE_VAL, -HUGE_VAL, std::nan(""), double(L::max()) / 4,
+                             -double(L::max()) / 4};
+  std::uniform_int_distribution<int> pick(0, sizeof(specials) / sizeof(specials[0]) - 1);
+  const double x = specials[pick(rng)];
+  if constexpr (std::is_same_v<T, rmsprop_math::Complex<float>> ||
+                std::is_same_v<T, rmsprop_math::Complex<double>>) {
+    return (rng() & 1) ? T{R(x), R(0.5)} : T{R(-0.25), R(x)};
+  } else {
+    return gpu::FromCompute<T>(static_cast<ComputeType<T>>(x));
+  }
+}
+
+// n values from [lo, hi); with `special`, one in six is a SpecialValue.
 template <typename T>
 std::vector<T> RandomVector(std::mt19937_64& rng, size_t n, double lo,
-                            double hi) {
+                            double hi, bool special = false) {
   std::uniform_real_distribution<double> dist(lo, hi);
   std::vector<T> v(n);
-  for (T& x : v) x = RandomValue<T>(rng, dist);
+  for (T& x : v) x = special && rng() % 6 == 0 ? SpecialValue<T>(rng) : RandomValue<T>(rng, dist);
   return v;
 }
 
-// The variables and slots of one check, on the host and the device. The
-// ranges keep ms - mg^2 positive for real types, so no result is NaN
-// (complex ones have a root everywhere).
+// The variables and slots of one check, on the host and the device. Without
+// special values the ranges keep ms - mg^2 positive for real types, so no
+// result is NaN (complex ones have a root everywhere); with them NaN and Inf
+// results are checked too.
 template <typename T>
 struct Slots {
   std::vector<T> var, ms, mg, mom;
 
-  static Slots Random(std::mt19937_64& rng, size_t n) {
-    return {RandomVector<T>(rng, n, -1.0, 1.0),
-            RandomVector<T>(rng, n, 0.1, 1.0),
-            RandomVector<T>(rng, n, -0.1, 0.1),
-            RandomVector<T>(rng, n, -0.1, 0.1)};
+  static Slots Random(std::mt19937_64& rng, size_t n, bool special = false) {
+    return {RandomVector<T>(rng, n, -1.0, 1.0, special),
+            RandomVector<T>(rng, n, 0.1, 1.0, special),
+            RandomVector<T>(rng, n, -0.1, 0.1, special),
+            RandomVector<T>(rng, n, -0.1, 0.1, special)};
   }
 };
 

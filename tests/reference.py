@@ -131,8 +131,18 @@ def rmsprop_step(var, ms, mg, mom, grad, lr, rho, momentum, epsilon, compute_dty
     def cast(x):
         if x is None:
             return None
-        return (x.value(c) if isinstance(x, _Complex) else x).astype(storage)
+        return canonical_nan(x.value(c) if isinstance(x, _Complex) else x).astype(storage)
     return cast(var_), cast(ms_), cast(mg_), cast(mom_)
+
+
+def canonical_nan(x):
+    """NaNs as the kernels store them (rmsprop_math.h's CanonicalNaN): np.nan,
+    positive with only the quiet bit set, part by part for complex values."""
+    x = np.array(x, copy=True)
+    parts = (x.real, x.imag) if x.dtype.kind == "c" else (x,)
+    for part in parts:
+        part[np.isnan(part)] = np.nan
+    return x
 
 
 def sparse_rmsprop_step(var, ms, mg, mom, grad, indices, lr, rho, momentum, epsilon,

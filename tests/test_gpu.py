@@ -154,3 +154,102 @@ def test_sparse_bad_index_fails_and_writes_nothing(index_dtype, bad):
     with pytest.raises(tf.errors.InvalidArgumentError, match=r"indices\[3\] is out of range"):
         _apply_sparse(variables, g, indices, GPU)
     assert_bitwise_equal(as_numpy(variables), initial)
+
+
+def _special_values(shape, dtype, seed):
+    """Random values with one in four replaced by zeros of both signs,
+    subnormals, the smallest normal, infinities, NaN and huge values."""
+    x = random_values(shape, dtype, seed)
+    real = np.zeros((), x.dtype).real.dtype
+    info = np.finfo(real) if real != np.dtype(NUMPY_DTYPES["bfloat16"]) else None
+    tiny = float(info.tiny) if info is not None else 1.1754944e-38
+    huge = float(info.max) / 4 if info is not None else 1e38
+    specials = np.array([0.0, -0.0, tiny / 2, tiny, -tiny / 3, 1e-40, 5e-8, np.inf, -np.inf,
+                         np.nan, huge, -huge])
+    rng = np.random.default_rng(seed + 1)
+    mask = rng.random(shape) < 0.25
+    picked = specials[rng.integers(0, len(specials), size=shape)].astype(real)
+    x = x.copy()
+    if x.dtype.kind == "c":
+        x.real[mask] = picked[mask]
+    else:
+        x[mask] = picked[mask]
+    return x
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("centered,with_mom", [(False, False), (True, True), (True, False)])
+@pytest.mark.parametrize("epsilon_after_sqrt", [False, True])
+@pytest.mark.parametrize("kind", ["dense", "sparse"])
+def test_special_values_match_cpu_bit_for_bit(dtype, centered, with_mom, epsilon_after_sqrt, kind):
+    """Subnormals (flushed alike), NaN (one canonical NaN), Inf, -0, huge."""
+    shape = (64, 9)
+    initial = [None if x is None else _special_values(shape, dtype, 40 + i)
+               for i, x in enumerate(initial_slots(shape, dtype, centered, with_mom))]
+    indices = np.random.default_rng(8).integers(0, 64, size=100)
+    g = _special_values((100, 9) if kind == "sparse" else shape, dtype, 77)
+    results = []
+    for device in (GPU, CPU):
+        var, ms, mg, mom = variables = as_variables(initial, device)
+        with tf.device(device):
+            rmsprop_op.update(var, ms, tf.constant(g), mg=mg, mom=mom,
+                              indices=tf.constant(indices) if kind == "sparse" else None,
+                              epsilon_after_sqrt=epsilon_after_sqrt, **_hyper(with_mom))
+        results.append(as_numpy(variables))
+    assert_bitwise_equal(*results)
+
+
+@pytest.mark.parametrize("kind", ["dense", "sparse"])
+def test_use_locking_matches_cpu(kind):
+    initial = initial_slots((50, 8), "float32", True, True)
+    indices = np.random.default_rng(2).integers(0, 50, size=80)
+    g = random_values((80, 8) if kind == "sparse" else (50, 8), "float32", 9)
+    results = []
+    for device in (GPU, CPU):
+        var, ms, mg, mom = variables = as_variables(initial, device)
+        with tf.device(device):
+            rmsprop_op.update(var, ms, tf.constant(g), mg=mg, mom=mom, use_locking=True,
+                              indices=tf.constant(indices) if kind == "sparse" else None,
+                              **_hyper(True))
+        results.append(as_numpy(variables))
+    assert_bitwise_equal(*results)
+
+
+@pytest.mark.parametrize("kind", ["dense", "sparse"])
+def test_a_shared_buffer_is_copied_before_writing(kind):
+    """A tensor read from the variable shares its buffer: the update must
+    write a copy (copy-on-write), leaving the tensor read as it was."""
+    initial = initial_slots((50, 8), "float32", False, True)
+    indices = np.array([1, 4, 4, 49], np.int64)
+    g = random_values((4, 8) if kind == "sparse" else (50, 8), "float32", 12)
+    results = []
+    for device in (GPU, CPU):
+        var, ms, mg, mom = variables = as_variables(initial, device)
+        with tf.device(device):
+            held = var.read_value()
+            rmsprop_op.update(var, ms, tf.constant(g), mg=mg, mom=mom,
+                              indices=tf.constant(indices) if kind == "sparse" else None,
+                              **_hyper(True))
+        np.testing.assert_array_equal(held.numpy(), initial[0])
+        results.append(as_numpy(variables))
+    assert_bitwise_equal(*results)
+
+
+def test_sparse_bad_index_fails_inside_a_function():
+    """The GPU's sparse op is asynchronous: the error still reaches the
+    caller, and nothing is written."""
+    initial = initial_slots((50, 8), "float32", False, False)
+    var, ms, _, _ = variables = as_variables(initial, GPU)
+    g = tf.constant(random_values((3, 8), "float32", 4))
+
+    @tf.function
+    def step(indices):
+        with tf.device(GPU):
+            rmsprop_op.update(var, ms, g, indices=indices, momentum=0.0,
+                              lr=0.01, rho=0.9, epsilon=1e-7)
+
+    step(tf.constant([0, 1, 2]))
+    after_good = as_numpy(variables)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"indices\[1\] is out of range"):
+        step(tf.constant([0, 99, 2]))
+    assert_bitwise_equal(as_numpy(variables), after_good)

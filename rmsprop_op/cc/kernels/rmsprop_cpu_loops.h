@@ -43,9 +43,10 @@ __attribute__((always_inline)) inline void UpdateRangeBody(
     C ms_i = static_cast<C>(ms[i]);
     C mg_i = kCentered ? static_cast<C>(mg[i]) : C(0);
     C mom_i = kMomentum ? static_cast<C>(mom[i]) : C(0);
-    const C delta = rmsprop_math::UpdateElement<kCentered, kMomentum, C>(
-        g, ms_i, mg_i, mom_i, hyper);
-    var[i] = static_cast<T>(static_cast<C>(var[i]) - delta);
+    C var_i = static_cast<C>(var[i]);
+    rmsprop_math::UpdateStored<kCentered, kMomentum, C>(g, var_i, ms_i, mg_i,
+                                                        mom_i, hyper);
+    var[i] = static_cast<T>(var_i);
     ms[i] = static_cast<T>(ms_i);
     if (kCentered) mg[i] = static_cast<T>(mg_i);
     if (kMomentum) mom[i] = static_cast<T>(mom_i);
@@ -163,6 +164,12 @@ template <>
 RMSPROP_AVX512_TARGET inline FloatLanes Sqrt<FloatLanes>(FloatLanes x) {
   return (FloatLanes)_mm512_maskz_sqrt_ps(0xffff, (__m512)x);
 }
+template <>
+RMSPROP_AVX512_TARGET inline FloatLanes CanonicalNaN<FloatLanes>(FloatLanes x) {
+  const __mmask16 is_nan = _mm512_cmp_ps_mask((__m512)x, (__m512)x, _CMP_UNORD_Q);
+  return (FloatLanes)_mm512_mask_blend_ps(
+      is_nan, (__m512)x, _mm512_set1_ps(std::numeric_limits<float>::quiet_NaN()));
+}
 }  // namespace rmsprop_math
 
 namespace rmsprop_op {
@@ -228,10 +235,10 @@ RMSPROP_AVX512_TARGET __attribute__((flatten)) inline void UpdateLanes(
     FloatLanes ms = LoadLanes(slots.ms + i, m);
     FloatLanes mg = kCentered ? LoadLanes(slots.mg + i, m) : FloatLanes{};
     FloatLanes mom = kMomentum ? LoadLanes(slots.mom + i, m) : FloatLanes{};
-    const FloatLanes delta =
-        rmsprop_math::UpdateElement<kCentered, kMomentum, FloatLanes>(
-            g, ms, mg, mom, lanes_h);
-    StoreLanes(slots.var + i, m, LoadLanes(slots.var + i, m) - delta);
+    FloatLanes var = LoadLanes(slots.var + i, m);
+    rmsprop_math::UpdateStored<kCentered, kMomentum, FloatLanes>(
+        g, var, ms, mg, mom, lanes_h);
+    StoreLanes(slots.var + i, m, var);
     StoreLanes(slots.ms + i, m, ms);
     if (kCentered) StoreLanes(slots.mg + i, m, mg);
     if (kMomentum) StoreLanes(slots.mom + i, m, mom);

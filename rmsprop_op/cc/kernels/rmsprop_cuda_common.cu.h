@@ -25,6 +25,7 @@
 #include <cstdint>
 #include <cstring>
 
+#include "rmsprop_op/cc/kernels/flushed_double.h"
 #include "rmsprop_op/cc/kernels/rmsprop_functors.h"
 #include "rmsprop_op/cc/kernels/rmsprop_math.h"
 
@@ -63,14 +64,64 @@ template <typename T>
 __host__ __device__ __forceinline__ T FromCompute(ComputeType<T> x) {
   return static_cast<T>(x);
 }
+// CUDA narrows every NaN to 0x7fff; the CPU narrows the canonical NaN
+// (rmsprop_math::CanonicalNaN) to the quiet NaN of the narrow type.
 template <>
 __host__ __device__ __forceinline__ __half FromCompute<__half>(float x) {
-  return __float2half_rn(x);
+  return x != x ? __ushort_as_half(0x7e00) : __float2half_rn(x);
 }
 template <>
 __host__ __device__ __forceinline__ __nv_bfloat16 FromCompute<__nv_bfloat16>(
     float x) {
-  return __float2bfloat16_rn(x);
+  return x != x ? __ushort_as_bfloat16(0x7fc0) : __float2bfloat16_rn(x);
+}
+
+// The compute type in the kernels: ComputeType<T>, with float64 (also each
+// part of complex128) as rmsprop_math::FlushedDouble, which flushes as the
+// CPU does (float32 flushes by -ftz=true).
+template <typename C>
+struct DeviceComputeOf {
+  using type = C;
+};
+template <>
+struct DeviceComputeOf<double> {
+  using type = rmsprop_math::FlushedDouble;
+};
+template <>
+struct DeviceComputeOf<rmsprop_math::Complex<double>> {
+  using type = rmsprop_math::Complex<rmsprop_math::FlushedDouble>;
+};
+template <typename T>
+using DeviceCompute = typename DeviceComputeOf<ComputeType<T>>::type;
+template <typename T>
+using DeviceReal = typename DeviceComputeOf<typename RealOf<ComputeType<T>>::type>::type;
+
+__device__ __forceinline__ rmsprop_math::Complex<rmsprop_math::FlushedDouble>
+ToDevice(rmsprop_math::Complex<double> z) {
+  return {rmsprop_math::FlushedDouble(z.re), rmsprop_math::FlushedDouble(z.im)};
+}
+__device__ __forceinline__ rmsprop_math::Complex<double> FromDevice(
+    rmsprop_math::Complex<rmsprop_math::FlushedDouble> z) {
+  return {static_cast<double>(z.re), static_cast<double>(z.im)};
+}
+template <typename C>
+__device__ __forceinline__ typename DeviceComputeOf<C>::type ToDevice(C x) {
+  return x;
+}
+template <typename C>
+__device__ __forceinline__ C FromDevice(C x) {
+  return x;
+}
+__device__ __forceinline__ double FromDevice(rmsprop_math::FlushedDouble x) {
+  return x;
+}
+
+template <typename T>
+__device__ __forceinline__ rmsprop_math::Hyper<DeviceReal<T>> ToDevice(
+    const HyperOf<T>& h) {
+  using R = DeviceReal<T>;
+  return {R(h.lr), R(h.rho), R(h.one_minus_rho), R(h.momentum),
+          R(h.epsilon_in_sqrt), R(h.epsilon_after_sqrt)};
 }
 
 // Elements per 16-byte access: the widest load a thread can issue.
@@ -128,9 +179,10 @@ __device__ __forceinline__ void StorePack(T* p, const Pack<T, kN>& in) {
 template <typename T, int kN, bool kCentered, bool kMomentum>
 __device__ __forceinline__ void UpdatePack(const SlotPointers<T>& slots,
                                            int64_t offset,
-                                           const ComputeType<T> (&g)[kN],
-                                           const HyperOf<T>& h) {
-  using C = ComputeType<T>;
+                                           const DeviceCompute<T> (&g)[kN],
+                                           const HyperOf<T>& host_h) {
+  using C = DeviceCompute<T>;
+  const rmsprop_math::Hyper<DeviceReal<T>> h = ToDevice<T>(host_h);
   Pack<T, kN> var = LoadPack<T, kN>(slots.var + offset);
   Pack<T, kN> ms = LoadPack<T, kN>(slots.ms + offset);
   Pack<T, kN> mg;
@@ -139,17 +191,18 @@ __device__ __forceinline__ void UpdatePack(const SlotPointers<T>& slots,
   if constexpr (kMomentum) mom = LoadPack<T, kN>(slots.mom + offset);
 #pragma unroll
   for (int e = 0; e < kN; ++e) {
-    C ms_e = ToCompute(ms.v[e]);
+    C ms_e = ToDevice(ToCompute(ms.v[e]));
     C mg_e = C(0);
     C mom_e = C(0);
-    if constexpr (kCentered) mg_e = ToCompute(mg.v[e]);
-    if constexpr (kMomentum) mom_e = ToCompute(mom.v[e]);
-    const C delta = rmsprop_math::UpdateElement<kCentered, kMomentum, C>(
-        g[e], ms_e, mg_e, mom_e, h);
-    var.v[e] = FromCompute<T>(ToCompute(var.v[e]) - delta);
-    ms.v[e] = FromCompute<T>(ms_e);
-    if constexpr (kCentered) mg.v[e] = FromCompute<T>(mg_e);
-    if constexpr (kMomentum) mom.v[e] = FromCompute<T>(mom_e);
+    if constexpr (kCentered) mg_e = ToDevice(ToCompute(mg.v[e]));
+    if constexpr (kMomentum) mom_e = ToDevice(ToCompute(mom.v[e]));
+    C var_e = ToDevice(ToCompute(var.v[e]));
+    rmsprop_math::UpdateStored<kCentered, kMomentum, C>(g[e], var_e, ms_e,
+                                                        mg_e, mom_e, h);
+    var.v[e] = FromCompute<T>(FromDevice(var_e));
+    ms.v[e] = FromCompute<T>(FromDevice(ms_e));
+    if constexpr (kCentered) mg.v[e] = FromCompute<T>(FromDevice(mg_e));
+    if constexpr (kMomentum) mom.v[e] = FromCompute<T>(FromDevice(mom_e));
   }
   StorePack<T, kN>(slots.var + offset, var);
   StorePack<T, kN>(slots.ms + offset, ms);
@@ -159,17 +212,17 @@ __device__ __forceinline__ void UpdatePack(const SlotPointers<T>& slots,
 
 template <typename T, int kN>
 __device__ __forceinline__ void LoadGradient(const T* grad,
-                                             ComputeType<T> (&g)[kN]) {
+                                             DeviceCompute<T> (&g)[kN]) {
   const Pack<T, kN> p = LoadPack<T, kN>(grad);
 #pragma unroll
-  for (int e = 0; e < kN; ++e) g[e] = ToCompute(p.v[e]);
+  for (int e = 0; e < kN; ++e) g[e] = ToDevice(ToCompute(p.v[e]));
 }
 
 template <typename T, bool kCentered, bool kMomentum>
 __device__ __forceinline__ void UpdateOne(const SlotPointers<T>& slots,
                                           const T* grad, int64_t i,
                                           const HyperOf<T>& h) {
-  ComputeType<T> g[1];
+  DeviceCompute<T> g[1];
   LoadGradient<T, 1>(grad + i, g);
   UpdatePack<T, 1, kCentered, kMomentum>(slots, i, g, h);
 }

@@ -73,7 +73,7 @@ __global__ void __launch_bounds__(kThreads)
     if (task.vectorized) {
       const int64_t i = base + int64_t{threadIdx.x} * kN;
       if (i + kN <= task.size) {
-        ComputeType<T> g[kN];
+        DeviceCompute<T> g[kN];
         LoadGradient<T, kN>(task.grad + i, g);
         UpdatePack<T, kN, kCentered, kMomentum>(task.slots, i, g, h);
       } else {

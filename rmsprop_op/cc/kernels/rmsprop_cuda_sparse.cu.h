@@ -60,7 +60,7 @@ __global__ void __launch_bounds__(kThreads)
                       const P* __restrict__ num_runs_ptr, int64_t num_indices,
                       int64_t row_size, int64_t chunks_per_row,
                       const unsigned long long* bad, const HyperOf<T> h) {
-  using C = ComputeType<T>;
+  using C = DeviceCompute<T>;  // the sums flush as the CPU's do
   if (*bad != kNoBadIndex) return;
   const int64_t num_runs = *num_runs_ptr;
   const int64_t num_items = num_runs * chunks_per_row;

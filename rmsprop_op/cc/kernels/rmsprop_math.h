@@ -14,6 +14,7 @@
 #define RMSPROP_OP_CC_KERNELS_RMSPROP_MATH_H_
 
 #include <cmath>
+#include <limits>
 #include <utility>
 
 #if defined(__CUDACC__)
@@ -184,6 +185,30 @@ RMSPROP_HOST_DEVICE C UpdateElement(C g, C& ms, C& mg, C& mom,
   const C step = kCentered ? CenteredStep<C>(g, ms, mg, h)
                            : PlainStep<C>(g, ms, h);
   return kMomentum ? MomentumDelta<C>(step, mom, h) : step;
+}
+
+// NaN results are stored as one NaN, positive with only the quiet bit set
+// (NumPy's np.nan): x86 would keep an input's payload and sign, CUDA writes a
+// NaN of its own, and stored bits must not depend on the device.
+template <typename C>
+RMSPROP_HOST_DEVICE C CanonicalNaN(C x) {
+  return x != x ? std::numeric_limits<C>::quiet_NaN() : x;
+}
+template <typename R>
+RMSPROP_HOST_DEVICE Complex<R> CanonicalNaN(Complex<R> z) {
+  return {CanonicalNaN(z.re), CanonicalNaN(z.im)};
+}
+
+// What an element update stores: UpdateElement's new slots and var - delta,
+// NaNs canonical. Every kernel stores through this.
+template <bool kCentered, bool kMomentum, typename C, typename R>
+RMSPROP_HOST_DEVICE void UpdateStored(C g, C& var, C& ms, C& mg, C& mom,
+                                      const Hyper<R>& h) {
+  const C delta = UpdateElement<kCentered, kMomentum, C>(g, ms, mg, mom, h);
+  var = CanonicalNaN(var - delta);
+  ms = CanonicalNaN(ms);
+  if (kCentered) mg = CanonicalNaN(mg);
+  if (kMomentum) mom = CanonicalNaN(mom);
 }
 
 }  // namespace rmsprop_math
