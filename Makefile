@@ -5,6 +5,7 @@
 #   make cuda-compile-check  compile and link the GPU library and the checker
 #                            (with the CUDA 12 toolkit of tools/cuda_toolkit.py)
 #   make gpu-check           run the standalone GPU checker (skips without a GPU)
+#   make gpu-report          the checker and the GPU tests, output kept in out/gpu_report.txt
 #   make bench               the benchmark (benchmarks/)
 #   make fuzz                the property-based tests with the long profile
 #   make sanitize            op tests against an ASan/UBSan build of the library
@@ -33,7 +34,7 @@ GPU_CU_SRCS := $(call SOURCES,gpu-cuda-sources)
 GPU_OBJS := $(patsubst %.cc,$(BUILD)/%.o,$(GPU_CC_SRCS)) $(patsubst %.cu.cc,$(BUILD)/%.cu.o,$(GPU_CU_SRCS))
 GPU_CHECK := $(BUILD)/gpu_check/gpu_check
 
-.PHONY: all demo test build bench gpu-check cuda-compile-check clean venv compat wheel \
+.PHONY: all demo test build bench gpu-check gpu-report cuda-compile-check clean venv compat wheel \
 	wheel-test fuzz sanitize bazel-build bazel-test bazel-clean
 all: build
 
@@ -132,6 +133,17 @@ gpu-check: cuda-compile-check
 	    $$sanitizer --tool $$tool --error-exitcode 1 ./$(GPU_CHECK) --quick || exit 1; \
 	  done; \
 	fi
+
+# What a machine with a GPU runs once, in a few minutes: the checker (its
+# checks, timing table and compute-sanitizer runs), then the TensorFlow GPU
+# tests; everything they print is also kept in $(BUILD)/gpu_report.txt, the
+# source of the README's GPU table.
+gpu-report: build cuda-compile-check
+	@mkdir -p $(BUILD); \
+	$(MAKE) --no-print-directory gpu-check > $(BUILD)/gpu_report.txt 2>&1; checked=$$?; \
+	$(PY) -m pytest -q -rs tests/test_gpu.py >> $(BUILD)/gpu_report.txt 2>&1; tested=$$?; \
+	cat $(BUILD)/gpu_report.txt; \
+	[ $$checked -eq 0 ] && [ $$tested -eq 0 ]
 
 # Every TensorFlow x Keras cell of the support window, each in its own
 # environment under .compat/ (compat/run.py); `make compat TF=2.17.1
