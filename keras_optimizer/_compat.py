@@ -104,3 +104,65 @@ class UpdateHook:
     def _per_variable_updates(self, distribution, grads_and_vars, learning_rate):
         # One `distribution.extended.update` per variable, calling update_step.
         return super()._distributed_tf_update_step(distribution, grads_and_vars, learning_rate)
+
+
+def optimizer_strategy(optimizer):
+    """The tf.distribute strategy a Keras 3 optimizer was created under."""
+    return optimizer._distribution_strategy
+
+
+def trainable_variables(optimizer):
+    """The variables a built Keras 3 optimizer tracks, in slot order."""
+    return optimizer._trainable_variables
+
+
+def uses_weight_decay(optimizer, variable):
+    """False for variables excluded with `exclude_from_weight_decay`."""
+    return optimizer._use_weight_decay(variable)
+
+
+def ema_slot(optimizer, variable):
+    """The tf.Variable holding `variable`'s moving average (use_ema=True)."""
+    average = optimizer._model_variables_moving_average[variable_index(optimizer, variable)]
+    return tf_variable(average)
+
+
+class KerasStepsHook:
+    """Lets the update hook do Keras's steps around the update in its fused op.
+
+    Keras 3 unscales the gradients (`loss_scale_factor`), clips them
+    (`_clip_gradients`), decays the weights (`_apply_weight_decay`) and
+    updates their moving average (`_update_model_variables_moving_average`)
+    as separate passes, in `apply` and `_backend_apply_gradients` (which of
+    the two moved in Keras 3.6). While `_fused_extras` is set, for one `apply`
+    whose steps the subclass's `_plan_fused_extras` says it can fuse, those
+    steps are skipped here and the subclass's update hook does them, reading
+    the snapshot. Everything else (constraints, the EMA overwrite, the
+    iteration count) stays Keras's.
+    """
+
+    _fused_extras = None
+
+    def apply(self, grads, trainable_variables=None):
+        extras = self._plan_fused_extras(grads, trainable_variables)
+        if extras is None:
+            return super().apply(grads, trainable_variables)
+        scale = self.loss_scale_factor
+        self._fused_extras, self.loss_scale_factor = extras, None
+        try:
+            return super().apply(grads, trainable_variables)
+        finally:
+            self._fused_extras, self.loss_scale_factor = None, scale
+
+    def _clip_gradients(self, grads):
+        if self._fused_extras is not None:
+            return grads
+        return super()._clip_gradients(grads)
+
+    def _apply_weight_decay(self, variables):
+        if self._fused_extras is None:
+            super()._apply_weight_decay(variables)
+
+    def _update_model_variables_moving_average(self, trainable_variables):
+        if self._fused_extras is None:
+            super()._update_model_variables_moving_average(trainable_variables)

@@ -8,6 +8,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import rmsprop_op  # noqa: E402
+from keras_optimizer import _extras  # noqa: E402
 from keras_optimizer._implementation import fused_kernels_for, ops_for  # noqa: E402
 
 
@@ -43,13 +44,15 @@ def _check_hyperparameter(name, value, minimum, maximum=None):
 
 
 @keras.saving.register_keras_serializable(package="keras_optimizer", name="RMSprop")
-class RMSprop(_compat.UpdateHook, keras.optimizers.Optimizer):
+class RMSprop(_compat.KerasStepsHook, _compat.UpdateHook, keras.optimizers.Optimizer):
     """Optimizer that implements the RMSprop algorithm with fused update ops.
 
     A drop-in replacement for `keras.optimizers.RMSprop`: same arguments, same
     slots (`velocity`, `momentum` when momentum > 0, `average_gradient` when
     centered) and the same dense results, computed by one fused op per
-    variable (or one op for many variables of one dtype). Sparse gradients
+    variable (or one op for many variables of one dtype). Loss-scale
+    unscaling, clipping, weight decay and the weights' moving average run
+    in the same op as the update for dense gradients on the CPU. Sparse gradients
     (`tf.IndexedSlices`, e.g. from `Embedding`) update only the rows in the
     batch, duplicates summed first; the stock optimizer densifies them.
 
@@ -158,6 +161,25 @@ class RMSprop(_compat.UpdateHook, keras.optimizers.Optimizer):
         return ops.update(variable, ms, gradient, mg=mg, mom=mom, indices=indices,
                           **self._hyperparameters(learning_rate))
 
+    def _plan_fused_extras(self, grads, trainable_variables):
+        return _extras.plan(self, grads, trainable_variables)
+
+    def _update_group(self, grads, variables, learning_rate, **extras):
+        """One grouped op over variables of one dtype (and `extras`, see
+        rmsprop_op.group_apply_rmsprop)."""
+        variables = [_replica_variable(v) for v in variables]
+        grads = [tf.cast(g, v.dtype) for g, v in zip(grads, variables)]
+        slots = [self._slots(v) for v in variables]
+        return rmsprop_op.group_apply_rmsprop(
+            variables,
+            [mg for _, mg, _ in slots] if self.centered else None,
+            [ms for ms, _, _ in slots],
+            [mom for _, _, mom in slots] if self.momentum > 0 else None,
+            grads,
+            **self._hyperparameters(learning_rate),
+            **extras,
+        )
+
     def _apply_updates(self, distribution, grads_and_vars, learning_rate):
         # Without a distribution strategy, dense updates of many variables of
         # one dtype go to the grouped op: one dispatch instead of hundreds.
@@ -165,6 +187,10 @@ class RMSprop(_compat.UpdateHook, keras.optimizers.Optimizer):
         # `extended.update`, as the strategy requires. `distribution` is the
         # optimizer's strategy even when it is applied outside that
         # strategy's scope, where has_strategy() is False.
+        if self._fused_extras is not None:
+            # _extras.plan checked the strategy, XLA, devices and dtypes.
+            return _extras.apply_fused(self, self._fused_extras, grads_and_vars, learning_rate,
+                                       self._update_group)
         default = not tf.distribute.has_strategy() and distribution is tf.distribute.get_strategy()
         if not default or _compat.compiled_by_xla():
             return self._per_variable_updates(distribution, grads_and_vars, learning_rate)
@@ -180,16 +206,7 @@ class RMSprop(_compat.UpdateHook, keras.optimizers.Optimizer):
                 for grad, var in pairs:
                     self.update_step(grad, var, learning_rate)
                 continue
-            grads = [tf.cast(g, v.dtype) for (g, _), v in zip(pairs, variables)]
-            slots = [self._slots(v) for v in variables]
-            rmsprop_op.group_apply_rmsprop(
-                variables,
-                [mg for _, mg, _ in slots] if self.centered else None,
-                [ms for ms, _, _ in slots],
-                [mom for _, _, mom in slots] if self.momentum > 0 else None,
-                grads,
-                **self._hyperparameters(learning_rate),
-            )
+            self._update_group([g for g, _ in pairs], variables, learning_rate)
 
     def minimize(self, loss, var_list, tape=None):
         """Minimizes `loss` by updating `var_list`; returns the step count.

@@ -20,6 +20,7 @@ __all__ = [
     "sparse_apply_rmsprop",
     "sparse_apply_centered_rmsprop",
     "group_apply_rmsprop",
+    "gradient_squared_norms",
     "GPU_KERNELS_LOADED",
 ]
 
@@ -33,6 +34,7 @@ for _name in (
     "FusedResourceSparseApplyRMSProp",
     "FusedResourceSparseApplyCenteredRMSProp",
     "FusedResourceGroupApplyRMSProp",
+    "FusedGradientSquaredNorms",
 ):
     tf.no_gradient(_name)
 
@@ -122,27 +124,59 @@ def sparse_apply_centered_rmsprop(var, mg, ms, mom, grad, indices, lr, rho, mome
                   epsilon_after_sqrt=epsilon_after_sqrt)
 
 
+def _float64(x, name):
+    return tf.cast(tf.convert_to_tensor(x, dtype_hint=tf.float64, name=name), tf.float64)
+
+
 def group_apply_rmsprop(variables, mgs, mss, moms, grads, lr, rho, momentum, epsilon, use_locking=False,
-                        epsilon_after_sqrt=False):
+                        epsilon_after_sqrt=False, *, emas=None, ema_momentum=0.0, grad_divisor=1.0,
+                        clip_multiplier=1.0, clip_divisors=None, clip_value=float("inf"),
+                        weight_decay=None):
     """Dense updates of many variables of one dtype in one op.
 
     `mgs` is None (plain RMSProp) or one mean-gradient slot per variable;
     `moms` is None (momentum must be 0) or one momentum slot per variable.
+
+    Keras's steps around the update run in the same pass, in Keras's order
+    (real dtypes, CPU): each gradient becomes
+    clip(((g / grad_divisor) * clip_multiplier) / clip_divisors[i], -clip_value, clip_value);
+    with `weight_decay`, var <- var - var * weight_decay * lr before the update;
+    with `emas` (one slot per variable), ema <- ema_momentum * ema + (1 - ema_momentum) * var after it.
     """
     n = len(variables)
     if n == 0:
         raise ValueError("group_apply_rmsprop needs at least one variable")
-    for slots, name in ((mss, "mss"), (grads, "grads"), (mgs, "mgs"), (moms, "moms")):
+    for slots, name in ((mss, "mss"), (grads, "grads"), (mgs, "mgs"), (moms, "moms"), (emas, "emas")):
         if slots is not None and len(slots) != n:
             raise ValueError(f"{name} has {len(slots)} entries but there are {n} variables")
     if moms is None:
         _momentum_slot(None, momentum)
     lr, rho, momentum_t, epsilon = _hyperparameters(lr, rho, momentum, epsilon)
+    if clip_divisors is None:
+        clip_divisors = tf.zeros([0], tf.float64)
     return _ops.fused_resource_group_apply_rms_prop(
         var=[_handle(v, "variables", i) for i, v in enumerate(variables)],
         mg=[] if mgs is None else [_handle(v, "mgs", i) for i, v in enumerate(mgs)],
         ms=[_handle(v, "mss", i) for i, v in enumerate(mss)],
         mom=[] if moms is None else [_handle(v, "moms", i) for i, v in enumerate(moms)],
+        ema=[] if emas is None else [_handle(v, "emas", i) for i, v in enumerate(emas)],
         grad=list(grads), lr=lr, rho=rho, momentum=momentum_t, epsilon=epsilon,
+        grad_divisor=_float64(grad_divisor, "grad_divisor"),
+        clip_multiplier=_float64(clip_multiplier, "clip_multiplier"),
+        clip_divisors=_float64(clip_divisors, "clip_divisors"),
+        clip_value=_float64(clip_value, "clip_value"),
+        weight_decay=_float64(0.0 if weight_decay is None else weight_decay, "weight_decay"),
+        ema_momentum=_float64(ema_momentum, "ema_momentum"),
+        apply_weight_decay=weight_decay is not None,
         use_locking=use_locking,
         epsilon_after_sqrt=epsilon_after_sqrt)
+
+
+def gradient_squared_norms(grads, divisor=1.0):
+    """A float64 vector: the sum of squares of each of `grads` (one dtype:
+    half, bfloat16, float32 or float64), every element divided by `divisor`
+    first, in one op that reads each gradient once."""
+    grads = list(grads)
+    if not grads:
+        raise ValueError("gradient_squared_norms needs at least one gradient")
+    return _ops.fused_gradient_squared_norms(grad=grads, divisor=_float64(divisor, "divisor"))

@@ -38,6 +38,37 @@ using cpu::RowGroups;
 using cpu::SelectUpdateRange;
 using cpu::UpdateRangeFn;
 
+// Runs update_range(update i, its local range, extras of update i) over
+// every element of `updates`. Many variables: the concatenation of all their
+// elements is sharded, so that small variables share a thread and large ones
+// are split.
+template <typename T, typename RangeOfUpdate>
+void ShardUpdates(const CPUDevice& d, const DenseUpdate<T>* updates,
+                  int num_updates, const RangeOfUpdate& range_of_update) {
+  if (num_updates == 1) {
+    d.parallelFor(updates[0].size, ElementCost(updates[0].slots),
+                  [&](Eigen::Index begin, Eigen::Index end) {
+                    range_of_update(0, begin, end);
+                  });
+    return;
+  }
+  std::vector<int64_t> starts(num_updates + 1, 0);
+  for (int i = 0; i < num_updates; ++i) {
+    starts[i + 1] = starts[i] + updates[i].size;
+  }
+  d.parallelFor(starts.back(), ElementCost(updates[0].slots),
+                [&](Eigen::Index begin, Eigen::Index end) {
+                  int i = static_cast<int>(
+                      std::upper_bound(starts.begin(), starts.end(), begin) -
+                      starts.begin() - 1);
+                  for (; i < num_updates && starts[i] < end; ++i) {
+                    const int64_t lo = std::max<int64_t>(begin, starts[i]);
+                    const int64_t hi = std::min<int64_t>(end, starts[i + 1]);
+                    range_of_update(i, lo - starts[i], hi - starts[i]);
+                  }
+                });
+}
+
 template <typename T>
 struct DenseApplyRMSProp<CPUDevice, T> {
   DeviceStatus operator()(const CPUDevice& d, const DenseUpdate<T>* updates,
@@ -45,33 +76,67 @@ struct DenseApplyRMSProp<CPUDevice, T> {
     const SlotPointers<T>& first = updates[0].slots;
     const UpdateRangeFn<T, T> update_range =
         SelectUpdateRange<T, T>(first.mg != nullptr, first.mom != nullptr);
-    if (num_updates == 1) {
-      const DenseUpdate<T> u = updates[0];
-      d.parallelFor(u.size, ElementCost(u.slots),
-                    [&](Eigen::Index begin, Eigen::Index end) {
-                      update_range(u.slots, u.grad, begin, end, h);
-                    });
-      return {};
-    }
-    // Many variables: shard the concatenation of all their elements, so that
-    // small variables share a thread and large ones are split.
-    std::vector<int64_t> starts(num_updates + 1, 0);
+    const ExtrasOf<T> unused = {};
+    ShardUpdates(d, updates, num_updates, [&](int i, int64_t lo, int64_t hi) {
+      update_range(updates[i].slots, updates[i].grad, lo, hi, h, unused);
+    });
+    return {};
+  }
+};
+
+template <typename T>
+struct DenseApplyRMSPropWithExtras<CPUDevice, T> {
+  DeviceStatus operator()(const CPUDevice& d, const DenseUpdate<T>* updates,
+                          int num_updates, const HyperOf<T>& h,
+                          const ExtrasOf<T>& x) {
+    const SlotPointers<T>& first = updates[0].slots;
+    const UpdateRangeFn<T, T> update_range = SelectUpdateRange<T, T>(
+        first.mg != nullptr, first.mom != nullptr, /*extras=*/true, x.decay,
+        first.ema != nullptr);
+    std::vector<ExtrasOf<T>> extras(num_updates, x);
+    using R = decltype(x.clip_divisor);
     for (int i = 0; i < num_updates; ++i) {
-      starts[i + 1] = starts[i] + updates[i].size;
+      extras[i].clip_divisor = static_cast<R>(updates[i].clip_divisor);
     }
-    d.parallelFor(starts.back(), ElementCost(first),
+    ShardUpdates(d, updates, num_updates, [&](int i, int64_t lo, int64_t hi) {
+      update_range(updates[i].slots, updates[i].grad, lo, hi, h, extras[i]);
+    });
+    return {};
+  }
+};
+
+// Blocks of this many elements are summed on their own and the block sums
+// added in order: the same bits on any number of threads.
+constexpr int64_t kNormBlock = 1 << 14;
+
+template <typename T>
+struct SquaredNorms<CPUDevice, T> {
+  void operator()(const CPUDevice& d, const T* const* grads, const int64_t* sizes,
+                  int num_grads, double divisor, double* out) {
+    using C = ComputeType<T>;
+    std::vector<int64_t> first_block(num_grads + 1, 0);
+    for (int i = 0; i < num_grads; ++i) {
+      first_block[i + 1] = first_block[i] + (sizes[i] + kNormBlock - 1) / kNormBlock;
+    }
+    std::vector<double> block_sums(first_block.back(), 0.0);
+    const C div = static_cast<C>(divisor);
+    d.parallelFor(first_block.back(),
+                  Eigen::TensorOpCost(sizeof(T) * kNormBlock, 0, 2.0 * kNormBlock),
                   [&](Eigen::Index begin, Eigen::Index end) {
-                    int i = static_cast<int>(
-                        std::upper_bound(starts.begin(), starts.end(), begin) -
-                        starts.begin() - 1);
-                    for (; i < num_updates && starts[i] < end; ++i) {
-                      const int64_t lo = std::max<int64_t>(begin, starts[i]);
-                      const int64_t hi = std::min<int64_t>(end, starts[i + 1]);
-                      update_range(updates[i].slots, updates[i].grad,
-                                   lo - starts[i], hi - starts[i], h);
+                    for (Eigen::Index b = begin; b < end; ++b) {
+                      const int i = static_cast<int>(
+                          std::upper_bound(first_block.begin(), first_block.end(), b) -
+                          first_block.begin() - 1);
+                      const int64_t lo = (b - first_block[i]) * kNormBlock;
+                      const int64_t hi = std::min<int64_t>(sizes[i], lo + kNormBlock);
+                      block_sums[b] = cpu::SumOfSquares<T>(grads[i], lo, hi, div);
                     }
                   });
-    return {};
+    for (int i = 0; i < num_grads; ++i) {
+      double sum = 0.0;
+      for (int64_t b = first_block[i]; b < first_block[i + 1]; ++b) sum += block_sums[b];
+      out[i] = sum;
+    }
   }
 };
 
@@ -125,6 +190,7 @@ struct SparseApplyRMSProp<CPUDevice, T, Tindex> {
     const UpdateRangeFn<T, T> update_row = SelectUpdateRange<T, T>(centered, momentum);
     const UpdateRangeFn<T, C> update_summed_row =
         SelectUpdateRange<T, C>(centered, momentum);
+    const ExtrasOf<T> unused = {};
     const int64_t num_groups = static_cast<int64_t>(rows.size());
     const int64_t row_bytes = row_size * static_cast<int64_t>(sizeof(T));
     const Eigen::TensorOpCost row_cost =
@@ -138,7 +204,7 @@ struct SparseApplyRMSProp<CPUDevice, T, Tindex> {
         const SlotPointers<T> row_slots = slots.At(rows[g] * row_size);
         const T* first_grad = grad + position_at(starts[g]) * row_size;
         if (starts[g + 1] - starts[g] == 1) {
-          update_row(row_slots, first_grad, 0, row_size, h);
+          update_row(row_slots, first_grad, 0, row_size, h, unused);
           continue;
         }
         summed.resize(row_size);
@@ -147,7 +213,7 @@ struct SparseApplyRMSProp<CPUDevice, T, Tindex> {
           const T* g_row = grad + position_at(k) * row_size;
           for (int64_t j = 0; j < row_size; ++j) summed[j] += static_cast<C>(g_row[j]);
         }
-        update_summed_row(row_slots, summed.data(), 0, row_size, h);
+        update_summed_row(row_slots, summed.data(), 0, row_size, h, unused);
       }
     });
   }
@@ -183,6 +249,17 @@ struct SparseApplyRMSProp<CPUDevice, T, Tindex> {
 
 RMSPROP_FOR_EACH_DTYPE(RMSPROP_REGISTER_CPU)
 #undef RMSPROP_REGISTER_CPU
+
+#define RMSPROP_REGISTER_NORMS_CPU(T)                                      \
+  REGISTER_KERNEL_BUILDER(Name("FusedGradientSquaredNorms")                \
+                              .Device(::tensorflow::DEVICE_CPU)            \
+                              .TypeConstraint<T>("T"),                     \
+                          ::rmsprop_op::GradientSquaredNormsOp<CPUDevice, T>);
+RMSPROP_REGISTER_NORMS_CPU(Eigen::half)
+RMSPROP_REGISTER_NORMS_CPU(Eigen::bfloat16)
+RMSPROP_REGISTER_NORMS_CPU(float)
+RMSPROP_REGISTER_NORMS_CPU(double)
+#undef RMSPROP_REGISTER_NORMS_CPU
 
 }  // namespace rmsprop_op
 

@@ -27,25 +27,38 @@ constexpr int64_t kWidenBlock = 512;
 
 // One pass over elements [begin, end): read each buffer once, write each
 // slot once. G is the gradient's storage type (T, or the compute type for
-// summed duplicate rows of a sparse update).
-template <typename T, typename G, bool kCentered, bool kMomentum>
+// summed duplicate rows of a sparse update). With kExtras the element is
+// UpdateStoredWithExtras; kDecay and kEma say which of its variable steps run
+// (compile-time, so that every combination vectorizes).
+template <typename T, typename G, bool kCentered, bool kMomentum,
+          bool kExtras = false, bool kDecay = false, bool kEma = false>
 __attribute__((always_inline)) inline void UpdateRangeBody(
     const SlotPointers<T>& slots, const G* __restrict__ grad, int64_t begin,
-    int64_t end, const HyperOf<T>& h) {
+    int64_t end, const HyperOf<T>& h, const ExtrasOf<T>& x) {
   using C = ComputeType<T>;
   T* __restrict__ var = slots.var;
   T* __restrict__ ms = slots.ms;
   T* __restrict__ mg = slots.mg;
   T* __restrict__ mom = slots.mom;
+  T* __restrict__ ema = slots.ema;
   const HyperOf<T> hyper = h;  // a local copy the compiler can keep in registers
+  ExtrasOf<T> extras = x;
+  extras.decay = kDecay;
   for (int64_t i = begin; i < end; ++i) {
     const C g = static_cast<C>(grad[i]);
     C ms_i = static_cast<C>(ms[i]);
     C mg_i = kCentered ? static_cast<C>(mg[i]) : C(0);
     C mom_i = kMomentum ? static_cast<C>(mom[i]) : C(0);
     C var_i = static_cast<C>(var[i]);
-    rmsprop_math::UpdateStored<kCentered, kMomentum, C>(g, var_i, ms_i, mg_i,
-                                                        mom_i, hyper);
+    if constexpr (kExtras) {
+      C ema_i = kEma ? static_cast<C>(ema[i]) : C(0);
+      rmsprop_math::UpdateStoredWithExtras<kCentered, kMomentum, C>(
+          g, var_i, ms_i, mg_i, mom_i, kEma ? &ema_i : nullptr, hyper, extras);
+      if (kEma) ema[i] = static_cast<T>(ema_i);
+    } else {
+      rmsprop_math::UpdateStored<kCentered, kMomentum, C>(g, var_i, ms_i, mg_i,
+                                                          mom_i, hyper);
+    }
     var[i] = static_cast<T>(var_i);
     ms[i] = static_cast<T>(ms_i);
     if (kCentered) mg[i] = static_cast<T>(mg_i);
@@ -55,7 +68,13 @@ __attribute__((always_inline)) inline void UpdateRangeBody(
 
 template <typename T, typename G>
 using UpdateRangeFn = void (*)(const SlotPointers<T>&, const G*, int64_t,
-                               int64_t, const HyperOf<T>&);
+                               int64_t, const HyperOf<T>&, const ExtrasOf<T>&);
+
+// The template arguments of one loop variant.
+#define RMSPROP_VARIANT_PARAMS                                          \
+  typename T, typename G, bool kCentered, bool kMomentum, bool kExtras, \
+      bool kDecay, bool kEma
+#define RMSPROP_VARIANT_ARGS T, G, kCentered, kMomentum, kExtras, kDecay, kEma
 
 #define RMSPROP_AVX2_TARGET __attribute__((target("avx2,f16c,fma")))
 #define RMSPROP_AVX512_TARGET \
@@ -114,25 +133,31 @@ RMSPROP_AVX2_TARGET __attribute__((always_inline)) inline void Narrow(
 }
 
 template <typename T>
+constexpr bool kIsReal = !std::is_same<ComputeType<T>, rmsprop_math::Complex<float>>::value &&
+                         !std::is_same<ComputeType<T>, rmsprop_math::Complex<double>>::value;
+
+template <typename T>
 constexpr bool kIsHalfPrecision = std::is_same<T, Eigen::half>::value ||
                                   std::is_same<T, Eigen::bfloat16>::value;
 
 // The float loop over blocks of widened half-precision slots. G is T, or
 // float for summed sparse rows (already wide).
-template <typename T, typename G, bool kCentered, bool kMomentum>
+template <RMSPROP_VARIANT_PARAMS>
 RMSPROP_AVX2_TARGET __attribute__((always_inline)) inline void UpdateWidened(
     const SlotPointers<T>& slots, const G* grad, int64_t begin, int64_t end,
-    const HyperOf<T>& h) {
+    const HyperOf<T>& h, const ExtrasOf<T>& x) {
   alignas(64) float var[kWidenBlock], ms[kWidenBlock], mg[kWidenBlock],
-      mom[kWidenBlock], g[kWidenBlock];
+      mom[kWidenBlock], ema[kWidenBlock], g[kWidenBlock];
   const SlotPointers<float> wide = {var, ms, kCentered ? mg : nullptr,
-                                    kMomentum ? mom : nullptr};
+                                    kMomentum ? mom : nullptr,
+                                    kEma ? ema : nullptr};
   for (int64_t b = begin; b < end; b += kWidenBlock) {
     const int64_t n = std::min<int64_t>(kWidenBlock, end - b);
     Widen(slots.var + b, var, n);
     Widen(slots.ms + b, ms, n);
     if (kCentered) Widen(slots.mg + b, mg, n);
     if (kMomentum) Widen(slots.mom + b, mom, n);
+    if (kEma) Widen(slots.ema + b, ema, n);
     const float* g_block;
     if constexpr (std::is_same<G, float>::value) {
       g_block = grad + b;
@@ -140,11 +165,13 @@ RMSPROP_AVX2_TARGET __attribute__((always_inline)) inline void UpdateWidened(
       Widen(grad + b, g, n);
       g_block = g;
     }
-    UpdateRangeBody<float, float, kCentered, kMomentum>(wide, g_block, 0, n, h);
+    UpdateRangeBody<float, float, kCentered, kMomentum, kExtras, kDecay, kEma>(
+        wide, g_block, 0, n, h, x);
     Narrow(var, slots.var + b, n);
     Narrow(ms, slots.ms + b, n);
     if (kCentered) Narrow(mg, slots.mg + b, n);
     if (kMomentum) Narrow(mom, slots.mom + b, n);
+    if (kEma) Narrow(ema, slots.ema + b, n);
   }
 }
 
@@ -220,14 +247,19 @@ Broadcast(float x) {
 
 // flatten: the formula's generic code calls this file's AVX-512 Sqrt, which
 // GCC inlines only into AVX-512 code; without it every 16 lanes cost a call.
-template <typename T, typename G, bool kCentered, bool kMomentum>
+template <RMSPROP_VARIANT_PARAMS>
 RMSPROP_AVX512_TARGET __attribute__((flatten)) inline void UpdateLanes(
     const SlotPointers<T>& slots, const G* grad, int64_t begin, int64_t end,
-    const HyperOf<T>& h) {
+    const HyperOf<T>& h, const ExtrasOf<T>& x) {
   const rmsprop_math::Hyper<FloatLanes> lanes_h = {
       Broadcast(h.lr),       Broadcast(h.rho),
       Broadcast(h.one_minus_rho), Broadcast(h.momentum),
       Broadcast(h.epsilon_in_sqrt), Broadcast(h.epsilon_after_sqrt)};
+  const rmsprop_math::Extras<FloatLanes> lanes_x = {
+      Broadcast(x.grad_divisor), Broadcast(x.clip_multiplier),
+      Broadcast(x.clip_divisor), Broadcast(x.clip_value),
+      Broadcast(x.weight_decay), Broadcast(x.ema_momentum),
+      Broadcast(x.one_minus_ema_momentum), kDecay};
   for (int64_t i = begin; i < end; i += 16) {
     const __mmask16 m = end - i >= 16 ? __mmask16(0xffff)
                                       : __mmask16((1u << (end - i)) - 1);
@@ -236,8 +268,15 @@ RMSPROP_AVX512_TARGET __attribute__((flatten)) inline void UpdateLanes(
     FloatLanes mg = kCentered ? LoadLanes(slots.mg + i, m) : FloatLanes{};
     FloatLanes mom = kMomentum ? LoadLanes(slots.mom + i, m) : FloatLanes{};
     FloatLanes var = LoadLanes(slots.var + i, m);
-    rmsprop_math::UpdateStored<kCentered, kMomentum, FloatLanes>(
-        g, var, ms, mg, mom, lanes_h);
+    if constexpr (kExtras) {
+      FloatLanes ema = kEma ? LoadLanes(slots.ema + i, m) : FloatLanes{};
+      rmsprop_math::UpdateStoredWithExtras<kCentered, kMomentum, FloatLanes>(
+          g, var, ms, mg, mom, kEma ? &ema : nullptr, lanes_h, lanes_x);
+      if (kEma) StoreLanes(slots.ema + i, m, ema);
+    } else {
+      rmsprop_math::UpdateStored<kCentered, kMomentum, FloatLanes>(
+          g, var, ms, mg, mom, lanes_h);
+    }
     StoreLanes(slots.var + i, m, var);
     StoreLanes(slots.ms + i, m, ms);
     if (kCentered) StoreLanes(slots.mg + i, m, mg);
@@ -245,17 +284,17 @@ RMSPROP_AVX512_TARGET __attribute__((flatten)) inline void UpdateLanes(
   }
 }
 
-#define RMSPROP_DEFINE_RANGE_VARIANT(NAME, TARGET, HALF_PRECISION_LOOP)    \
-  template <typename T, typename G, bool kCentered, bool kMomentum>       \
-  TARGET void NAME(const SlotPointers<T>& slots, const G* grad,           \
-                   int64_t begin, int64_t end, const HyperOf<T>& h) {     \
-    if constexpr (kIsHalfPrecision<T>) {                                  \
-      HALF_PRECISION_LOOP<T, G, kCentered, kMomentum>(slots, grad, begin, \
-                                                      end, h);            \
-    } else {                                                              \
-      UpdateRangeBody<T, G, kCentered, kMomentum>(slots, grad, begin,     \
-                                                  end, h);                \
-    }                                                                     \
+#define RMSPROP_DEFINE_RANGE_VARIANT(NAME, TARGET, HALF_PRECISION_LOOP)      \
+  template <RMSPROP_VARIANT_PARAMS>                                         \
+  TARGET void NAME(const SlotPointers<T>& slots, const G* grad,             \
+                   int64_t begin, int64_t end, const HyperOf<T>& h,         \
+                   const ExtrasOf<T>& x) {                                  \
+    if constexpr (kIsHalfPrecision<T>) {                                    \
+      HALF_PRECISION_LOOP<RMSPROP_VARIANT_ARGS>(slots, grad, begin, end, h, \
+                                                x);                         \
+    } else {                                                                \
+      UpdateRangeBody<RMSPROP_VARIANT_ARGS>(slots, grad, begin, end, h, x); \
+    }                                                                       \
   }
 
 RMSPROP_DEFINE_RANGE_VARIANT(UpdateRangeAvx512, RMSPROP_AVX512_TARGET, UpdateLanes)
@@ -284,27 +323,103 @@ inline Isa CurrentIsa() {
   return isa;
 }
 
-template <typename T, typename G, bool kCentered, bool kMomentum>
+template <RMSPROP_VARIANT_PARAMS>
 UpdateRangeFn<T, G> SelectForIsa() {
   switch (CurrentIsa()) {
     case Isa::kAvx512:
-      return &UpdateRangeAvx512<T, G, kCentered, kMomentum>;
+      return &UpdateRangeAvx512<RMSPROP_VARIANT_ARGS>;
     case Isa::kAvx2:
-      return &UpdateRangeAvx2<T, G, kCentered, kMomentum>;
+      return &UpdateRangeAvx2<RMSPROP_VARIANT_ARGS>;
     default:
-      return &UpdateRangeBaseline<T, G, kCentered, kMomentum>;
+      return &UpdateRangeBaseline<RMSPROP_VARIANT_ARGS>;
   }
 }
 
-// The loop for this variant of the update on this processor.
-template <typename T, typename G>
-UpdateRangeFn<T, G> SelectUpdateRange(bool centered, bool momentum) {
-  if (centered) {
-    return momentum ? SelectForIsa<T, G, true, true>()
-                    : SelectForIsa<T, G, true, false>();
+template <typename T, typename G, bool kCentered, bool kMomentum>
+UpdateRangeFn<T, G> SelectExtras(bool decay, bool ema) {
+  if (decay) {
+    return ema ? SelectForIsa<T, G, kCentered, kMomentum, true, true, true>()
+               : SelectForIsa<T, G, kCentered, kMomentum, true, true, false>();
   }
-  return momentum ? SelectForIsa<T, G, false, true>()
-                  : SelectForIsa<T, G, false, false>();
+  return ema ? SelectForIsa<T, G, kCentered, kMomentum, true, false, true>()
+             : SelectForIsa<T, G, kCentered, kMomentum, true, false, false>();
+}
+
+template <typename T, typename G, bool kCentered, bool kMomentum>
+UpdateRangeFn<T, G> SelectVariant(bool extras, bool decay, bool ema) {
+  if constexpr (kIsReal<T>) {
+    if (extras) return SelectExtras<T, G, kCentered, kMomentum>(decay, ema);
+  }
+  return SelectForIsa<T, G, kCentered, kMomentum, false, false, false>();
+}
+
+// The loop for this variant of the update on this processor; with `extras`
+// (real dtypes only) the one with Keras's steps around it, `decay` and `ema`
+// saying which of the variable steps run.
+template <typename T, typename G>
+UpdateRangeFn<T, G> SelectUpdateRange(bool centered, bool momentum,
+                                      bool extras = false, bool decay = false,
+                                      bool ema = false) {
+  if (centered) {
+    return momentum ? SelectVariant<T, G, true, true>(extras, decay, ema)
+                    : SelectVariant<T, G, true, false>(extras, decay, ema);
+  }
+  return momentum ? SelectVariant<T, G, false, true>(extras, decay, ema)
+                  : SelectVariant<T, G, false, false>(extras, decay, ema);
+}
+
+// The sum of (g / divisor)^2 over grad[lo, hi): each quotient in the compute
+// type, as Keras unscales, its square accumulated in double in eight
+// independent lanes (which vectorize) added in a fixed order.
+template <typename T>
+__attribute__((always_inline)) inline double SumOfSquaresBody(
+    const T* __restrict__ grad, int64_t lo, int64_t hi, ComputeType<T> divisor) {
+  using C = ComputeType<T>;
+  double lanes[8] = {};
+  int64_t i = lo;
+  for (; i + 8 <= hi; i += 8) {
+    for (int k = 0; k < 8; ++k) {
+      const double q = static_cast<C>(grad[i + k]) / divisor;
+      lanes[k] += q * q;
+    }
+  }
+  double tail = 0.0;
+  for (; i < hi; ++i) {
+    const double q = static_cast<C>(grad[i]) / divisor;
+    tail += q * q;
+  }
+  return ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) +
+         ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7])) + tail;
+}
+
+template <typename T>
+RMSPROP_AVX512_TARGET double SumOfSquaresAvx512(const T* g, int64_t lo, int64_t hi,
+                                                ComputeType<T> divisor) {
+  return SumOfSquaresBody<T>(g, lo, hi, divisor);
+}
+template <typename T>
+RMSPROP_AVX2_TARGET double SumOfSquaresAvx2(const T* g, int64_t lo, int64_t hi,
+                                            ComputeType<T> divisor) {
+  return SumOfSquaresBody<T>(g, lo, hi, divisor);
+}
+template <typename T>
+double SumOfSquaresBaseline(const T* g, int64_t lo, int64_t hi,
+                            ComputeType<T> divisor) {
+  return SumOfSquaresBody<T>(g, lo, hi, divisor);
+}
+
+// The same bits on every instruction set: only the width of the lanes'
+// registers differs, not the order of the additions.
+template <typename T>
+double SumOfSquares(const T* g, int64_t lo, int64_t hi, ComputeType<T> divisor) {
+  switch (CurrentIsa()) {
+    case Isa::kAvx512:
+      return SumOfSquaresAvx512<T>(g, lo, hi, divisor);
+    case Isa::kAvx2:
+      return SumOfSquaresAvx2<T>(g, lo, hi, divisor);
+    default:
+      return SumOfSquaresBaseline<T>(g, lo, hi, divisor);
+  }
 }
 
 // Cycles per element of one update on one core (the centered update with

@@ -49,29 +49,35 @@ struct RealOf<rmsprop_math::Complex<R>> {
 
 template <typename T>
 using HyperOf = rmsprop_math::Hyper<typename RealOf<ComputeType<T>>::type>;
+template <typename T>
+using ExtrasOf = rmsprop_math::Extras<typename RealOf<ComputeType<T>>::type>;
 
 // The buffers one update writes; mg and mom are null when the update is not
-// centered or has no momentum slot.
+// centered or has no momentum slot, ema without an EMA slot (the grouped
+// op's extras, CPU only).
 template <typename T>
 struct SlotPointers {
   T* var;
   T* ms;
   T* mg;
   T* mom;
+  T* ema = nullptr;
 
   // The same slots advanced by `offset` elements.
   SlotPointers At(int64_t offset) const {
     return {var + offset, ms + offset, mg ? mg + offset : nullptr,
-            mom ? mom + offset : nullptr};
+            mom ? mom + offset : nullptr, ema ? ema + offset : nullptr};
   }
 };
 
-// One dense update: `size` elements of slots and grad.
+// One dense update: `size` elements of slots and grad. clip_divisor is the
+// variable's own clipnorm divisor when the update has extras.
 template <typename T>
 struct DenseUpdate {
   SlotPointers<T> slots;
   const T* grad;
   int64_t size;
+  double clip_divisor = 1.0;
 };
 
 // What a device functor reports. The CUDA half of the GPU library cannot
@@ -96,6 +102,25 @@ template <typename Device, typename T>
 struct DenseApplyRMSProp {
   DeviceStatus operator()(const Device& d, const DenseUpdate<T>* updates,
                           int num_updates, const HyperOf<T>& h);
+};
+
+// DenseApplyRMSProp with Keras's steps around the update fused into the same
+// pass (rmsprop_math::Extras; each update's clip_divisor replaces the
+// extras'). CPU only, real dtypes.
+template <typename Device, typename T>
+struct DenseApplyRMSPropWithExtras {
+  DeviceStatus operator()(const Device& d, const DenseUpdate<T>* updates,
+                          int num_updates, const HyperOf<T>& h,
+                          const ExtrasOf<T>& x);
+};
+
+// Sums of squares of `num_grads` gradients, each element divided by
+// `divisor` first (in the compute type, as Keras unscales), accumulated in
+// double in a fixed order (the same bits on any number of threads).
+template <typename Device, typename T>
+struct SquaredNorms {
+  void operator()(const Device& d, const T* const* grads, const int64_t* sizes,
+                  int num_grads, double divisor, double* out);
 };
 
 // Updates the rows named by `indices` (num_indices of them, each row_size

@@ -211,6 +211,56 @@ RMSPROP_HOST_DEVICE void UpdateStored(C g, C& var, C& ms, C& mg, C& mom,
   if (kMomentum) mom = CanonicalNaN(mom);
 }
 
+// Keras's optimizer steps around the update, in the order Keras applies
+// them, fused into the same pass (the grouped op's extras):
+//   g   <- clip(((g / grad_divisor) * clip_multiplier) / clip_divisor,
+//               -clip_value, clip_value)
+//         (loss-scale unscaling; clipnorm's g*c/max(norm, c) or
+//         global_clipnorm's g*scale; clipvalue)
+//   var <- var - var * weight_decay * lr                       (when decay)
+//   var, slots <- UpdateStored
+//   ema <- ema_momentum * ema + one_minus_ema_momentum * var   (with an EMA slot)
+// Each gradient step is an exact no-op at its neutral value (1, 1, 1, +inf),
+// so one loop body serves every combination. Real types only.
+template <typename R>
+struct Extras {
+  R grad_divisor;
+  R clip_multiplier;
+  R clip_divisor;
+  R clip_value;
+  R weight_decay;
+  R ema_momentum;
+  R one_minus_ema_momentum;  // 1 - ema_momentum in R, as Keras computes it
+  bool decay;
+};
+
+// tf.clip_by_value's min(max(x, lo), hi) for x in [lo, hi] bounds; NaN stays NaN.
+template <typename C>
+RMSPROP_HOST_DEVICE C Clip(C x, C lo, C hi) {
+  x = x < lo ? lo : x;
+  return x > hi ? hi : x;
+}
+
+template <typename C, typename R>
+RMSPROP_HOST_DEVICE C TransformedGradient(C g, const Extras<R>& x) {
+  const C scaled = ((g / x.grad_divisor) * x.clip_multiplier) / x.clip_divisor;
+  return Clip<C>(scaled, C(-x.clip_value), C(x.clip_value));
+}
+
+// UpdateStored with the extras around it; `ema` is null without an EMA slot.
+template <bool kCentered, bool kMomentum, typename C, typename R>
+RMSPROP_HOST_DEVICE void UpdateStoredWithExtras(C g, C& var, C& ms, C& mg,
+                                                C& mom, C* ema,
+                                                const Hyper<R>& h,
+                                                const Extras<R>& x) {
+  g = TransformedGradient<C>(g, x);
+  if (x.decay) var = var - var * x.weight_decay * h.lr;
+  UpdateStored<kCentered, kMomentum, C>(g, var, ms, mg, mom, h);
+  if (ema != nullptr) {
+    *ema = CanonicalNaN(x.ema_momentum * *ema + x.one_minus_ema_momentum * var);
+  }
+}
+
 }  // namespace rmsprop_math
 
 #endif  // RMSPROP_OP_CC_KERNELS_RMSPROP_MATH_H_

@@ -4,8 +4,11 @@
 #ifndef RMSPROP_OP_CC_KERNELS_RMSPROP_OP_KERNELS_H_
 #define RMSPROP_OP_CC_KERNELS_RMSPROP_OP_KERNELS_H_
 
+#include <cmath>
+#include <complex>
 #include <cstdint>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -55,19 +58,23 @@ absl::Status ReadHyperparameters(tensorflow::OpKernelContext* ctx,
 
 // Where each variable of an update sits among the resources an op locks:
 // the n variables first, then one block of n per slot, in the order
-// var, ms, mg, mom (mg and mom blocks only when present). The one place that
+// var, ms, mg, mom, ema (mg, mom and ema blocks only when present). The one place that
 // knows this order; the ops' own input order (var, mg, ms, mom) is by name.
 struct VariableLayout {
   int num_vars;  // 1 for the single-variable ops
   bool centered;
   bool momentum;
   bool indexed;  // name variables "var[i]" in errors (the grouped op)
+  bool ema = false;  // the grouped op's EMA slots
 
   int var(int i) const { return i; }
   int ms(int i) const { return num_vars + i; }
   int mg(int i) const { return centered ? 2 * num_vars + i : -1; }
   int mom(int i) const {
     return momentum ? (centered ? 3 : 2) * num_vars + i : -1;
+  }
+  int ema_slot(int i) const {
+    return ema ? (2 + centered + momentum) * num_vars + i : -1;
   }
 
   // The op's resource inputs in this order, looked up by name.
@@ -77,6 +84,7 @@ struct VariableLayout {
     TF_RETURN_IF_ERROR(NamedVariableInputs(ctx, "ms", indexed, inputs));
     if (centered) TF_RETURN_IF_ERROR(NamedVariableInputs(ctx, "mg", indexed, inputs));
     if (momentum) TF_RETURN_IF_ERROR(NamedVariableInputs(ctx, "mom", indexed, inputs));
+    if (ema) TF_RETURN_IF_ERROR(NamedVariableInputs(ctx, "ema", indexed, inputs));
     return absl::OkStatus();
   }
 
@@ -84,7 +92,7 @@ struct VariableLayout {
   template <typename Device>
   absl::Status CheckSlotShapes(const LockedVariables<Device>& vars, int i) const {
     const tensorflow::TensorShape& shape = vars.tensor(var(i)).shape();
-    for (int pos : {ms(i), mg(i), mom(i)}) {
+    for (int pos : {ms(i), mg(i), mom(i), ema_slot(i)}) {
       if (pos < 0 || vars.tensor(pos).shape() == shape) continue;
       return absl::InvalidArgumentError(absl::StrCat(
           vars.name(pos), " has shape ", vars.tensor(pos).shape().DebugString(),
@@ -99,7 +107,7 @@ struct VariableLayout {
     auto ptr = [&](int pos) -> T* {
       return pos < 0 ? nullptr : const_cast<T*>(tensors[pos].flat<T>().data());
     };
-    return {ptr(var(i)), ptr(ms(i)), ptr(mg(i)), ptr(mom(i))};
+    return {ptr(var(i)), ptr(ms(i)), ptr(mg(i)), ptr(mom(i)), ptr(ema_slot(i))};
   }
 };
 
@@ -268,8 +276,70 @@ class SparseApplyRMSPropOp : public SingleVariableOpBase<Device, T, kCentered> {
   }
 };
 
+// Reads and checks the grouped op's extras (rmsprop_math::Extras). Sets
+// *any to whether one of them changes the update; clip_divisors gets one
+// divisor per variable, or stays empty.
+template <typename T>
+absl::Status ReadExtras(tensorflow::OpKernelContext* ctx, int num_vars,
+                        bool apply_weight_decay, bool has_ema, ExtrasOf<T>* x,
+                        std::vector<double>* clip_divisors, bool* any) {
+  const char* names[5] = {"grad_divisor", "clip_multiplier", "clip_value",
+                          "weight_decay", "ema_momentum"};
+  double values[5];
+  for (int i = 0; i < 5; ++i) {
+    const tensorflow::Tensor* t;
+    TF_RETURN_IF_ERROR(ctx->input(names[i], &t));
+    if (!tensorflow::TensorShapeUtils::IsScalar(t->shape())) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          names[i], " must be a scalar, got shape ", t->shape().DebugString()));
+    }
+    values[i] = t->scalar<double>()();
+  }
+  const tensorflow::Tensor* divisors;
+  TF_RETURN_IF_ERROR(ctx->input("clip_divisors", &divisors));
+  if (!tensorflow::TensorShapeUtils::IsVector(divisors->shape()) ||
+      (divisors->dim_size(0) != 0 && divisors->dim_size(0) != num_vars)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "clip_divisors must be a vector of 0 or ", num_vars,
+        " values (one per variable), got shape ", divisors->shape().DebugString()));
+  }
+  const auto d = divisors->flat<double>();
+  clip_divisors->assign(d.data(), d.data() + d.size());
+  const double grad_divisor = values[0], clip_multiplier = values[1],
+               clip_value = values[2], weight_decay = values[3],
+               ema_momentum = values[4];
+  // clip_multiplier and clip_divisors may be NaN or infinite: Keras's clip
+  // factors are, for gradients whose norm is, and the update then stores NaN.
+  if (!(grad_divisor != 0.0 && std::isfinite(grad_divisor))) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "grad_divisor (the loss scale factor) must be finite and nonzero, got ",
+        grad_divisor));
+  }
+  if (!(clip_value > 0.0)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "clip_value must be positive (+inf: no clipping), got ", clip_value));
+  }
+  if (!std::isfinite(weight_decay)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("weight_decay must be finite, got ", weight_decay));
+  }
+  if (!(ema_momentum >= 0.0 && ema_momentum <= 1.0)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "ema_momentum must be in [0, 1], got ", ema_momentum));
+  }
+  using R = decltype(x->grad_divisor);
+  const R ema_m = static_cast<R>(ema_momentum);
+  *x = {static_cast<R>(grad_divisor), static_cast<R>(clip_multiplier), R(1),
+        static_cast<R>(clip_value), static_cast<R>(weight_decay), ema_m,
+        R(1) - ema_m, apply_weight_decay};
+  *any = grad_divisor != 1.0 || clip_multiplier != 1.0 || !clip_divisors->empty() ||
+         !std::isinf(clip_value) || apply_weight_decay || has_ema;
+  return absl::OkStatus();
+}
+
 // FusedResourceGroupApplyRMSProp: many dense updates with shared
-// hyperparameters, one op and one pass per variable.
+// hyperparameters, one op and one pass per variable, with Keras's steps
+// around the update (the extras) in the same pass.
 template <typename Device, typename T>
 class GroupApplyRMSPropOp : public tensorflow::OpKernel {
  public:
@@ -280,11 +350,14 @@ class GroupApplyRMSPropOp : public tensorflow::OpKernel {
     OP_REQUIRES_OK(ctx, ctx->GetAttr("num_vars", &num_vars_));
     OP_REQUIRES_OK(ctx, ctx->GetAttr("num_momentum_slots", &num_mom_));
     OP_REQUIRES_OK(ctx, ctx->GetAttr("num_mg_slots", &num_mg_));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("num_ema_slots", &num_ema_));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("apply_weight_decay", &apply_weight_decay_));
     OP_REQUIRES(ctx,
                 (num_mom_ == 0 || num_mom_ == num_vars_) &&
-                    (num_mg_ == 0 || num_mg_ == num_vars_),
+                    (num_mg_ == 0 || num_mg_ == num_vars_) &&
+                    (num_ema_ == 0 || num_ema_ == num_vars_),
                 absl::InvalidArgumentError(
-                    "mom and mg must be empty or have one slot per variable"));
+                    "mom, mg and ema must be empty or have one slot per variable"));
   }
 
   void Compute(tensorflow::OpKernelContext* ctx) override {
@@ -292,9 +365,22 @@ class GroupApplyRMSPropOp : public tensorflow::OpKernel {
     const bool centered = num_mg_ > 0;
     HyperOf<T> h;
     OP_REQUIRES_OK(ctx, ReadHyperparameters<T>(ctx, has_mom, epsilon_after_sqrt_, &h));
+    ExtrasOf<T> extras;
+    std::vector<double> clip_divisors;
+    bool has_extras;
+    OP_REQUIRES_OK(ctx, ReadExtras<T>(ctx, num_vars_, apply_weight_decay_,
+                                      num_ema_ > 0, &extras, &clip_divisors,
+                                      &has_extras));
+    if (has_extras) {
+      OP_REQUIRES(ctx, kExtrasSupported,
+                  absl::UnimplementedError(
+                      "the fused extras (loss scale, clipping, weight decay, EMA) "
+                      "take real dtypes on the CPU; nothing was updated"));
+    }
     tensorflow::OpInputList grads;
     OP_REQUIRES_OK(ctx, ctx->input_list("grad", &grads));
-    const VariableLayout layout = {num_vars_, centered, has_mom, /*indexed=*/true};
+    VariableLayout layout = {num_vars_, centered, has_mom, /*indexed=*/true};
+    layout.ema = num_ema_ > 0;
     std::vector<VariableInput> inputs;
     OP_REQUIRES_OK(ctx, layout.Inputs(ctx, &inputs));
     LockedVariables<Device> vars;
@@ -313,21 +399,74 @@ class GroupApplyRMSPropOp : public tensorflow::OpKernel {
                       "; they must match")));
       if (var.NumElements() == 0) continue;
       updates.push_back({layout.Slots<T>(tensors, i), grads[i].flat<T>().data(),
-                         var.NumElements()});
+                         var.NumElements(),
+                         clip_divisors.empty() ? 1.0 : clip_divisors[i]});
     }
     if (updates.empty()) return;
-    const DeviceStatus status = functor::DenseApplyRMSProp<Device, T>()(
+    DeviceStatus status;
+    if constexpr (kExtrasSupported) {
+      if (has_extras) {
+        status = functor::DenseApplyRMSPropWithExtras<Device, T>()(
+            ctx->eigen_device<Device>(), updates.data(),
+            static_cast<int>(updates.size()), h, extras);
+        OP_REQUIRES(ctx, status.ok(), DeviceError(status));
+        return;
+      }
+    }
+    status = functor::DenseApplyRMSProp<Device, T>()(
         ctx->eigen_device<Device>(), updates.data(),
         static_cast<int>(updates.size()), h);
     OP_REQUIRES(ctx, status.ok(), DeviceError(status));
   }
 
  private:
+  static constexpr bool kExtrasSupported =
+      std::is_same<Device, Eigen::ThreadPoolDevice>::value &&
+      !std::is_same<T, std::complex<float>>::value &&
+      !std::is_same<T, std::complex<double>>::value;
+
   bool use_locking_;
   bool epsilon_after_sqrt_;
+  bool apply_weight_decay_;
   int num_vars_;
   int num_mom_;
   int num_mg_;
+  int num_ema_;
+};
+
+// FusedGradientSquaredNorms (CPU).
+template <typename Device, typename T>
+class GradientSquaredNormsOp : public tensorflow::OpKernel {
+ public:
+  explicit GradientSquaredNormsOp(tensorflow::OpKernelConstruction* ctx)
+      : OpKernel(ctx) {}
+
+  void Compute(tensorflow::OpKernelContext* ctx) override {
+    tensorflow::OpInputList grads;
+    OP_REQUIRES_OK(ctx, ctx->input_list("grad", &grads));
+    const tensorflow::Tensor& divisor = ctx->input(grads.size());
+    OP_REQUIRES(ctx, tensorflow::TensorShapeUtils::IsScalar(divisor.shape()),
+                absl::InvalidArgumentError(absl::StrCat(
+                    "divisor must be a scalar, got shape ",
+                    divisor.shape().DebugString())));
+    const double div = divisor.scalar<double>()();
+    OP_REQUIRES(ctx, div != 0.0 && std::isfinite(div),
+                absl::InvalidArgumentError(absl::StrCat(
+                    "divisor (the loss scale factor) must be finite and nonzero, got ",
+                    div)));
+    tensorflow::Tensor* out;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(
+                            0, tensorflow::TensorShape({grads.size()}), &out));
+    std::vector<const T*> data(grads.size());
+    std::vector<int64_t> sizes(grads.size());
+    for (int i = 0; i < grads.size(); ++i) {
+      data[i] = grads[i].flat<T>().data();
+      sizes[i] = grads[i].NumElements();
+    }
+    functor::SquaredNorms<Device, T>()(ctx->eigen_device<Device>(), data.data(),
+                                       sizes.data(), grads.size(), div,
+                                       out->flat<double>().data());
+  }
 };
 
 // The kernel builder of op NAME on one device; the hyperparameters are host
@@ -351,7 +490,13 @@ class GroupApplyRMSPropOp : public tensorflow::OpKernel {
       RMSPROP_KERNEL_BUILDER("FusedResourceApplyCenteredRMSProp", DEVICE_TYPE, T), \
       ::rmsprop_op::DenseApplyRMSPropOp<DEVICE, T, true>);                       \
   REGISTER_KERNEL_BUILDER(                                                       \
-      RMSPROP_KERNEL_BUILDER("FusedResourceGroupApplyRMSProp", DEVICE_TYPE, T),  \
+      RMSPROP_KERNEL_BUILDER("FusedResourceGroupApplyRMSProp", DEVICE_TYPE, T)   \
+          .HostMemory("grad_divisor")                                            \
+          .HostMemory("clip_multiplier")                                         \
+          .HostMemory("clip_divisors")                                           \
+          .HostMemory("clip_value")                                              \
+          .HostMemory("weight_decay")                                            \
+          .HostMemory("ema_momentum"),                                           \
       ::rmsprop_op::GroupApplyRMSPropOp<DEVICE, T>);                             \
   RMSPROP_REGISTER_SPARSE_KERNELS(DEVICE, DEVICE_TYPE, T, int32_t, SPARSE_OP);   \
   RMSPROP_REGISTER_SPARSE_KERNELS(DEVICE, DEVICE_TYPE, T, int64_t, SPARSE_OP)

@@ -91,24 +91,34 @@ absl::Status SparseShapeFn(InferenceContext* c) {
 }
 
 // Every variable and slot of the grouped op has the shape of its gradient.
-// Inputs: var[N], mg[G], ms[N], mom[M], grad[N], hyperparameters.
+// Inputs: var[N], mg[G], ms[N], mom[M], ema[E], grad[N], the four
+// hyperparameters, then the extras.
 absl::Status GroupShapeFn(InferenceContext* c) {
-  int n, num_mg, num_mom;
+  int n, num_mg, num_mom, num_ema;
   TF_RETURN_IF_ERROR(c->GetAttr("num_vars", &n));
   TF_RETURN_IF_ERROR(c->GetAttr("num_mg_slots", &num_mg));
   TF_RETURN_IF_ERROR(c->GetAttr("num_momentum_slots", &num_mom));
-  if ((num_mom != 0 && num_mom != n) || (num_mg != 0 && num_mg != n)) {
+  TF_RETURN_IF_ERROR(c->GetAttr("num_ema_slots", &num_ema));
+  if ((num_mom != 0 && num_mom != n) || (num_mg != 0 && num_mg != n) ||
+      (num_ema != 0 && num_ema != n)) {
     return absl::InvalidArgumentError(
-        "mom and mg must be empty or have one slot per variable");
+        "mom, mg and ema must be empty or have one slot per variable");
   }
-  const int num_resources = 2 * n + num_mg + num_mom;
+  const int num_resources = 2 * n + num_mg + num_mom + num_ema;
   for (int r = 0; r < num_resources; ++r) {
-    // Resource r belongs to variable r mod n in every block (var, mg, ms, mom).
+    // Resource r belongs to variable r mod n in every block (var, mg, ms, mom, ema).
     ShapeHandle merged;
     TF_RETURN_IF_ERROR(
         c->Merge(HandleShape(c, r), c->input(num_resources + r % n), &merged));
   }
-  return ScalarHyperparameters(c);
+  // lr, rho, momentum, epsilon, grad_divisor, clip_multiplier are scalars,
+  // clip_divisors a vector, clip_value, weight_decay, ema_momentum scalars.
+  const int first = num_resources + n;
+  for (int i = first; i < c->num_inputs(); ++i) {
+    ShapeHandle unused;
+    TF_RETURN_IF_ERROR(c->WithRank(c->input(i), i == first + 6 ? 1 : 0, &unused));
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace
@@ -199,12 +209,21 @@ REGISTER_OP("FusedResourceGroupApplyRMSProp")
     .Input("mg: num_mg_slots * resource")
     .Input("ms: num_vars * resource")
     .Input("mom: num_momentum_slots * resource")
+    .Input("ema: num_ema_slots * resource")
     .Input("grad: num_vars * T")
     .RMSPROP_HYPERPARAMETER_INPUTS
+    .Input("grad_divisor: double")
+    .Input("clip_multiplier: double")
+    .Input("clip_divisors: double")
+    .Input("clip_value: double")
+    .Input("weight_decay: double")
+    .Input("ema_momentum: double")
     .Attr("T: {half, bfloat16, float, double, complex64, complex128}")
     .Attr("num_vars: int >= 1")
     .Attr("num_mg_slots: int >= 0")
     .Attr("num_momentum_slots: int >= 0")
+    .Attr("num_ema_slots: int >= 0 = 0")
+    .Attr("apply_weight_decay: bool = false")
     .Attr("use_locking: bool = false")
     .Attr("epsilon_after_sqrt: bool = false")
     .SetShapeFn(GroupShapeFn)
@@ -212,6 +231,37 @@ REGISTER_OP("FusedResourceGroupApplyRMSProp")
 Dense RMSProp update of a list of variables with shared hyperparameters in
 one op. mg is empty (plain) or one slot per variable (centered); mom is empty
 (momentum must be 0) or one slot per variable.
+
+Keras's steps around the update run in the same pass, in Keras's order
+(real dtypes, CPU):
+  g <- clip(((g / grad_divisor) * clip_multiplier) / clip_divisors[i],
+            -clip_value, clip_value)
+  var <- var - var * weight_decay * lr        (with apply_weight_decay)
+  the update
+  ema <- ema_momentum * ema + (1 - ema_momentum) * var   (with ema slots)
+grad_divisor is Keras's loss_scale_factor, clip_multiplier clipnorm or
+global_clipnorm's scale, clip_divisors empty or max(norm_i, clipnorm) per
+variable, clip_value clipvalue; 1, 1, empty and +inf leave the gradient as is.
+)doc");
+
+REGISTER_OP("FusedGradientSquaredNorms")
+    .Input("grad: N * T")
+    .Input("divisor: double")
+    .Output("squared_norms: double")
+    .Attr("T: {half, bfloat16, float, double}")
+    .Attr("N: int >= 1")
+    .SetShapeFn([](InferenceContext* c) {
+      int n;
+      TF_RETURN_IF_ERROR(c->GetAttr("N", &n));
+      ShapeHandle unused;
+      TF_RETURN_IF_ERROR(c->WithRank(c->input(n), 0, &unused));
+      c->set_output(0, c->Vector(n));
+      return absl::OkStatus();
+    })
+    .Doc(R"doc(
+The sum of squares of each gradient, every element divided by divisor first
+(Keras's loss-scale unscaling), accumulated in double in a fixed order: one
+read of every gradient for clipnorm and global_clipnorm.
 )doc");
 
 }  // namespace rmsprop_op
