@@ -25,6 +25,7 @@ import tensorflow as tf  # noqa: E402
 import keras_optimizer  # noqa: E402
 import rmsprop_op  # noqa: E402
 
+from benchmarks.extras_rows import extras_rows  # noqa: E402
 from benchmarks.fit_rows import fit_rows  # noqa: E402
 from benchmarks.timing import (HERE, BandwidthProbe, Bench, Timed, median_seconds,  # noqa: E402
                                repeats_for, updates_per_call)
@@ -327,6 +328,18 @@ def summarize(rows):
                            r["ours_speedup"], r["ours_speedup"] >= wanted))
             checks.append((f"fit {r['case']}: final loss agrees with stock Keras (1 = yes)",
                            float(r["losses_agree"]), r["losses_agree"]))
+    for r in rows:
+        if r["group"] == "extras" and r["impl"] == "keras stock":
+            ours = find("extras", r["case"], "ours (keras)")
+            label = r["case"].split(" ", 1)[1]
+            if label == "none":
+                continue
+            wanted = 4.0 if label == "all three" else 3.5
+            checks.append((f"extras {r['case']}: >= {wanted}x stock Keras", r["ours_speedup"],
+                           r["ours_speedup"] >= wanted))
+            if label == "all three":
+                checks.append((f"extras {r['case']}: ours >= 80% of the bandwidth limit",
+                               ours["of_limit"], ours["of_limit"] >= 0.8))
     # The arithmetic alone, on every thread of the run: the in-cache time of
     # one thread divided by the thread count (1.0: compute-bound).
     floors = {r["impl"]: r["ns_per_element"] / r["threads_of_run"]
@@ -354,8 +367,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="small sizes only (a smoke run)")
-    parser.add_argument("--only", nargs="+", choices=["dense", "sweep", "sparse", "many", "fit"],
-                        default=["dense", "sweep", "sparse", "many", "fit"])
+    parser.add_argument("--only", nargs="+", choices=["dense", "sweep", "sparse", "many", "fit", "extras"],
+                        default=["dense", "sweep", "sparse", "many", "fit", "extras"])
     parser.add_argument("--output", default=os.path.join(HERE, "results", "run.json"))
     parser.add_argument("--compute-floor-worker", nargs=2, type=float, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -385,6 +398,8 @@ def main(argv=None):
         many_variable_rows(bench, count=50 if args.quick else 500)
     if "fit" in args.only:
         fit_rows(bench, args.quick)
+    if "extras" in args.only:
+        extras_rows(bench, args.quick)
     targets = summarize(bench.rows)
     os.makedirs(os.path.dirname(args.output), exist_ok=True)
     with open(args.output, "w") as f:

@@ -15,7 +15,7 @@ import tensorflow as tf
 
 import rmsprop_op
 from keras_optimizer import _compat
-from keras_optimizer._implementation import fused_kernels_for, on_gpu
+from keras_optimizer._implementation import fused_kernels_for
 
 Extras = collections.namedtuple(
     "Extras", "loss_scale clipnorm global_clipnorm clipvalue weight_decay use_ema ema_momentum")
@@ -48,7 +48,8 @@ def plan(optimizer, grads, trainable_variables):
     """The extras to fuse into this `apply`, or None to leave them to Keras:
     without a distribution strategy (Keras clips each replica's gradients
     before they are summed), outside XLA, without gradient accumulation, and
-    when every gradient is dense, of its variable's real dtype, on the CPU."""
+    when every gradient is dense and of its variable's real dtype, and the
+    fused kernels can update every variable."""
     extras = configured(optimizer)
     if extras is None or optimizer.gradient_accumulation_steps:
         return None
@@ -76,8 +77,7 @@ def plan(optimizer, grads, trainable_variables):
         if getattr(variable, "overwrite_with_gradient", False):
             return None
         tf_variable = _compat.tf_variable(variable)
-        if (tf_variable.dtype not in _FUSABLE_DTYPES or grad.dtype != tf_variable.dtype
-                or on_gpu(tf_variable)):
+        if tf_variable.dtype not in _FUSABLE_DTYPES or grad.dtype != tf_variable.dtype:
             return None
         tf_variables.append(tf_variable)
     if not fused_kernels_for(tf_variables):

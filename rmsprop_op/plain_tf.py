@@ -84,11 +84,57 @@ def update(var, ms, grad, *, mg=None, mom=None, indices=None, lr, rho, momentum=
     return _sparse(var, ms, mg, mom, grad, indices, *hyper)
 
 
+def _dense_with_extras(var, ms, mg, mom, ema, grad, clip_divisor, lr, rho, momentum, epsilon,
+                       epsilon_after_sqrt, grad_divisor, clip_multiplier, clip_value, weight_decay,
+                       ema_momentum):
+    """rmsprop_math::UpdateStoredWithExtras on tensors in the compute dtype."""
+    c = _compute_dtype(var.dtype)
+
+    def real(x):
+        return tf.cast(_float64(x), c)
+    g = ((tf.cast(grad, c) / real(grad_divisor)) * real(clip_multiplier)) / real(clip_divisor)
+    g = tf.clip_by_value(g, -real(clip_value), real(clip_value))
+    v = _read(var, c)
+    if weight_decay is not None:
+        v = v - v * real(weight_decay) * real(lr)
+    new = list(_formula(v, _read(ms, c), _read(mg, c), _read(mom, c), g, lr, rho, momentum,
+                        epsilon, epsilon_after_sqrt))
+    slots = [var, ms, mg, mom]
+    if ema is not None:
+        m = real(ema_momentum)
+        new.append(m * _read(ema, c) + (tf.ones([], c) - m) * new[0])
+        slots.append(ema)
+    return tf.group([s.assign(tf.cast(x, s.dtype)) for s, x in zip(slots, new) if s is not None])
+
+
 def group_apply_rmsprop(variables, mgs, mss, moms, grads, lr, rho, momentum, epsilon,
-                        use_locking=False, epsilon_after_sqrt=False):
+                        use_locking=False, epsilon_after_sqrt=False, *, emas=None, ema_momentum=0.0,
+                        grad_divisor=1.0, clip_multiplier=1.0, clip_divisors=None,
+                        clip_value=float("inf"), weight_decay=None):
     del use_locking
     n = len(variables)
     mgs = mgs if mgs is not None else [None] * n
     moms = moms if moms is not None else [None] * n
-    return tf.group([_dense(v, ms, mg, mom, g, lr, rho, momentum, epsilon, epsilon_after_sqrt)
-                     for v, mg, ms, mom, g in zip(variables, mgs, mss, moms, grads)])
+    plain = (emas is None and clip_divisors is None and weight_decay is None
+             and all(isinstance(x, (int, float)) for x in (grad_divisor, clip_multiplier, clip_value))
+             and (grad_divisor, clip_multiplier, clip_value) == (1.0, 1.0, float("inf")))
+    if plain:
+        return tf.group([_dense(v, ms, mg, mom, g, lr, rho, momentum, epsilon, epsilon_after_sqrt)
+                         for v, mg, ms, mom, g in zip(variables, mgs, mss, moms, grads)])
+    emas = emas if emas is not None else [None] * n
+    divisors = [1.0] * n if clip_divisors is None else tf.unstack(_float64(clip_divisors), num=n)
+    return tf.group([
+        _dense_with_extras(v, ms, mg, mom, ema, g, d, lr, rho, momentum, epsilon,
+                           epsilon_after_sqrt, grad_divisor, clip_multiplier, clip_value,
+                           weight_decay, ema_momentum)
+        for v, mg, ms, mom, ema, g, d in zip(variables, mgs, mss, moms, emas, grads, divisors)])
+
+
+def gradient_squared_norms(grads, divisor=1.0):
+    """rmsprop_op.gradient_squared_norms in plain TensorFlow ops (summed in
+    float64 in TensorFlow's order)."""
+    return tf.stack([
+        tf.reduce_sum(tf.square(tf.cast(
+            tf.cast(g, _compute_dtype(g.dtype)) / tf.cast(_float64(divisor), _compute_dtype(g.dtype)),
+            tf.float64)))
+        for g in grads])

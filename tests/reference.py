@@ -181,3 +181,29 @@ NUMPY_DTYPES = {
     "complex64": np.complex64,
     "complex128": np.complex128,
 }
+
+
+def rmsprop_step_with_extras(var, ms, mg, mom, ema, grad, lr, rho, momentum, epsilon, *,
+                             grad_divisor=1.0, clip_multiplier=1.0, clip_divisor=1.0,
+                             clip_value=np.inf, weight_decay=None, ema_momentum=0.0,
+                             compute_dtype=np.float64):
+    """rmsprop_math.h's UpdateStoredWithExtras for real dtypes: Keras's steps
+    around the update (see there), everything in the compute type until the
+    store. Returns new (var, ms, mg, mom, ema); ema None when absent."""
+    c = np.dtype(compute_dtype).type
+    storage = var.dtype
+
+    def wide(x):
+        return None if x is None else x.astype(c)
+    g = ((grad.astype(c) / c(grad_divisor)) * c(clip_multiplier)) / c(clip_divisor)
+    g = np.minimum(np.maximum(g, c(-clip_value)), c(clip_value))  # NaN stays NaN
+    v = var.astype(c)
+    if weight_decay is not None:
+        v = v - v * c(weight_decay) * c(lr)
+    v, ms_, mg_, mom_ = rmsprop_step(v, wide(ms), wide(mg), wide(mom), g, lr, rho, momentum,
+                                     epsilon, compute_dtype)
+    ema_ = None
+    if ema is not None:
+        m = c(ema_momentum)
+        ema_ = canonical_nan(m * ema.astype(c) + (c(1) - m) * v)
+    return tuple(None if x is None else x.astype(storage) for x in (v, ms_, mg_, mom_, ema_))

@@ -253,3 +253,65 @@ def test_sparse_bad_index_fails_inside_a_function():
     with pytest.raises(tf.errors.InvalidArgumentError, match=r"indices\[1\] is out of range"):
         step(tf.constant([0, 99, 2]))
     assert_bitwise_equal(as_numpy(variables), after_good)
+
+
+REAL_DTYPES = ["float16", "bfloat16", "float32", "float64"]
+
+
+@pytest.mark.parametrize("dtype", REAL_DTYPES)
+@pytest.mark.parametrize("centered,with_mom", [(False, False), (True, True)])
+def test_group_with_extras_matches_cpu(dtype, centered, with_mom):
+    # Loss scale, per-variable clip divisors, clip value, weight decay and EMA
+    # over more variables than one launch takes.
+    shapes = [(3,), (17, 5), (1,), (0,), (1000,), (2, 3, 4)] * 10
+    initial = [initial_slots(s, dtype, centered, with_mom, seed=10 * i) for i, s in enumerate(shapes)]
+    emas = [random_values(s, dtype, 900 + i) for i, s in enumerate(shapes)]
+    grads = [random_values(s, dtype, 5000 + i) for i, s in enumerate(shapes)]
+    divisors = np.linspace(0.5, 3.0, len(shapes))
+    results = []
+    for device in (GPU, CPU):
+        variables = [as_variables(x, device) for x in initial]
+        ema_vars = as_variables(emas, device)
+        with tf.device(device):
+            rmsprop_op.group_apply_rmsprop(
+                [v[0] for v in variables], [v[2] for v in variables] if centered else None,
+                [v[1] for v in variables], [v[3] for v in variables] if with_mom else None,
+                [tf.constant(g) for g in grads], **_hyper(with_mom), emas=ema_vars,
+                ema_momentum=0.9, grad_divisor=4.0, clip_multiplier=0.75,
+                clip_divisors=divisors, clip_value=0.3, weight_decay=0.05)
+        results.append([as_numpy(v) for v in variables] + [as_numpy(ema_vars)])
+    for gpu, cpu in zip(*results):
+        assert_bitwise_equal(gpu, cpu)
+
+
+@pytest.mark.parametrize("dtype", REAL_DTYPES)
+def test_squared_norms_match_cpu(dtype):
+    # One element, a partial block, several whole blocks plus a tail.
+    grads = [random_values(s, dtype, 70 + i)
+             for i, s in enumerate([(1,), (300,), (3 * 16384 + 5,), (0,), (128, 129)])]
+    results = []
+    for device in (GPU, CPU):
+        with tf.device(device):
+            results.append(rmsprop_op.gradient_squared_norms(
+                [tf.constant(g) for g in grads], 2.0).numpy())
+    assert_bitwise_equal([results[0]], [results[1]])
+
+
+def test_keras_fused_extras_on_the_gpu_match_cpu():
+    import keras
+
+    import keras_optimizer
+    results = []
+    for device in (GPU, CPU):
+        with tf.device(device):
+            variables = [keras.Variable(np.linspace(-1, 1, 40, dtype=np.float32).reshape(8, 5)),
+                         keras.Variable(np.ones(5, np.float32))]
+            optimizer = keras_optimizer.RMSprop(momentum=0.9, weight_decay=0.01, use_ema=True,
+                                                global_clipnorm=1.0, loss_scale_factor=16.0)
+            optimizer.build(variables)
+            for step in range(5):
+                grads = [tf.constant(random_values(v.shape, "float32", 40 + step)) for v in variables]
+                optimizer.apply(grads, variables)
+        results.append([v.numpy() for v in variables] +
+                       [a.numpy() for a in optimizer._model_variables_moving_average])
+    assert_bitwise_equal(results[0], results[1])

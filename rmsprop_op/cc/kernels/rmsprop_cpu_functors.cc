@@ -105,14 +105,11 @@ struct DenseApplyRMSPropWithExtras<CPUDevice, T> {
   }
 };
 
-// Blocks of this many elements are summed on their own and the block sums
-// added in order: the same bits on any number of threads.
-constexpr int64_t kNormBlock = 1 << 14;
-
 template <typename T>
 struct SquaredNorms<CPUDevice, T> {
-  void operator()(const CPUDevice& d, const T* const* grads, const int64_t* sizes,
-                  int num_grads, double divisor, double* out) {
+  DeviceStatus operator()(const CPUDevice& d, const T* const* grads,
+                          const int64_t* sizes, int num_grads, double divisor,
+                          double* out) {
     using C = ComputeType<T>;
     std::vector<int64_t> first_block(num_grads + 1, 0);
     for (int i = 0; i < num_grads; ++i) {
@@ -137,6 +134,7 @@ struct SquaredNorms<CPUDevice, T> {
       for (int64_t b = first_block[i]; b < first_block[i + 1]; ++b) sum += block_sums[b];
       out[i] = sum;
     }
+    return {};
   }
 };
 
@@ -250,15 +248,9 @@ struct SparseApplyRMSProp<CPUDevice, T, Tindex> {
 RMSPROP_FOR_EACH_DTYPE(RMSPROP_REGISTER_CPU)
 #undef RMSPROP_REGISTER_CPU
 
-#define RMSPROP_REGISTER_NORMS_CPU(T)                                      \
-  REGISTER_KERNEL_BUILDER(Name("FusedGradientSquaredNorms")                \
-                              .Device(::tensorflow::DEVICE_CPU)            \
-                              .TypeConstraint<T>("T"),                     \
-                          ::rmsprop_op::GradientSquaredNormsOp<CPUDevice, T>);
-RMSPROP_REGISTER_NORMS_CPU(Eigen::half)
-RMSPROP_REGISTER_NORMS_CPU(Eigen::bfloat16)
-RMSPROP_REGISTER_NORMS_CPU(float)
-RMSPROP_REGISTER_NORMS_CPU(double)
+#define RMSPROP_REGISTER_NORMS_CPU(T) \
+  RMSPROP_REGISTER_NORMS_KERNEL(CPUDevice, ::tensorflow::DEVICE_CPU, T)
+RMSPROP_FOR_EACH_REAL_DTYPE(RMSPROP_REGISTER_NORMS_CPU)
 #undef RMSPROP_REGISTER_NORMS_CPU
 
 }  // namespace rmsprop_op

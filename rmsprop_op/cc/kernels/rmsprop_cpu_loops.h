@@ -368,28 +368,33 @@ UpdateRangeFn<T, G> SelectUpdateRange(bool centered, bool momentum,
                   : SelectVariant<T, G, false, false>(extras, decay, ema);
 }
 
-// The sum of (g / divisor)^2 over grad[lo, hi): each quotient in the compute
-// type, as Keras unscales, its square accumulated in double in eight
-// independent lanes (which vectorize) added in a fixed order.
+// The sum of (g / divisor)^2 over one block of grad (kNormLanes x
+// kNormRows elements from `lo`, fewer at the end): each quotient in the
+// compute type, as Keras unscales; squares accumulated in double, lane k
+// summing elements k, k + kNormLanes, ... in order, then the lanes added
+// pairwise (lane k += lane k + s for s = kNormLanes/2, ..., 1). The CUDA
+// kernel sums in exactly this order (a thread per lane, the pairs in shared
+// memory), so both devices give the same bits.
 template <typename T>
 __attribute__((always_inline)) inline double SumOfSquaresBody(
     const T* __restrict__ grad, int64_t lo, int64_t hi, ComputeType<T> divisor) {
   using C = ComputeType<T>;
-  double lanes[8] = {};
+  alignas(64) double lanes[kNormLanes] = {};
   int64_t i = lo;
-  for (; i + 8 <= hi; i += 8) {
-    for (int k = 0; k < 8; ++k) {
+  for (; i + kNormLanes <= hi; i += kNormLanes) {
+    for (int k = 0; k < kNormLanes; ++k) {
       const double q = static_cast<C>(grad[i + k]) / divisor;
       lanes[k] += q * q;
     }
   }
-  double tail = 0.0;
-  for (; i < hi; ++i) {
-    const double q = static_cast<C>(grad[i]) / divisor;
-    tail += q * q;
+  for (int k = 0; i + k < hi; ++k) {
+    const double q = static_cast<C>(grad[i + k]) / divisor;
+    lanes[k] += q * q;
   }
-  return ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) +
-         ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7])) + tail;
+  for (int stride = kNormLanes / 2; stride > 0; stride /= 2) {
+    for (int k = 0; k < stride; ++k) lanes[k] += lanes[k + stride];
+  }
+  return lanes[0];
 }
 
 template <typename T>

@@ -124,6 +124,26 @@ __device__ __forceinline__ rmsprop_math::Hyper<DeviceReal<T>> ToDevice(
           R(h.epsilon_in_sqrt), R(h.epsilon_after_sqrt)};
 }
 
+// The extras of one dense update (rmsprop_math::Extras) in the device's
+// compute reals, with the update's own clipnorm divisor.
+template <typename T>
+__device__ __forceinline__ rmsprop_math::Extras<DeviceReal<T>> ToDeviceExtras(
+    const ExtrasOf<T>& x, double clip_divisor) {
+  using R = DeviceReal<T>;
+  using HostR = decltype(x.clip_divisor);
+  return {R(x.grad_divisor),  R(x.clip_multiplier),
+          R(static_cast<HostR>(clip_divisor)), R(x.clip_value),
+          R(x.weight_decay),  R(x.ema_momentum),
+          R(x.one_minus_ema_momentum), x.decay};
+}
+
+// Kernel parameters read in place, not copied to local memory (sm_70+).
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 700
+#define RMSPROP_GRID_CONSTANT
+#else
+#define RMSPROP_GRID_CONSTANT __grid_constant__
+#endif
+
 // Elements per 16-byte access: the widest load a thread can issue.
 template <typename T>
 constexpr int kVectorWidth = static_cast<int>(16 / sizeof(T));
@@ -173,22 +193,26 @@ __device__ __forceinline__ void StorePack(T* p, const Pack<T, kN>& in) {
 }
 
 // Updates kN consecutive elements at `offset` with the gradients g (already
-// in the compute type). Every load is issued before the first store: the
-// compiler cannot know that the slots do not alias, and loads in flight
-// together are what keeps memory busy.
-template <typename T, int kN, bool kCentered, bool kMomentum>
-__device__ __forceinline__ void UpdatePack(const SlotPointers<T>& slots,
-                                           int64_t offset,
-                                           const DeviceCompute<T> (&g)[kN],
-                                           const HyperOf<T>& host_h) {
+// in the compute type); with kExtras, Keras's steps around the update too
+// (`x`, and the EMA slot when slots.ema is set). Every load is issued before
+// the first store: the compiler cannot know that the slots do not alias, and
+// loads in flight together are what keeps memory busy.
+template <typename T, int kN, bool kCentered, bool kMomentum, bool kExtras = false>
+__device__ __forceinline__ void UpdatePack(
+    const SlotPointers<T>& slots, int64_t offset,
+    const DeviceCompute<T> (&g)[kN], const HyperOf<T>& host_h,
+    const rmsprop_math::Extras<DeviceReal<T>>* x = nullptr) {
   using C = DeviceCompute<T>;
   const rmsprop_math::Hyper<DeviceReal<T>> h = ToDevice<T>(host_h);
+  const bool has_ema = kExtras && slots.ema != nullptr;
   Pack<T, kN> var = LoadPack<T, kN>(slots.var + offset);
   Pack<T, kN> ms = LoadPack<T, kN>(slots.ms + offset);
   Pack<T, kN> mg;
   Pack<T, kN> mom;
+  Pack<T, kN> ema;
   if constexpr (kCentered) mg = LoadPack<T, kN>(slots.mg + offset);
   if constexpr (kMomentum) mom = LoadPack<T, kN>(slots.mom + offset);
+  if (has_ema) ema = LoadPack<T, kN>(slots.ema + offset);
 #pragma unroll
   for (int e = 0; e < kN; ++e) {
     C ms_e = ToDevice(ToCompute(ms.v[e]));
@@ -197,8 +221,15 @@ __device__ __forceinline__ void UpdatePack(const SlotPointers<T>& slots,
     if constexpr (kCentered) mg_e = ToDevice(ToCompute(mg.v[e]));
     if constexpr (kMomentum) mom_e = ToDevice(ToCompute(mom.v[e]));
     C var_e = ToDevice(ToCompute(var.v[e]));
-    rmsprop_math::UpdateStored<kCentered, kMomentum, C>(g[e], var_e, ms_e,
-                                                        mg_e, mom_e, h);
+    if constexpr (kExtras) {
+      C ema_e = has_ema ? ToDevice(ToCompute(ema.v[e])) : C(0);
+      rmsprop_math::UpdateStoredWithExtras<kCentered, kMomentum, C>(
+          g[e], var_e, ms_e, mg_e, mom_e, has_ema ? &ema_e : nullptr, h, *x);
+      if (has_ema) ema.v[e] = FromCompute<T>(FromDevice(ema_e));
+    } else {
+      rmsprop_math::UpdateStored<kCentered, kMomentum, C>(g[e], var_e, ms_e,
+                                                          mg_e, mom_e, h);
+    }
     var.v[e] = FromCompute<T>(FromDevice(var_e));
     ms.v[e] = FromCompute<T>(FromDevice(ms_e));
     if constexpr (kCentered) mg.v[e] = FromCompute<T>(FromDevice(mg_e));
@@ -208,6 +239,7 @@ __device__ __forceinline__ void UpdatePack(const SlotPointers<T>& slots,
   StorePack<T, kN>(slots.ms + offset, ms);
   if constexpr (kCentered) StorePack<T, kN>(slots.mg + offset, mg);
   if constexpr (kMomentum) StorePack<T, kN>(slots.mom + offset, mom);
+  if (has_ema) StorePack<T, kN>(slots.ema + offset, ema);
 }
 
 template <typename T, int kN>
@@ -218,13 +250,13 @@ __device__ __forceinline__ void LoadGradient(const T* grad,
   for (int e = 0; e < kN; ++e) g[e] = ToDevice(ToCompute(p.v[e]));
 }
 
-template <typename T, bool kCentered, bool kMomentum>
-__device__ __forceinline__ void UpdateOne(const SlotPointers<T>& slots,
-                                          const T* grad, int64_t i,
-                                          const HyperOf<T>& h) {
+template <typename T, bool kCentered, bool kMomentum, bool kExtras = false>
+__device__ __forceinline__ void UpdateOne(
+    const SlotPointers<T>& slots, const T* grad, int64_t i, const HyperOf<T>& h,
+    const rmsprop_math::Extras<DeviceReal<T>>* x = nullptr) {
   DeviceCompute<T> g[1];
   LoadGradient<T, 1>(grad + i, g);
-  UpdatePack<T, 1, kCentered, kMomentum>(slots, i, g, h);
+  UpdatePack<T, 1, kCentered, kMomentum, kExtras>(slots, i, g, h, x);
 }
 
 // The number of blocks of `threads` threads the current device holds at once:
@@ -253,7 +285,8 @@ inline int64_t CeilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 template <typename D, typename T>
 SlotPointers<D> AsDevice(const SlotPointers<T>& s) {
   return {reinterpret_cast<D*>(s.var), reinterpret_cast<D*>(s.ms),
-          reinterpret_cast<D*>(s.mg), reinterpret_cast<D*>(s.mom)};
+          reinterpret_cast<D*>(s.mg), reinterpret_cast<D*>(s.mom),
+          reinterpret_cast<D*>(s.ema)};
 }
 
 }  // namespace gpu

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <type_traits>
 
 #include "rmsprop_op/cc/kernels/rmsprop_cuda_common.cu.h"
 #include "rmsprop_op/cc/kernels/rmsprop_functors.h"
@@ -20,7 +21,7 @@ namespace gpu {
 // search over the tiles' first numbers. Small variables (biases) then cost a
 // tile, not a launch.
 
-constexpr int kMaxDenseBatch = 56;
+constexpr int kMaxDenseBatch = 44;
 
 template <typename T>
 struct DenseTask {
@@ -28,11 +29,12 @@ struct DenseTask {
   const T* grad;
   int64_t size;
   int64_t first_tile;
+  double clip_divisor;  // the extras' clipnorm divisor of this variable
   bool vectorized;  // every buffer 16-byte aligned
 };
 
-// Passed by value as a kernel parameter: with the hyperparameters within the
-// 4 KB every architecture accepts (sm_60 included).
+// Passed by value as a kernel parameter: with the hyperparameters and the
+// extras within the 4 KB every architecture accepts (sm_60 included).
 template <typename T>
 struct DenseBatch {
   int num_tasks;
@@ -40,21 +42,15 @@ struct DenseBatch {
   DenseTask<T> tasks[kMaxDenseBatch];
 };
 
-// Kernel parameters read in place, not copied to local memory (sm_70+).
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 700
-#define RMSPROP_GRID_CONSTANT
-#else
-#define RMSPROP_GRID_CONSTANT __grid_constant__
-#endif
-
 template <typename T>
 constexpr int64_t kDenseTile = int64_t{kThreads} * kVectorWidth<T>;
 
-template <typename T, bool kCentered, bool kMomentum>
+// With kExtras, Keras's steps around the update (rmsprop_math::Extras) too.
+template <typename T, bool kCentered, bool kMomentum, bool kExtras>
 __global__ void __launch_bounds__(kThreads)
     DenseApplyKernel(const RMSPROP_GRID_CONSTANT DenseBatch<T> batch,
-                     const HyperOf<T> h) {
-  static_assert(sizeof(DenseBatch<T>) + sizeof(HyperOf<T>) <= 4000,
+                     const HyperOf<T> h, const ExtrasOf<T> host_x) {
+  static_assert(sizeof(DenseBatch<T>) + sizeof(HyperOf<T>) + sizeof(ExtrasOf<T>) <= 4000,
                 "kernel parameters over 4 KB need sm_70 and CUDA 12.1");
   constexpr int kN = kVectorWidth<T>;
   for (int64_t tile = blockIdx.x; tile < batch.num_tiles; tile += gridDim.x) {
@@ -70,15 +66,21 @@ __global__ void __launch_bounds__(kThreads)
     }
     const DenseTask<T>& task = batch.tasks[lo];
     const int64_t base = (tile - task.first_tile) * kDenseTile<T>;
+    rmsprop_math::Extras<DeviceReal<T>> x_storage;
+    const rmsprop_math::Extras<DeviceReal<T>>* x = nullptr;
+    if constexpr (kExtras) {
+      x_storage = ToDeviceExtras<T>(host_x, task.clip_divisor);
+      x = &x_storage;
+    }
     if (task.vectorized) {
       const int64_t i = base + int64_t{threadIdx.x} * kN;
       if (i + kN <= task.size) {
         DeviceCompute<T> g[kN];
         LoadGradient<T, kN>(task.grad + i, g);
-        UpdatePack<T, kN, kCentered, kMomentum>(task.slots, i, g, h);
+        UpdatePack<T, kN, kCentered, kMomentum, kExtras>(task.slots, i, g, h, x);
       } else {
         for (int64_t j = i; j < task.size; ++j) {
-          UpdateOne<T, kCentered, kMomentum>(task.slots, task.grad, j, h);
+          UpdateOne<T, kCentered, kMomentum, kExtras>(task.slots, task.grad, j, h, x);
         }
       }
     } else {
@@ -86,24 +88,24 @@ __global__ void __launch_bounds__(kThreads)
       for (int e = 0; e < kN; ++e) {
         const int64_t i = base + int64_t{e} * kThreads + threadIdx.x;
         if (i < task.size) {
-          UpdateOne<T, kCentered, kMomentum>(task.slots, task.grad, i, h);
+          UpdateOne<T, kCentered, kMomentum, kExtras>(task.slots, task.grad, i, h, x);
         }
       }
     }
   }
 }
 
-template <typename D, bool kCentered, bool kMomentum, typename T>
+template <typename D, bool kCentered, bool kMomentum, bool kExtras, typename T>
 cudaError_t LaunchDenseVariant(cudaStream_t stream,
                                const DenseUpdate<T>* updates, int num_updates,
-                               const HyperOf<D>& h) {
+                               const HyperOf<D>& h, const ExtrasOf<D>& x) {
   const int max_blocks = ResidentBlocks(kThreads);
   DenseBatch<D> batch;
   auto launch = [&]() {
     const int blocks =
         static_cast<int>(std::min<int64_t>(batch.num_tiles, max_blocks));
-    DenseApplyKernel<D, kCentered, kMomentum>
-        <<<blocks, kThreads, 0, stream>>>(batch, h);
+    DenseApplyKernel<D, kCentered, kMomentum, kExtras>
+        <<<blocks, kThreads, 0, stream>>>(batch, h, x);
     batch.num_tasks = 0;
     batch.num_tiles = 0;
     return cudaGetLastError();
@@ -117,6 +119,7 @@ cudaError_t LaunchDenseVariant(cudaStream_t stream,
     task.grad = reinterpret_cast<const D*>(updates[i].grad);
     task.size = updates[i].size;
     task.first_tile = batch.num_tiles;
+    task.clip_divisor = updates[i].clip_divisor;
     task.vectorized = SlotsAligned16(task.slots) && IsAligned16(task.grad);
     batch.num_tiles += CeilDiv(task.size, kDenseTile<D>);
     if (batch.num_tasks == kMaxDenseBatch) {
@@ -127,27 +130,42 @@ cudaError_t LaunchDenseVariant(cudaStream_t stream,
   return batch.num_tasks > 0 ? launch() : cudaSuccess;
 }
 
-// Enqueues the dense updates on `stream`. D is the CUDA storage type
-// (float, double, __half, __nv_bfloat16, rmsprop_math::Complex); T is the caller's type of the same
-// bits. All updates are centered or not, and have a momentum slot or not, as
-// the first one.
-template <typename D, typename T>
-cudaError_t LaunchDenseApply(cudaStream_t stream, const DenseUpdate<T>* updates,
-                             int num_updates, const HyperOf<D>& h) {
-  if (num_updates <= 0) return cudaSuccess;
+template <typename D, bool kExtras, typename T>
+cudaError_t LaunchDenseOf(cudaStream_t stream, const DenseUpdate<T>* updates,
+                          int num_updates, const HyperOf<D>& h,
+                          const ExtrasOf<D>& x) {
   const bool centered = updates[0].slots.mg != nullptr;
   const bool momentum = updates[0].slots.mom != nullptr;
   if (centered) {
-    return momentum
-               ? LaunchDenseVariant<D, true, true>(stream, updates,
-                                                   num_updates, h)
-               : LaunchDenseVariant<D, true, false>(stream, updates,
-                                                    num_updates, h);
+    return momentum ? LaunchDenseVariant<D, true, true, kExtras>(
+                          stream, updates, num_updates, h, x)
+                    : LaunchDenseVariant<D, true, false, kExtras>(
+                          stream, updates, num_updates, h, x);
   }
-  return momentum ? LaunchDenseVariant<D, false, true>(stream, updates,
-                                                       num_updates, h)
-                  : LaunchDenseVariant<D, false, false>(stream, updates,
-                                                        num_updates, h);
+  return momentum ? LaunchDenseVariant<D, false, true, kExtras>(
+                        stream, updates, num_updates, h, x)
+                  : LaunchDenseVariant<D, false, false, kExtras>(
+                        stream, updates, num_updates, h, x);
+}
+
+// Enqueues the dense updates on `stream`. D is the CUDA storage type
+// (float, double, __half, __nv_bfloat16, rmsprop_math::Complex); T is the
+// caller's type of the same bits. All updates are centered or not, and have
+// a momentum slot or not, as the first one; with `x` (real types), Keras's
+// steps around the update run in the same pass.
+template <typename D, typename T>
+cudaError_t LaunchDenseApply(cudaStream_t stream, const DenseUpdate<T>* updates,
+                             int num_updates, const HyperOf<D>& h,
+                             const ExtrasOf<D>* x = nullptr) {
+  if (num_updates <= 0) return cudaSuccess;
+  if constexpr (std::is_floating_point<decltype(h.lr)>::value &&
+                !std::is_same<ComputeType<D>, rmsprop_math::Complex<float>>::value &&
+                !std::is_same<ComputeType<D>, rmsprop_math::Complex<double>>::value) {
+    if (x != nullptr) {
+      return LaunchDenseOf<D, true>(stream, updates, num_updates, h, *x);
+    }
+  }
+  return LaunchDenseOf<D, false>(stream, updates, num_updates, h, ExtrasOf<D>{});
 }
 
 }  // namespace gpu

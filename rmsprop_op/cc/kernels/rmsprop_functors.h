@@ -14,6 +14,10 @@
   M(Eigen::half) M(Eigen::bfloat16) M(float) M(double)               \
   M(std::complex<float>) M(std::complex<double>)
 
+// The dtypes of the extras and of the squared norms.
+#define RMSPROP_FOR_EACH_REAL_DTYPE(M) \
+  M(Eigen::half) M(Eigen::bfloat16) M(float) M(double)
+
 namespace rmsprop_op {
 
 // Half-precision variables are updated in float and rounded once; complex
@@ -93,6 +97,13 @@ struct DeviceStatus {
   bool ok() const { return failed_step == nullptr && !out_of_memory; }
 };
 
+// The blocks of the squared norms: kNormLanes x kNormRows elements each,
+// summed on their own in a fixed order (rmsprop_cpu_loops.h's
+// SumOfSquaresBody), the block sums of a gradient then added in order.
+constexpr int kNormLanes = 256;
+constexpr int kNormRows = 64;
+constexpr int64_t kNormBlock = int64_t{kNormLanes} * kNormRows;
+
 namespace functor {
 
 // Updates every element of one or more variables (the grouped op passes
@@ -106,7 +117,7 @@ struct DenseApplyRMSProp {
 
 // DenseApplyRMSProp with Keras's steps around the update fused into the same
 // pass (rmsprop_math::Extras; each update's clip_divisor replaces the
-// extras'). CPU only, real dtypes.
+// extras'). Real dtypes.
 template <typename Device, typename T>
 struct DenseApplyRMSPropWithExtras {
   DeviceStatus operator()(const Device& d, const DenseUpdate<T>* updates,
@@ -116,11 +127,13 @@ struct DenseApplyRMSPropWithExtras {
 
 // Sums of squares of `num_grads` gradients, each element divided by
 // `divisor` first (in the compute type, as Keras unscales), accumulated in
-// double in a fixed order (the same bits on any number of threads).
+// double in a fixed order: the same bits on any number of threads and on
+// either device.
 template <typename Device, typename T>
 struct SquaredNorms {
-  void operator()(const Device& d, const T* const* grads, const int64_t* sizes,
-                  int num_grads, double divisor, double* out);
+  DeviceStatus operator()(const Device& d, const T* const* grads,
+                          const int64_t* sizes, int num_grads, double divisor,
+                          double* out);
 };
 
 // Updates the rows named by `indices` (num_indices of them, each row_size

@@ -6,6 +6,7 @@
 #include "rmsprop_op/cc/kernels/rmsprop_gpu_functors.h"
 #include "rmsprop_op/cc/kernels/rmsprop_cuda_common.cu.h"
 #include "rmsprop_op/cc/kernels/rmsprop_cuda_dense.cu.h"
+#include "rmsprop_op/cc/kernels/rmsprop_cuda_norms.cu.h"
 #include "rmsprop_op/cc/kernels/rmsprop_cuda_sparse.cu.h"
 
 namespace rmsprop_op {
@@ -62,6 +63,30 @@ DeviceStatus ApplyDense(const GPUDevice& d, const DenseUpdate<T>* updates,
                   "the dense RMSProp update");
 }
 
+template <typename T>
+DeviceStatus ApplyDenseWithExtras(const GPUDevice& d, const DenseUpdate<T>* updates,
+                                  int num_updates, const HyperOf<T>& h,
+                                  const ExtrasOf<T>& x) {
+  return StatusOf(gpu::LaunchDenseApply<CudaType<T>>(GpuStream(d), updates,
+                                                     num_updates, h, &x),
+                  "the dense RMSProp update with extras");
+}
+
+template <typename T>
+DeviceStatus SquaredNormsOf(const GPUDevice& d, const T* const* grads,
+                            const int64_t* sizes, int num_grads, double divisor,
+                            double* out) {
+  TensorFlowScratch scratch(d);
+  const cudaError_t err = gpu::LaunchSquaredNorms<CudaType<T>>(
+      GpuStream(d), &scratch, grads, sizes, num_grads, divisor, out);
+  if (err == cudaErrorMemoryAllocation && scratch.exhausted()) {
+    DeviceStatus status;
+    status.out_of_memory = true;
+    return status;
+  }
+  return StatusOf(err, "the gradients' squared norms");
+}
+
 template <typename T, typename Tindex>
 DeviceStatus EnqueueSparse(const GPUDevice& d, const SlotPointers<T>& slots,
                            const T* grad, const Tindex* indices,
@@ -108,6 +133,23 @@ namespace functor {
 
 RMSPROP_FOR_EACH_DTYPE(RMSPROP_DEFINE_GPU_FUNCTORS)
 #undef RMSPROP_DEFINE_GPU_FUNCTORS
+
+#define RMSPROP_DEFINE_GPU_REAL_FUNCTORS(T)                                  \
+  template <>                                                                \
+  DeviceStatus DenseApplyRMSPropWithExtras<GPUDevice, T>::operator()(        \
+      const GPUDevice& d, const DenseUpdate<T>* updates, int num_updates,    \
+      const HyperOf<T>& h, const ExtrasOf<T>& x) {                           \
+    return ApplyDenseWithExtras<T>(d, updates, num_updates, h, x);           \
+  }                                                                          \
+  template <>                                                                \
+  DeviceStatus SquaredNorms<GPUDevice, T>::operator()(                       \
+      const GPUDevice& d, const T* const* grads, const int64_t* sizes,       \
+      int num_grads, double divisor, double* out) {                          \
+    return SquaredNormsOf<T>(d, grads, sizes, num_grads, divisor, out);      \
+  }
+
+RMSPROP_FOR_EACH_REAL_DTYPE(RMSPROP_DEFINE_GPU_REAL_FUNCTORS)
+#undef RMSPROP_DEFINE_GPU_REAL_FUNCTORS
 #undef RMSPROP_DEFINE_GPU_SPARSE_FUNCTOR
 
 }  // namespace functor

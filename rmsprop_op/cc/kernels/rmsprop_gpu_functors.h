@@ -69,6 +69,19 @@ struct EnqueueSparseApplyRMSProp {
 
 RMSPROP_FOR_EACH_DTYPE(RMSPROP_DECLARE_GPU_FUNCTORS)
 #undef RMSPROP_DECLARE_GPU_FUNCTORS
+
+#define RMSPROP_DECLARE_GPU_REAL_FUNCTORS(T)                                \
+  template <>                                                               \
+  DeviceStatus DenseApplyRMSPropWithExtras<Eigen::GpuDevice, T>::operator()( \
+      const Eigen::GpuDevice& d, const DenseUpdate<T>* updates,             \
+      int num_updates, const HyperOf<T>& h, const ExtrasOf<T>& x);          \
+  template <>                                                               \
+  DeviceStatus SquaredNorms<Eigen::GpuDevice, T>::operator()(               \
+      const Eigen::GpuDevice& d, const T* const* grads,                     \
+      const int64_t* sizes, int num_grads, double divisor, double* out);
+
+RMSPROP_FOR_EACH_REAL_DTYPE(RMSPROP_DECLARE_GPU_REAL_FUNCTORS)
+#undef RMSPROP_DECLARE_GPU_REAL_FUNCTORS
 #undef RMSPROP_DECLARE_GPU_SPARSE_FUNCTOR
 
 }  // namespace functor

@@ -116,6 +116,11 @@ class GpuSparseApplyRMSPropOp
 RMSPROP_FOR_EACH_DTYPE(RMSPROP_REGISTER_GPU)
 #undef RMSPROP_REGISTER_GPU
 
+#define RMSPROP_REGISTER_NORMS_GPU(T) \
+  RMSPROP_REGISTER_NORMS_KERNEL(GPUDevice, ::tensorflow::DEVICE_GPU, T)
+RMSPROP_FOR_EACH_REAL_DTYPE(RMSPROP_REGISTER_NORMS_GPU)
+#undef RMSPROP_REGISTER_NORMS_GPU
+
 }  // namespace rmsprop_op
 
 // Read back (as bytes of the file, without loading it) by rmsprop_op/_loader.py

@@ -115,8 +115,8 @@ struct VariableLayout {
 inline absl::Status DeviceError(const DeviceStatus& status) {
   if (status.out_of_memory) {
     return absl::ResourceExhaustedError(
-        "out of device memory for the sparse update's scratch buffers; "
-        "nothing was updated");
+        "out of device memory for the op's scratch buffers; nothing was "
+        "updated");
   }
   return absl::InternalError(absl::StrCat(
       "CUDA error in ", status.failed_step, ": ", status.message,
@@ -375,7 +375,7 @@ class GroupApplyRMSPropOp : public tensorflow::OpKernel {
       OP_REQUIRES(ctx, kExtrasSupported,
                   absl::UnimplementedError(
                       "the fused extras (loss scale, clipping, weight decay, EMA) "
-                      "take real dtypes on the CPU; nothing was updated"));
+                      "take real dtypes; nothing was updated"));
     }
     tensorflow::OpInputList grads;
     OP_REQUIRES_OK(ctx, ctx->input_list("grad", &grads));
@@ -421,7 +421,6 @@ class GroupApplyRMSPropOp : public tensorflow::OpKernel {
 
  private:
   static constexpr bool kExtrasSupported =
-      std::is_same<Device, Eigen::ThreadPoolDevice>::value &&
       !std::is_same<T, std::complex<float>>::value &&
       !std::is_same<T, std::complex<double>>::value;
 
@@ -434,7 +433,7 @@ class GroupApplyRMSPropOp : public tensorflow::OpKernel {
   int num_ema_;
 };
 
-// FusedGradientSquaredNorms (CPU).
+// FusedGradientSquaredNorms.
 template <typename Device, typename T>
 class GradientSquaredNormsOp : public tensorflow::OpKernel {
  public:
@@ -463,9 +462,11 @@ class GradientSquaredNormsOp : public tensorflow::OpKernel {
       data[i] = grads[i].flat<T>().data();
       sizes[i] = grads[i].NumElements();
     }
-    functor::SquaredNorms<Device, T>()(ctx->eigen_device<Device>(), data.data(),
-                                       sizes.data(), grads.size(), div,
-                                       out->flat<double>().data());
+    if (grads.size() == 0) return;
+    const DeviceStatus status = functor::SquaredNorms<Device, T>()(
+        ctx->eigen_device<Device>(), data.data(), sizes.data(), grads.size(),
+        div, out->flat<double>().data());
+    OP_REQUIRES(ctx, status.ok(), DeviceError(status));
   }
 };
 
@@ -500,6 +501,14 @@ class GradientSquaredNormsOp : public tensorflow::OpKernel {
       ::rmsprop_op::GroupApplyRMSPropOp<DEVICE, T>);                             \
   RMSPROP_REGISTER_SPARSE_KERNELS(DEVICE, DEVICE_TYPE, T, int32_t, SPARSE_OP);   \
   RMSPROP_REGISTER_SPARSE_KERNELS(DEVICE, DEVICE_TYPE, T, int64_t, SPARSE_OP)
+
+// Registers FusedGradientSquaredNorms of one device for one real dtype.
+#define RMSPROP_REGISTER_NORMS_KERNEL(DEVICE, DEVICE_TYPE, T)                      \
+  REGISTER_KERNEL_BUILDER(Name("FusedGradientSquaredNorms")                      \
+                              .Device(DEVICE_TYPE)                               \
+                              .HostMemory("divisor")                             \
+                              .TypeConstraint<T>("T"),                           \
+                          ::rmsprop_op::GradientSquaredNormsOp<DEVICE, T>);
 
 #define RMSPROP_REGISTER_SPARSE_KERNELS(DEVICE, DEVICE_TYPE, T, Tindex, SPARSE_OP) \
   REGISTER_KERNEL_BUILDER(                                                      \
