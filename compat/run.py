@@ -75,7 +75,7 @@ TEST_STEPS = [
     ("op", ["tests/test_ops.py", "tests/test_op_errors.py", "tests/test_loader.py",
             "tests/test_nan_bits.py"], {}),
     ("keras", ["tests/test_optimizer.py", "tests/test_api_parity.py", "tests/test_compat.py",
-               "tests/test_serialization.py", "tests/test_gpu_fallback.py",
+               "tests/test_serialization.py", "tests/test_gpu_fallback.py", "tests/test_fused_extras.py",
                "tests/test_distribute.py", "tests/test_demo.py"], {}),
     ("tf_keras", ["tests/legacy_suite"], {"TF_USE_LEGACY_KERAS": "1"}),
 ]
@@ -279,10 +279,10 @@ def markdown_table(results):
             + " | ".join(_cell_text(steps.get(s)) for s in ("build", "op", "keras", "tf_keras", "demo"))
             + f" | {r['seconds'] / 60:.1f} min |")
     lines.append("")
+    suites = ". ".join(f"{step} tests: " + ", ".join(p.replace("tests/", "") for p in paths)
+                       for step, paths, _ in TEST_STEPS)
     lines.append(f"Python {results['python']}, {results['machine']}, CPU; "
-                 f"last run {results['updated']}. Op tests: tests/test_ops.py, test_op_errors.py, "
-                 "test_loader.py. Keras tests: test_optimizer.py, test_compat.py, "
-                 "test_serialization.py, test_distribute.py, test_demo.py. tf_keras tests: tests/legacy_suite.")
+                 f"last run {results['updated']}. {suites}.")
     return "\n".join(lines)
 
 

@@ -135,3 +135,36 @@ def test_old_keras_leaves_the_legacy_optimizer_importable(tmp_path):
                             timeout=300, env=dict(__import__("os").environ, TF_CPP_MIN_LOG_LEVEL="3"))
     assert result.returncode == 0, result.stderr[-2000:]
     assert "refused: Keras 3.2.1 is installed" in result.stdout
+
+
+def test_the_keras_steps_the_fused_extras_take_over_still_exist():
+    # KerasStepsHook skips these while the fused op does their work; the
+    # accessors read the state Keras keeps for them.
+    base = keras.optimizers.Optimizer
+    for name, params in (("apply", ["self", "grads", "trainable_variables"]),
+                         ("_clip_gradients", ["self", "grads"]),
+                         ("_apply_weight_decay", ["self", "variables"]),
+                         ("_update_model_variables_moving_average",
+                          ["self", "trainable_variables"]),
+                         ("_use_weight_decay", ["self", "variable"])):
+        method = getattr(base, name, None)
+        assert method is not None, f"Keras no longer has Optimizer.{name}"
+        assert list(inspect.signature(method).parameters) == params, name
+    variables = [keras.Variable(np.ones(3, np.float32), name="w")]
+    opt = keras_optimizer.RMSprop(use_ema=True, loss_scale_factor=2.0, weight_decay=0.1)
+    opt.build(variables)
+    assert _compat.optimizer_strategy(opt) is tf.distribute.get_strategy()
+    assert list(_compat.trainable_variables(opt)) == variables
+    assert _compat.uses_weight_decay(opt, variables[0].value)
+    assert _compat.ema_slot(opt, variables[0]).shape == (3,)
+    assert opt.loss_scale_factor == 2.0
+
+
+def test_keras_steps_are_skipped_only_inside_a_fused_apply():
+    variables = [keras.Variable(np.ones(3, np.float32), name="w")]
+    opt = keras_optimizer.RMSprop(clipvalue=0.1, loss_scale_factor=4.0)
+    opt.build(variables)
+    grads = [tf.fill([3], 10.0)]
+    assert float(opt._clip_gradients(grads)[0][0]) == np.float32(0.1)  # Keras clips outside apply
+    opt.apply(grads, variables)
+    assert opt.loss_scale_factor == 4.0 and opt._fused_extras is None  # restored

@@ -276,7 +276,7 @@ inline int ResidentBlocks(int threads) {
   return std::max(1, sms * (threads_per_sm / threads));
 }
 
-inline int64_t CeilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
+__host__ __device__ inline int64_t CeilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 
 // Reinterprets TensorFlow's 16-bit types (Eigen::half, Eigen::bfloat16) as
