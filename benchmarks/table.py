@@ -101,6 +101,15 @@ def headline(results):
     if many and grouped:
         lines.append(f"- {many['case'].split(' m=')[0]}, one update per call as `fit` makes it: "
                      f"{many['ms'] / grouped['ms']:.1f}x stock Keras.")
+    extras = [r for r in rows if r["group"] == "extras" and r["impl"] == "keras stock"]
+    if extras:
+        size = extras[0]["case"].split()[0]
+        ratios = "; ".join(f"{r['case'].split(' ', 1)[1]} {r['ours_speedup']:.1f}x" for r in extras)
+        all_three = _row(rows, "extras", f"{size} all three", "ours (keras)")
+        limit = f"; with all three at {all_three['of_limit']:.0%} of the bandwidth limit" if (
+            all_three and "of_limit" in all_three) else ""
+        lines.append(f"- Keras's steps around the update fused into it, {size} float32 elements, "
+                     f"momentum 0.9, against stock Keras: {ratios}{limit}.")
     fits = [r for r in rows if r["group"] == "fit" and r["impl"] == "ours (keras)"]
     if fits:
         lines.append("- `model.fit`, steps per second against stock Keras: " + "; ".join(

@@ -40,11 +40,12 @@ class BandwidthProbe:
         self.threads = threads
         self.cache = {}
 
-    def seconds(self, num_bytes, num_arrays):
+    def seconds(self, num_bytes, num_arrays, fresh=False):
         """Time to read num_arrays arrays and write num_arrays - 1 of them,
-        num_bytes moved in all."""
+        num_bytes moved in all (num_arrays=1: read one array). Measured once
+        per size, or again with `fresh`."""
         key = (num_bytes, num_arrays)
-        if key not in self.cache:
+        if fresh or key not in self.cache:
             n = max(1, int(num_bytes // (4 * (2 * num_arrays - 1))))
             arrays = [np.full(n, 0.5, np.float32) for _ in range(num_arrays)]
             pointers = (ctypes.POINTER(ctypes.c_float) * num_arrays)(
@@ -60,10 +61,13 @@ class Bench:
         self.quick = quick
         self.rows = []
 
-    def add(self, group, case, impl, seconds, num_bytes=None, num_arrays=None, **extra):
+    def add(self, group, case, impl, seconds, num_bytes=None, num_arrays=None, limit_seconds=None,
+            **extra):
+        """A row; its limit is the probe's for (num_bytes, num_arrays), or
+        `limit_seconds` for rows of several passes."""
         row = dict(group=group, case=case, impl=impl, ms=seconds * 1e3, **extra)
         if num_bytes:
-            limit = self.probe.seconds(num_bytes, num_arrays)
+            limit = limit_seconds or self.probe.seconds(num_bytes, num_arrays)
             row.update(bytes=num_bytes, gb_per_s=num_bytes / seconds / 1e9,
                        limit_ms=limit * 1e3, of_limit=limit / seconds)
         self.rows.append(row)

@@ -6,6 +6,7 @@
 #define EIGEN_USE_THREADS
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <numeric>
 #include <vector>
@@ -90,14 +91,24 @@ struct DenseApplyRMSPropWithExtras<CPUDevice, T> {
                           int num_updates, const HyperOf<T>& h,
                           const ExtrasOf<T>& x) {
     const SlotPointers<T>& first = updates[0].slots;
-    const UpdateRangeFn<T, T> update_range = SelectUpdateRange<T, T>(
-        first.mg != nullptr, first.mom != nullptr, /*extras=*/true, x.decay,
-        first.ema != nullptr);
-    std::vector<ExtrasOf<T>> extras(num_updates, x);
     using R = decltype(x.clip_divisor);
+    std::vector<ExtrasOf<T>> extras(num_updates, x);
+    bool neutral = x.grad_divisor == R(1) && x.clip_multiplier == R(1) &&
+                   std::isinf(x.clip_value);
     for (int i = 0; i < num_updates; ++i) {
       extras[i].clip_divisor = static_cast<R>(updates[i].clip_divisor);
+      neutral = neutral && extras[i].clip_divisor == R(1);
     }
+    const bool multiply = rmsprop_math::IsPowerOfTwo(x.grad_divisor) &&
+                          std::all_of(extras.begin(), extras.end(), [](const ExtrasOf<T>& e) {
+                            return e.clip_divisor == R(1);
+                          });
+    const int transform = neutral    ? rmsprop_math::kNoTransform
+                          : multiply ? rmsprop_math::kMultiplyTransform
+                                     : rmsprop_math::kFullTransform;
+    const UpdateRangeFn<T, T> update_range = SelectUpdateRange<T, T>(
+        first.mg != nullptr, first.mom != nullptr, /*extras=*/true, transform,
+        first.ema != nullptr);
     ShardUpdates(d, updates, num_updates, [&](int i, int64_t lo, int64_t hi) {
       update_range(updates[i].slots, updates[i].grad, lo, hi, h, extras[i]);
     });

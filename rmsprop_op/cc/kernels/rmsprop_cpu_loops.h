@@ -28,10 +28,13 @@ constexpr int64_t kWidenBlock = 512;
 // One pass over elements [begin, end): read each buffer once, write each
 // slot once. G is the gradient's storage type (T, or the compute type for
 // summed duplicate rows of a sparse update). With kExtras the element is
-// UpdateStoredWithExtras; kDecay and kEma say which of its variable steps run
-// (compile-time, so that every combination vectorizes).
+// UpdateStoredWithExtras with the gradient step kTransform
+// (rmsprop_math::GradientTransform); kEma and kDecay say whether an EMA slot
+// is updated and the weights decay (compile-time: a run-time choice inside
+// the loop keeps GCC from vectorizing it).
 template <typename T, typename G, bool kCentered, bool kMomentum,
-          bool kExtras = false, bool kDecay = false, bool kEma = false>
+          bool kExtras = false, int kTransform = 0, bool kEma = false,
+          bool kDecay = false>
 __attribute__((always_inline)) inline void UpdateRangeBody(
     const SlotPointers<T>& slots, const G* __restrict__ grad, int64_t begin,
     int64_t end, const HyperOf<T>& h, const ExtrasOf<T>& x) {
@@ -42,8 +45,7 @@ __attribute__((always_inline)) inline void UpdateRangeBody(
   T* __restrict__ mom = slots.mom;
   T* __restrict__ ema = slots.ema;
   const HyperOf<T> hyper = h;  // a local copy the compiler can keep in registers
-  ExtrasOf<T> extras = x;
-  extras.decay = kDecay;
+  const ExtrasOf<T> extras = x;
   for (int64_t i = begin; i < end; ++i) {
     const C g = static_cast<C>(grad[i]);
     C ms_i = static_cast<C>(ms[i]);
@@ -51,10 +53,12 @@ __attribute__((always_inline)) inline void UpdateRangeBody(
     C mom_i = kMomentum ? static_cast<C>(mom[i]) : C(0);
     C var_i = static_cast<C>(var[i]);
     if constexpr (kExtras) {
-      C ema_i = kEma ? static_cast<C>(ema[i]) : C(0);
-      rmsprop_math::UpdateStoredWithExtras<kCentered, kMomentum, C>(
-          g, var_i, ms_i, mg_i, mom_i, kEma ? &ema_i : nullptr, hyper, extras);
-      if (kEma) ema[i] = static_cast<T>(ema_i);
+      rmsprop_math::UpdateStoredWithExtras<kCentered, kMomentum, kTransform, kDecay, C>(
+          g, var_i, ms_i, mg_i, mom_i, hyper, extras);
+      if constexpr (kEma) {
+        ema[i] = static_cast<T>(
+            rmsprop_math::UpdatedAverage<C>(static_cast<C>(ema[i]), var_i, extras));
+      }
     } else {
       rmsprop_math::UpdateStored<kCentered, kMomentum, C>(g, var_i, ms_i, mg_i,
                                                           mom_i, hyper);
@@ -73,8 +77,11 @@ using UpdateRangeFn = void (*)(const SlotPointers<T>&, const G*, int64_t,
 // The template arguments of one loop variant.
 #define RMSPROP_VARIANT_PARAMS                                          \
   typename T, typename G, bool kCentered, bool kMomentum, bool kExtras, \
-      bool kDecay, bool kEma
-#define RMSPROP_VARIANT_ARGS T, G, kCentered, kMomentum, kExtras, kDecay, kEma
+      int kTransform, bool kEma
+#define RMSPROP_VARIANT_ARGS T, G, kCentered, kMomentum, kExtras, kTransform, kEma
+// A loop's: the variant's and whether the weights decay.
+#define RMSPROP_LOOP_PARAMS RMSPROP_VARIANT_PARAMS, bool kDecay
+#define RMSPROP_LOOP_ARGS RMSPROP_VARIANT_ARGS, kDecay
 
 #define RMSPROP_AVX2_TARGET __attribute__((target("avx2,f16c,fma")))
 #define RMSPROP_AVX512_TARGET \
@@ -142,7 +149,7 @@ constexpr bool kIsHalfPrecision = std::is_same<T, Eigen::half>::value ||
 
 // The float loop over blocks of widened half-precision slots. G is T, or
 // float for summed sparse rows (already wide).
-template <RMSPROP_VARIANT_PARAMS>
+template <RMSPROP_LOOP_PARAMS>
 RMSPROP_AVX2_TARGET __attribute__((always_inline)) inline void UpdateWidened(
     const SlotPointers<T>& slots, const G* grad, int64_t begin, int64_t end,
     const HyperOf<T>& h, const ExtrasOf<T>& x) {
@@ -165,7 +172,7 @@ RMSPROP_AVX2_TARGET __attribute__((always_inline)) inline void UpdateWidened(
       Widen(grad + b, g, n);
       g_block = g;
     }
-    UpdateRangeBody<float, float, kCentered, kMomentum, kExtras, kDecay, kEma>(
+    UpdateRangeBody<float, float, kCentered, kMomentum, kExtras, kTransform, kEma, kDecay>(
         wide, g_block, 0, n, h, x);
     Narrow(var, slots.var + b, n);
     Narrow(ms, slots.ms + b, n);
@@ -247,7 +254,7 @@ Broadcast(float x) {
 
 // flatten: the formula's generic code calls this file's AVX-512 Sqrt, which
 // GCC inlines only into AVX-512 code; without it every 16 lanes cost a call.
-template <RMSPROP_VARIANT_PARAMS>
+template <RMSPROP_LOOP_PARAMS>
 RMSPROP_AVX512_TARGET __attribute__((flatten)) inline void UpdateLanes(
     const SlotPointers<T>& slots, const G* grad, int64_t begin, int64_t end,
     const HyperOf<T>& h, const ExtrasOf<T>& x) {
@@ -256,10 +263,10 @@ RMSPROP_AVX512_TARGET __attribute__((flatten)) inline void UpdateLanes(
       Broadcast(h.one_minus_rho), Broadcast(h.momentum),
       Broadcast(h.epsilon_in_sqrt), Broadcast(h.epsilon_after_sqrt)};
   const rmsprop_math::Extras<FloatLanes> lanes_x = {
-      Broadcast(x.grad_divisor), Broadcast(x.clip_multiplier),
-      Broadcast(x.clip_divisor), Broadcast(x.clip_value),
-      Broadcast(x.weight_decay), Broadcast(x.ema_momentum),
-      Broadcast(x.one_minus_ema_momentum), kDecay};
+      Broadcast(x.grad_divisor), Broadcast(x.grad_multiplier),
+      Broadcast(x.clip_multiplier), Broadcast(x.clip_divisor),
+      Broadcast(x.clip_value), Broadcast(x.weight_decay),
+      Broadcast(x.ema_momentum), Broadcast(x.one_minus_ema_momentum), x.decay};
   for (int64_t i = begin; i < end; i += 16) {
     const __mmask16 m = end - i >= 16 ? __mmask16(0xffff)
                                       : __mmask16((1u << (end - i)) - 1);
@@ -269,10 +276,14 @@ RMSPROP_AVX512_TARGET __attribute__((flatten)) inline void UpdateLanes(
     FloatLanes mom = kMomentum ? LoadLanes(slots.mom + i, m) : FloatLanes{};
     FloatLanes var = LoadLanes(slots.var + i, m);
     if constexpr (kExtras) {
-      FloatLanes ema = kEma ? LoadLanes(slots.ema + i, m) : FloatLanes{};
-      rmsprop_math::UpdateStoredWithExtras<kCentered, kMomentum, FloatLanes>(
-          g, var, ms, mg, mom, kEma ? &ema : nullptr, lanes_h, lanes_x);
-      if (kEma) StoreLanes(slots.ema + i, m, ema);
+      rmsprop_math::UpdateStoredWithExtras<kCentered, kMomentum, kTransform, kDecay,
+                                           FloatLanes>(
+          g, var, ms, mg, mom, lanes_h, lanes_x);
+      if constexpr (kEma) {
+        StoreLanes(slots.ema + i, m,
+                   rmsprop_math::UpdatedAverage<FloatLanes>(LoadLanes(slots.ema + i, m),
+                                                            var, lanes_x));
+      }
     } else {
       rmsprop_math::UpdateStored<kCentered, kMomentum, FloatLanes>(
           g, var, ms, mg, mom, lanes_h);
@@ -284,17 +295,26 @@ RMSPROP_AVX512_TARGET __attribute__((flatten)) inline void UpdateLanes(
   }
 }
 
-#define RMSPROP_DEFINE_RANGE_VARIANT(NAME, TARGET, HALF_PRECISION_LOOP)      \
-  template <RMSPROP_VARIANT_PARAMS>                                         \
-  TARGET void NAME(const SlotPointers<T>& slots, const G* grad,             \
-                   int64_t begin, int64_t end, const HyperOf<T>& h,         \
-                   const ExtrasOf<T>& x) {                                  \
-    if constexpr (kIsHalfPrecision<T>) {                                    \
-      HALF_PRECISION_LOOP<RMSPROP_VARIANT_ARGS>(slots, grad, begin, end, h, \
-                                                x);                         \
-    } else {                                                                \
-      UpdateRangeBody<RMSPROP_VARIANT_ARGS>(slots, grad, begin, end, h, x); \
-    }                                                                       \
+#define RMSPROP_DEFINE_RANGE_VARIANT(NAME, TARGET, HALF_PRECISION_LOOP)        \
+  template <RMSPROP_LOOP_PARAMS>                                              \
+  TARGET __attribute__((always_inline)) inline void NAME##Loop(               \
+      const SlotPointers<T>& slots, const G* grad, int64_t begin,             \
+      int64_t end, const HyperOf<T>& h, const ExtrasOf<T>& x) {               \
+    if constexpr (kIsHalfPrecision<T>) {                                      \
+      HALF_PRECISION_LOOP<RMSPROP_LOOP_ARGS>(slots, grad, begin, end, h, x);  \
+    } else {                                                                  \
+      UpdateRangeBody<RMSPROP_LOOP_ARGS>(slots, grad, begin, end, h, x);      \
+    }                                                                         \
+  }                                                                           \
+  template <RMSPROP_VARIANT_PARAMS>                                           \
+  TARGET void NAME(const SlotPointers<T>& slots, const G* grad,               \
+                   int64_t begin, int64_t end, const HyperOf<T>& h,           \
+                   const ExtrasOf<T>& x) {                                    \
+    if (kExtras && x.decay) {                                                 \
+      NAME##Loop<RMSPROP_VARIANT_ARGS, true>(slots, grad, begin, end, h, x);  \
+    } else {                                                                  \
+      NAME##Loop<RMSPROP_VARIANT_ARGS, false>(slots, grad, begin, end, h, x); \
+    }                                                                         \
   }
 
 RMSPROP_DEFINE_RANGE_VARIANT(UpdateRangeAvx512, RMSPROP_AVX512_TARGET, UpdateLanes)
@@ -335,37 +355,46 @@ UpdateRangeFn<T, G> SelectForIsa() {
   }
 }
 
-template <typename T, typename G, bool kCentered, bool kMomentum>
-UpdateRangeFn<T, G> SelectExtras(bool decay, bool ema) {
-  if (decay) {
-    return ema ? SelectForIsa<T, G, kCentered, kMomentum, true, true, true>()
-               : SelectForIsa<T, G, kCentered, kMomentum, true, true, false>();
+template <typename T, typename G, bool kCentered, bool kMomentum, bool kEma>
+UpdateRangeFn<T, G> SelectTransform(int transform) {
+  using rmsprop_math::kFullTransform;
+  using rmsprop_math::kMultiplyTransform;
+  using rmsprop_math::kNoTransform;
+  switch (transform) {
+    case kNoTransform:
+      return SelectForIsa<T, G, kCentered, kMomentum, true, kNoTransform, kEma>();
+    case kMultiplyTransform:
+      return SelectForIsa<T, G, kCentered, kMomentum, true, kMultiplyTransform, kEma>();
+    default:
+      return SelectForIsa<T, G, kCentered, kMomentum, true, kFullTransform, kEma>();
   }
-  return ema ? SelectForIsa<T, G, kCentered, kMomentum, true, false, true>()
-             : SelectForIsa<T, G, kCentered, kMomentum, true, false, false>();
 }
 
 template <typename T, typename G, bool kCentered, bool kMomentum>
-UpdateRangeFn<T, G> SelectVariant(bool extras, bool decay, bool ema) {
+UpdateRangeFn<T, G> SelectVariant(bool extras, int transform, bool ema) {
   if constexpr (kIsReal<T>) {
-    if (extras) return SelectExtras<T, G, kCentered, kMomentum>(decay, ema);
+    if (extras) {
+      return ema ? SelectTransform<T, G, kCentered, kMomentum, true>(transform)
+                 : SelectTransform<T, G, kCentered, kMomentum, false>(transform);
+    }
   }
-  return SelectForIsa<T, G, kCentered, kMomentum, false, false, false>();
+  return SelectForIsa<T, G, kCentered, kMomentum, false, 0, false>();
 }
 
 // The loop for this variant of the update on this processor; with `extras`
-// (real dtypes only) the one with Keras's steps around it, `decay` and `ema`
-// saying which of the variable steps run.
+// (real dtypes only) the one with Keras's steps around it, computing the
+// gradient step `transform` (rmsprop_math::GradientTransform) and updating an
+// EMA slot with `ema`.
 template <typename T, typename G>
 UpdateRangeFn<T, G> SelectUpdateRange(bool centered, bool momentum,
-                                      bool extras = false, bool decay = false,
+                                      bool extras = false, int transform = 0,
                                       bool ema = false) {
   if (centered) {
-    return momentum ? SelectVariant<T, G, true, true>(extras, decay, ema)
-                    : SelectVariant<T, G, true, false>(extras, decay, ema);
+    return momentum ? SelectVariant<T, G, true, true>(extras, transform, ema)
+                    : SelectVariant<T, G, true, false>(extras, transform, ema);
   }
-  return momentum ? SelectVariant<T, G, false, true>(extras, decay, ema)
-                  : SelectVariant<T, G, false, false>(extras, decay, ema);
+  return momentum ? SelectVariant<T, G, false, true>(extras, transform, ema)
+                  : SelectVariant<T, G, false, false>(extras, transform, ema);
 }
 
 // The sum of (g / divisor)^2 over one block of grad (kNormLanes x

@@ -131,7 +131,7 @@ __device__ __forceinline__ rmsprop_math::Extras<DeviceReal<T>> ToDeviceExtras(
     const ExtrasOf<T>& x, double clip_divisor) {
   using R = DeviceReal<T>;
   using HostR = decltype(x.clip_divisor);
-  return {R(x.grad_divisor),  R(x.clip_multiplier),
+  return {R(x.grad_divisor),  R(x.grad_multiplier), R(x.clip_multiplier),
           R(static_cast<HostR>(clip_divisor)), R(x.clip_value),
           R(x.weight_decay),  R(x.ema_momentum),
           R(x.one_minus_ema_momentum), x.decay};
@@ -222,10 +222,20 @@ __device__ __forceinline__ void UpdatePack(
     if constexpr (kMomentum) mom_e = ToDevice(ToCompute(mom.v[e]));
     C var_e = ToDevice(ToCompute(var.v[e]));
     if constexpr (kExtras) {
-      C ema_e = has_ema ? ToDevice(ToCompute(ema.v[e])) : C(0);
-      rmsprop_math::UpdateStoredWithExtras<kCentered, kMomentum, C>(
-          g[e], var_e, ms_e, mg_e, mom_e, has_ema ? &ema_e : nullptr, h, *x);
-      if (has_ema) ema.v[e] = FromCompute<T>(FromDevice(ema_e));
+      // Memory-bound: the general gradient step costs nothing over the others.
+      if (x->decay) {
+        rmsprop_math::UpdateStoredWithExtras<kCentered, kMomentum,
+                                             rmsprop_math::kFullTransform, true, C>(
+            g[e], var_e, ms_e, mg_e, mom_e, h, *x);
+      } else {
+        rmsprop_math::UpdateStoredWithExtras<kCentered, kMomentum,
+                                             rmsprop_math::kFullTransform, false, C>(
+            g[e], var_e, ms_e, mg_e, mom_e, h, *x);
+      }
+      if (has_ema) {
+        const C ema_e = rmsprop_math::UpdatedAverage<C>(ToDevice(ToCompute(ema.v[e])), var_e, *x);
+        ema.v[e] = FromCompute<T>(FromDevice(ema_e));
+      }
     } else {
       rmsprop_math::UpdateStored<kCentered, kMomentum, C>(g[e], var_e, ms_e,
                                                           mg_e, mom_e, h);

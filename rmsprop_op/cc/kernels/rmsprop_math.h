@@ -218,13 +218,14 @@ RMSPROP_HOST_DEVICE void UpdateStored(C g, C& var, C& ms, C& mg, C& mom,
 //         (loss-scale unscaling; clipnorm's g*c/max(norm, c) or
 //         global_clipnorm's g*scale; clipvalue)
 //   var <- var - var * weight_decay * lr                       (when decay)
-//   var, slots <- UpdateStored
-//   ema <- ema_momentum * ema + one_minus_ema_momentum * var   (with an EMA slot)
-// Each gradient step is an exact no-op at its neutral value (1, 1, 1, +inf),
-// so one loop body serves every combination. Real types only.
+//   var, slots <- UpdateStored                 (UpdateStoredWithExtras: these three)
+//   ema <- ema_momentum * ema + one_minus_ema_momentum * var   (UpdatedAverage)
+// Each gradient step is an exact no-op at its neutral value (1, 1, 1, +inf).
+// Real types only.
 template <typename R>
 struct Extras {
   R grad_divisor;
+  R grad_multiplier;  // 1 / grad_divisor, for kMultiplyTransform
   R clip_multiplier;
   R clip_divisor;
   R clip_value;
@@ -234,6 +235,13 @@ struct Extras {
   bool decay;
 };
 
+// How a loop computes the gradient step, chosen per op so that neutral
+// divisions cost nothing: kNoTransform when every gradient step is neutral;
+// kMultiplyTransform when grad_divisor is a power of two and there is no
+// clip divisor (g / 2^k and g * 2^-k are the same real number, so they round
+// alike: the same bits as Keras's division); else kFullTransform.
+enum GradientTransform { kNoTransform, kMultiplyTransform, kFullTransform };
+
 // tf.clip_by_value's min(max(x, lo), hi) for x in [lo, hi] bounds; NaN stays NaN.
 template <typename C>
 RMSPROP_HOST_DEVICE C Clip(C x, C lo, C hi) {
@@ -241,24 +249,40 @@ RMSPROP_HOST_DEVICE C Clip(C x, C lo, C hi) {
   return x > hi ? hi : x;
 }
 
-template <typename C, typename R>
+template <int kTransform, typename C, typename R>
 RMSPROP_HOST_DEVICE C TransformedGradient(C g, const Extras<R>& x) {
-  const C scaled = ((g / x.grad_divisor) * x.clip_multiplier) / x.clip_divisor;
+  if (kTransform == kNoTransform) return g;
+  const C scaled = kTransform == kMultiplyTransform
+                       ? (g * x.grad_multiplier) * x.clip_multiplier
+                       : ((g / x.grad_divisor) * x.clip_multiplier) / x.clip_divisor;
   return Clip<C>(scaled, C(-x.clip_value), C(x.clip_value));
 }
 
-// UpdateStored with the extras around it; `ema` is null without an EMA slot.
-template <bool kCentered, bool kMomentum, typename C, typename R>
+// UpdateStored with the gradient and weight-decay steps before it; kDecay
+// is x.decay, fixed at compile time so that CPU loops vectorize.
+template <bool kCentered, bool kMomentum, int kTransform, bool kDecay,
+          typename C, typename R>
 RMSPROP_HOST_DEVICE void UpdateStoredWithExtras(C g, C& var, C& ms, C& mg,
-                                                C& mom, C* ema,
-                                                const Hyper<R>& h,
+                                                C& mom, const Hyper<R>& h,
                                                 const Extras<R>& x) {
-  g = TransformedGradient<C>(g, x);
-  if (x.decay) var = var - var * x.weight_decay * h.lr;
+  g = TransformedGradient<kTransform, C>(g, x);
+  if (kDecay) var = var - var * x.weight_decay * h.lr;
   UpdateStored<kCentered, kMomentum, C>(g, var, ms, mg, mom, h);
-  if (ema != nullptr) {
-    *ema = CanonicalNaN(x.ema_momentum * *ema + x.one_minus_ema_momentum * var);
-  }
+}
+
+// The EMA slot's new value from the updated var, as stored.
+template <typename C, typename R>
+RMSPROP_HOST_DEVICE C UpdatedAverage(C ema, C var, const Extras<R>& x) {
+  return CanonicalNaN(x.ema_momentum * ema + x.one_minus_ema_momentum * var);
+}
+
+// Whether d is a power of two whose reciprocal R holds as a normal number.
+template <typename R>
+inline bool IsPowerOfTwo(R d) {
+  int exponent;
+  const R reciprocal = R(1) / d;
+  return std::isfinite(d) && std::fabs(std::frexp(d, &exponent)) == R(0.5) &&
+         std::isnormal(d) && std::isnormal(reciprocal);
 }
 
 }  // namespace rmsprop_math

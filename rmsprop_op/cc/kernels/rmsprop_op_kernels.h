@@ -329,7 +329,8 @@ absl::Status ReadExtras(tensorflow::OpKernelContext* ctx, int num_vars,
   }
   using R = decltype(x->grad_divisor);
   const R ema_m = static_cast<R>(ema_momentum);
-  *x = {static_cast<R>(grad_divisor), static_cast<R>(clip_multiplier), R(1),
+  const R divisor = static_cast<R>(grad_divisor);
+  *x = {divisor, R(1) / divisor, static_cast<R>(clip_multiplier), R(1),
         static_cast<R>(clip_value), static_cast<R>(weight_decay), ema_m,
         R(1) - ema_m, apply_weight_decay};
   *any = grad_divisor != 1.0 || clip_multiplier != 1.0 || !clip_divisors->empty() ||
