@@ -111,7 +111,7 @@ cudaError_t LaunchSquaredNorms(cudaStream_t stream, ScratchAllocator* scratch,
     if (block_sums == nullptr) return cudaErrorMemoryAllocation;
   }
   const int max_blocks = ResidentBlocks(kNormLanes);
-  NormBatch<D> batch;
+  NormBatch<D> batch = {};
   int64_t next_block = 0;
   cudaError_t err = cudaSuccess;
   auto launch = [&]() {
