@@ -7,7 +7,7 @@ import numpy as np
 import tensorflow as tf
 
 import keras_optimizer
-from benchmarks.timing import Timed
+from benchmarks.timing import Timed, best_in_turn
 
 OPTIONS = [
     ("none", {}),
@@ -18,9 +18,6 @@ OPTIONS = [
 ]
 
 
-ROUNDS = 3
-
-
 def limit(probe, n, options):
     """(bytes, seconds) of what a step must move at the probe's speed: the
     update pass reads the gradient and reads and writes var, ms, mom and the
@@ -28,11 +25,9 @@ def limit(probe, n, options):
     arrays = 5 if options.get("use_ema") else 4  # read all, write all but the gradient
     update_bytes = 4 * n * (2 * arrays - 1)
     seconds = probe.seconds(update_bytes, arrays, fresh=True)
-    num_bytes = update_bytes
     if "global_clipnorm" in options or "clipnorm" in options:
-        seconds += probe.seconds(4 * n, 1, fresh=True)
-        num_bytes += 4 * n
-    return num_bytes, seconds
+        return update_bytes + 4 * n, seconds + probe.seconds(4 * n, 1, fresh=True)
+    return update_bytes, seconds
 
 
 def extras_rows(bench, quick):
@@ -48,15 +43,13 @@ def extras_rows(bench, quick):
             opt = cls(learning_rate=0.001, momentum=0.9, **options)
             opt.build([var])
             timed[name] = Timed(lambda opt=opt, var=var: opt.apply_gradients([(grad, var)]), 1)
-        # Both sides and the limit measured in turn, best of ROUNDS each: the
-        # limit under the same load as the rows it bounds.
-        times = {name: float("inf") for name in timed}
-        limit_seconds = float("inf")
-        for _ in range(ROUNDS):
-            for name, t in timed.items():
-                times[name] = min(times[name], t.seconds(repeats))
-            num_bytes, seconds = limit(bench.probe, n, options)
-            limit_seconds = min(limit_seconds, seconds)
+        # Both sides and the limit measured in turn, best of three rounds:
+        # the limit under the same load as the rows it bounds.
+        measures = {name: (lambda t=t: t.seconds(repeats)) for name, t in timed.items()}
+        limits = []  # (bytes, seconds) of each round
+        measures["limit"] = lambda: limits.append(limit(bench.probe, n, options)) or limits[-1][1]
+        times = best_in_turn(measures)
+        num_bytes, limit_seconds = limits[0][0], times["limit"]
         bench.add("extras", case, "keras stock", times["keras stock"], num_bytes,
                   limit_seconds=limit_seconds, per_call=1,
                   ours_speedup=times["keras stock"] / times["ours (keras)"])

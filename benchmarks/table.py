@@ -33,8 +33,9 @@ def _about(results):
 def render(results):
     lines = [
         _about(results) + " Times are per update (per step for `fit`), the median of repeated "
-        "runs after warm-up. \"limit\" is the bandwidth probe moving the same bytes; \"of limit\" "
-        "= limit / time. Every implementation of a case makes the same number of updates per "
+        "runs after warm-up; the implementations of a case and its limit are measured in turn, "
+        "the best of three rounds (two for `fit`). \"limit\" is the bandwidth probe moving the "
+        "same bytes; \"of limit\" = limit / time. Every implementation of a case makes the same number of updates per "
         "`tf.function` call (\"eager\": none).",
         "",
         "| group | case | implementation | updates per call | ms | limit ms | of limit | speed-up of ours |",

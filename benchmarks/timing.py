@@ -26,6 +26,18 @@ def median_seconds(fn, repeats, warmup=3, min_time=0.0):
     return statistics.median(times)
 
 
+def best_in_turn(measures, rounds=3):
+    """name -> seconds: each zero-argument `measures[name]` called in turn,
+    `rounds` times round, the least of each. Every side of a comparison and
+    the limit that bounds it are then measured under the same load, and a
+    round disturbed by the rest of a shared machine does not count."""
+    best = {name: float("inf") for name in measures}
+    for _ in range(rounds):
+        for name, measure in measures.items():
+            best[name] = min(best[name], measure())
+    return best
+
+
 def repeats_for(num_bytes):
     return 10 if num_bytes > 2e8 else 30 if num_bytes > 2e7 else 100
 
