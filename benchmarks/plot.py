@@ -1,6 +1,7 @@
 """Draws a run of `make bench` as a PNG: time per update against size for
 our op, TensorFlow's op, stock Keras and the bandwidth limit (float32,
-momentum 0.9), and the speed-up of whole training steps per model.
+momentum 0.9), and the speed-up against stock Keras of whole training steps
+per model and of Keras's steps around the update (the extras rows).
 
 `python -m benchmarks.plot [results.json [picture.png]]`; by default the
 published results, drawn beside them."""
@@ -12,6 +13,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import FuncFormatter  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PUBLISHED = os.path.join(HERE, "results", "published.json")
@@ -30,7 +32,7 @@ def _series(rows, group, impl, case_filter, value="ms"):
 
 def draw(results, path):
     rows = results["rows"]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5))
     sweep_case = lambda c: c.startswith("float32 ") and c.endswith("m=0.9 c=0 mom slot=1")  # noqa: E731
     dense_case = lambda c: c.endswith("m=0.9 c=0")  # noqa: E731
     lines = [("sweep", "ours (op)", sweep_case, "ms", "ours (op)", "o-"),
@@ -48,12 +50,24 @@ def draw(results, path):
     if left.get_lines():
         left.legend()
 
-    fits = [r for r in rows if r["group"] == "fit" and r["impl"] == "ours (keras)"]
-    names = [r["case"].rsplit(", batch", 1)[0] for r in fits]
-    right.barh(names, [r["ours_speedup"] for r in fits], color="tab:blue")
+    # Whole training steps, then Keras's steps around the update (the extras
+    # rows: both sides one update of one large variable).
+    fits = [(r["case"].rsplit(", batch", 1)[0], r["ours_speedup"]) for r in rows
+            if r["group"] == "fit" and r["impl"] == "ours (keras)"]
+    extras = [(f"update {r['case'].split()[0]}, " + r["case"].split(" ", 1)[1].replace(
+               "none", "no option"), r["ours_speedup"])
+              for r in rows if r["group"] == "extras" and r["impl"] == "keras stock"]
+    bars = [(f"fit: {name}", value, "tab:blue") for name, value in fits] + [
+        (name, value, "tab:orange") for name, value in extras]
+    right.barh([b[0] for b in bars], [b[1] for b in bars], color=[b[2] for b in bars])
+    for i, (_, value, _) in enumerate(bars):
+        right.text(value, i, f" {value:.2f}x", va="center", fontsize=8)
+    right.set_xscale("log")
+    right.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}x"))
+    right.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
     right.axvline(1.0, color="k", linewidth=1)
-    right.set_xlabel("steps per second, ours / stock Keras")
-    right.set_title("model.fit, whole training steps")
+    right.set_xlabel("speed-up against stock Keras (log scale)")
+    right.set_title("Keras: whole fit steps, and the steps around the update")
     right.invert_yaxis()
     machine = results["machine"]
     fig.suptitle(f"{machine['cpu']}, {machine['cores']} cores, TensorFlow "
