@@ -212,8 +212,8 @@ namespace cpu {
 // Loads of 16 elements (the lanes in `m`; the others read as 0 and are not
 // touched in memory) as floats. The float16 conversion is unmasked (the
 // load has zeroed the other lanes): a zero-masked vcvtph2ps made float16
-// updates two to three times slower on an AMD EPYC (in cache, 0.92 ns an
-// element against 0.32-0.45 ns unmasked; float32 0.18-0.25).
+// updates about twice as slow on an AMD EPYC (in cache, 0.92 ns an
+// element against 0.43-0.45 ns unmasked; float32 0.24-0.26).
 RMSPROP_AVX512_TARGET __attribute__((always_inline)) inline FloatLanes
 LoadLanes(const Eigen::half* p, __mmask16 m) {
   return (FloatLanes)_mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, p));
