@@ -144,6 +144,9 @@ class KerasStepsHook:
     _fused_extras = None
 
     def apply(self, grads, trainable_variables=None):
+        if trainable_variables is not None:
+            # Keras takes any iterable; planning must not consume it.
+            trainable_variables = list(trainable_variables)
         extras = self._plan_fused_extras(grads, trainable_variables)
         if extras is None:
             return super().apply(grads, trainable_variables)

@@ -23,23 +23,39 @@ Extras = collections.namedtuple(
 _FUSABLE_DTYPES = (tf.float16, tf.bfloat16, tf.float32, tf.float64)
 
 
+def _is_number(value):
+    return isinstance(value, (int, float, np.number)) and not isinstance(value, bool)
+
+
 def _positive_or_none(value):
     # Keras clips only for a value that is set and > 0.
     return value if value and value > 0 else None
 
 
 def configured(optimizer):
-    """The optimizer's extras, or None when it has none."""
+    """The optimizer's extras, or None when it has none or when one of them
+    is not a plain number (a tf.Variable or tensor: Keras reads it at each
+    step, which its own code then does)."""
+    values = (optimizer.loss_scale_factor, optimizer.clipnorm, optimizer.global_clipnorm,
+              optimizer.clipvalue, optimizer.weight_decay)
+    use_ema = optimizer.use_ema
+    if all(v is None for v in values) and not use_ema:
+        return None
+    if not all(v is None or _is_number(v) for v in values):
+        return None
+    if use_ema and not _is_number(optimizer.ema_momentum):
+        return None
+    loss_scale, clipnorm, global_clipnorm, clipvalue, weight_decay = values
     extras = Extras(
-        loss_scale=optimizer.loss_scale_factor,
-        clipnorm=_positive_or_none(optimizer.clipnorm),
-        global_clipnorm=_positive_or_none(optimizer.global_clipnorm),
-        clipvalue=_positive_or_none(optimizer.clipvalue),
-        weight_decay=optimizer.weight_decay,
-        use_ema=bool(optimizer.use_ema),
+        loss_scale=loss_scale,
+        clipnorm=_positive_or_none(clipnorm),
+        global_clipnorm=_positive_or_none(global_clipnorm),
+        clipvalue=_positive_or_none(clipvalue),
+        weight_decay=weight_decay,
+        use_ema=bool(use_ema),
         ema_momentum=optimizer.ema_momentum,
     )
-    if extras[:5] == (None,) * 5 and not extras.use_ema:
+    if all(v is None for v in extras[:5]) and not extras.use_ema:
         return None
     return extras
 
@@ -48,22 +64,25 @@ def plan(optimizer, grads, trainable_variables):
     """The extras to fuse into this `apply`, or None to leave them to Keras:
     without a distribution strategy (Keras clips each replica's gradients
     before they are summed), outside XLA, without gradient accumulation, and
-    when every gradient is dense and of its variable's real dtype, and the
-    fused kernels can update every variable."""
+    when every gradient is a dense tensor of its variable's real dtype, the
+    variables are distinct and on one device, and the fused kernels can
+    update every one of them with the stock `update_step`.
+    `trainable_variables` is None or a list (never a one-shot iterator)."""
     extras = configured(optimizer)
     if extras is None or optimizer.gradient_accumulation_steps:
         return None
     if tf.distribute.has_strategy() or (
             _compat.optimizer_strategy(optimizer) is not tf.distribute.get_strategy()):
         return None
-    if _compat.compiled_by_xla():
+    if _compat.compiled_by_xla() or not optimizer._can_group():
         return None
     if trainable_variables is None:
         if not optimizer.built:
             return None
         trainable_variables = _compat.trainable_variables(optimizer)
+    if not isinstance(grads, (list, tuple)):
+        return None
     variables = list(trainable_variables)
-    grads = list(grads)
     if len(grads) != len(variables) or not variables:
         return None
     # Keras averages every trainable variable; fuse only when all get a gradient.
@@ -72,7 +91,7 @@ def plan(optimizer, grads, trainable_variables):
         return None
     tf_variables = []
     for grad, variable in zip(grads, variables):
-        if grad is None or isinstance(grad, tf.IndexedSlices):
+        if not isinstance(grad, tf.Tensor):  # None, tf.IndexedSlices, lists, NumPy arrays
             return None
         if getattr(variable, "overwrite_with_gradient", False):
             return None
@@ -80,11 +99,20 @@ def plan(optimizer, grads, trainable_variables):
         if tf_variable.dtype not in _FUSABLE_DTYPES or grad.dtype != tf_variable.dtype:
             return None
         tf_variables.append(tf_variable)
-    if not fused_kernels_for(tf_variables):
+    if not groupable(tf_variables) or not fused_kernels_for(tf_variables):
         return None
     if extras.global_clipnorm is not None and len({g.dtype for g in grads}) > 1:
         return None
     return extras
+
+
+def groupable(variables):
+    """True when one grouped op may update all of `variables`: no variable
+    twice (stock applies both updates in turn) and one device (an op cannot
+    take resources of several devices)."""
+    if len({id(v) for v in variables}) != len(variables):
+        return False
+    return len({v.device for v in variables}) <= 1
 
 
 def _in_dtype(value, dtype):

@@ -30,6 +30,16 @@ def _replica_variable(variable):
     return variable
 
 
+def _as_keras_casts(learning_rate):
+    """The learning rate as Keras's `ops.cast(learning_rate, dtype)` sees it:
+    a Python float (from a callable) becomes a float32 tensor first, so for
+    float64 variables the rate is the float32 one, as with the stock
+    optimizer."""
+    if isinstance(learning_rate, (int, float)):
+        return tf.convert_to_tensor(learning_rate)
+    return learning_rate
+
+
 def _check_hyperparameter(name, value, minimum, maximum=None):
     """A ValueError naming the argument for a value that can only give NaN or
     nonsense. Tensors, variables and callables are left to run time."""
@@ -52,7 +62,7 @@ class RMSprop(_compat.KerasStepsHook, _compat.UpdateHook, keras.optimizers.Optim
     centered) and the same dense results, computed by one fused op per
     variable (or one op for many variables of one dtype). Loss-scale
     unscaling, clipping, weight decay and the weights' moving average run
-    in the same op as the update for dense gradients on the CPU. Sparse gradients
+    in the same op as the update for dense gradients. Sparse gradients
     (`tf.IndexedSlices`, e.g. from `Embedding`) update only the rows in the
     batch, duplicates summed first; the stock optimizer densifies them.
 
@@ -151,6 +161,7 @@ class RMSprop(_compat.KerasStepsHook, _compat.UpdateHook, keras.optimizers.Optim
 
     def update_step(self, gradient, variable, learning_rate):
         """Update step given gradient and the associated model variable."""
+        learning_rate = _as_keras_casts(learning_rate)
         variable = _replica_variable(variable)
         ops = ops_for(variable)
         ms, mg, mom = self._slots(variable)
@@ -167,6 +178,7 @@ class RMSprop(_compat.KerasStepsHook, _compat.UpdateHook, keras.optimizers.Optim
     def _update_group(self, grads, variables, learning_rate, **extras):
         """One grouped op over variables of one dtype (and `extras`, see
         rmsprop_op.group_apply_rmsprop)."""
+        learning_rate = _as_keras_casts(learning_rate)
         variables = [_replica_variable(v) for v in variables]
         grads = [tf.cast(g, v.dtype) for g, v in zip(grads, variables)]
         slots = [self._slots(v) for v in variables]
@@ -180,6 +192,11 @@ class RMSprop(_compat.KerasStepsHook, _compat.UpdateHook, keras.optimizers.Optim
             **extras,
         )
 
+    def _can_group(self):
+        """False for a subclass that overrides `update_step`: Keras calls it
+        once per variable, and grouped or fused updates would bypass it."""
+        return type(self).update_step is RMSprop.update_step
+
     def _apply_updates(self, distribution, grads_and_vars, learning_rate):
         # Without a distribution strategy, dense updates of many variables of
         # one dtype go to the grouped op: one dispatch instead of hundreds.
@@ -192,21 +209,25 @@ class RMSprop(_compat.KerasStepsHook, _compat.UpdateHook, keras.optimizers.Optim
             return _extras.apply_fused(self, self._fused_extras, grads_and_vars, learning_rate,
                                        self._update_group)
         default = not tf.distribute.has_strategy() and distribution is tf.distribute.get_strategy()
-        if not default or _compat.compiled_by_xla():
+        if not default or _compat.compiled_by_xla() or not self._can_group():
             return self._per_variable_updates(distribution, grads_and_vars, learning_rate)
-        dense_by_dtype = {}
-        for grad, var in grads_and_vars:
+        variables = [_replica_variable(v) for _, v in grads_and_vars]
+        if len({id(v) for v in variables}) != len(variables):
+            # A variable given twice: both updates in turn, as Keras does.
+            return self._per_variable_updates(distribution, grads_and_vars, learning_rate)
+        dense_groups = {}
+        for grad, var in zip((g for g, _ in grads_and_vars), variables):
             if isinstance(grad, tf.IndexedSlices):
                 self.update_step(grad, var, learning_rate)
             else:
-                dense_by_dtype.setdefault(var.dtype, []).append((grad, var))
-        for pairs in dense_by_dtype.values():
-            variables = [_replica_variable(v) for _, v in pairs]
-            if len(pairs) == 1 or not fused_kernels_for(variables):
+                dense_groups.setdefault((var.dtype, var.device), []).append((grad, var))
+        for pairs in dense_groups.values():
+            group = [v for _, v in pairs]
+            if len(pairs) == 1 or not fused_kernels_for(group):
                 for grad, var in pairs:
                     self.update_step(grad, var, learning_rate)
                 continue
-            self._update_group([g for g, _ in pairs], variables, learning_rate)
+            self._update_group([g for g, _ in pairs], group, learning_rate)
 
     def minimize(self, loss, var_list, tape=None):
         """Minimizes `loss` by updating `var_list`; returns the step count.

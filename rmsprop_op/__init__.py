@@ -138,7 +138,7 @@ def group_apply_rmsprop(variables, mgs, mss, moms, grads, lr, rho, momentum, eps
     `moms` is None (momentum must be 0) or one momentum slot per variable.
 
     Keras's steps around the update run in the same pass, in Keras's order
-    (real dtypes, CPU): each gradient becomes
+    (real dtypes, CPU and GPU): each gradient becomes
     clip(((g / grad_divisor) * clip_multiplier) / clip_divisors[i], -clip_value, clip_value);
     with `weight_decay`, var <- var - var * weight_decay * lr before the update;
     with `emas` (one slot per variable), ema <- ema_momentum * ema + (1 - ema_momentum) * var after it.

@@ -59,12 +59,38 @@ def _dense(var, ms, mg, mom, grad, *hyper):
                      if v is not None])
 
 
+def _bad_index_message(position, num_rows):
+    return (f"indices[{position}] is out of range: every index must be in [0, {num_rows}), "
+            "the rows of var; nothing was updated")
+
+
+def _check_indices(indices, num_rows):
+    """The op's InvalidArgumentError for an index outside [0, num_rows),
+    before anything is read or written. (XLA compiles the graph's assert
+    away: there, as in TensorFlow's own XLA kernels, such rows are dropped.)"""
+    indices = tf.convert_to_tensor(indices)
+    bad = tf.logical_or(indices < 0, indices >= num_rows)
+    position = tf.argmax(tf.cast(bad, tf.int32), output_type=tf.int64)
+    if tf.executing_eagerly():
+        if bool(tf.reduce_any(bad)):
+            raise tf.errors.InvalidArgumentError(
+                None, None, _bad_index_message(int(position), int(num_rows)))
+        return tf.no_op()
+    return tf.debugging.Assert(
+        tf.logical_not(tf.reduce_any(bad)),
+        ["indices[", position, "] is out of range: "
+         "every index must be in [0, ", num_rows, "), the rows of var; nothing was updated"],
+        summarize=1)
+
+
 def _sparse(var, ms, mg, mom, grad, indices, *hyper):
     # Sum duplicate rows without tf.unique (which XLA cannot compile with a
     # static shape): segment-sum into the full row space, then update only
     # the touched rows and leave the others bit-for-bit as they were.
     c = _compute_dtype(var.dtype)
     num_rows = tf.shape(var, out_type=indices.dtype)[0]
+    with tf.control_dependencies([_check_indices(indices, num_rows)]):
+        indices = tf.identity(indices)
     summed = tf.math.unsorted_segment_sum(tf.cast(grad, c), indices, num_rows)
     touched = tf.math.unsorted_segment_max(tf.ones_like(indices, tf.int32), indices, num_rows) > 0
     touched = tf.reshape(touched, [-1] + [1] * (len(var.shape) - 1))

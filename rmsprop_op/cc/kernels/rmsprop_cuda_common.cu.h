@@ -156,7 +156,8 @@ template <typename T>
 bool SlotsAligned16(const SlotPointers<T>& s) {
   return IsAligned16(s.var) && IsAligned16(s.ms) &&
          (s.mg == nullptr || IsAligned16(s.mg)) &&
-         (s.mom == nullptr || IsAligned16(s.mom));
+         (s.mom == nullptr || IsAligned16(s.mom)) &&
+         (s.ema == nullptr || IsAligned16(s.ema));
 }
 
 template <typename T, int kN>

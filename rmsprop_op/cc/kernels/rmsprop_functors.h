@@ -58,7 +58,7 @@ using ExtrasOf = rmsprop_math::Extras<typename RealOf<ComputeType<T>>::type>;
 
 // The buffers one update writes; mg and mom are null when the update is not
 // centered or has no momentum slot, ema without an EMA slot (the grouped
-// op's extras, CPU only).
+// op's extras).
 template <typename T>
 struct SlotPointers {
   T* var;

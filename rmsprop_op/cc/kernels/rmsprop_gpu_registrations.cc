@@ -68,32 +68,15 @@ class GpuSparseApplyRMSPropOp
     HyperOf<T> h;
     SparseUpdate<T, Tindex> u;
     tensorflow::Tensor first_bad;
-    {
-      LockedVariables<Device> vars;
-      OP_REQUIRES_OK_ASYNC(ctx, this->PrepareSparse(ctx, &h, &vars, &u), done);
-      if (u.num_indices == 0) {
-        done();
-        return;
-      }
-      tensorflow::AllocatorAttributes pinned;
-      pinned.set_on_host(true);
-      pinned.set_gpu_compatible(true);
-      OP_REQUIRES_OK_ASYNC(
-          ctx,
-          ctx->allocate_temp(tensorflow::DT_UINT64, tensorflow::TensorShape({}),
-                             &first_bad, pinned),
-          done);
-      const DeviceStatus status =
-          functor::EnqueueSparseApplyRMSProp<T, Tindex>()(
-              ctx->eigen_device<Device>(), u.slots, u.grad, u.indices,
-              u.num_indices, u.num_rows, u.row_size, h,
-              first_bad.scalar<tensorflow::uint64>().data());
-      if (status.out_of_memory && !ctx->status().ok()) {
-        done();
-        return;
-      }
-      OP_REQUIRES_ASYNC(ctx, status.ok(), DeviceError(status), done);
-    }  // the variable locks are released here
+    bool enqueued = false;
+    // done() only after the locks are released: a runner that calls the
+    // next kernel from inside done() would otherwise wait on them forever.
+    const absl::Status status = EnqueueLocked(ctx, &h, &u, &first_bad, &enqueued);
+    if (!status.ok()) ctx->SetStatus(status);
+    if (!enqueued) {
+      done();
+      return;
+    }
     const int64_t num_rows = u.num_rows;
     auto finish = [ctx, done, first_bad, num_rows]() {
       const uint64_t bad = first_bad.scalar<tensorflow::uint64>()();
@@ -107,6 +90,32 @@ class GpuSparseApplyRMSPropOp
     ctx->device()->tensorflow_accelerator_device_info()->event_mgr->ThenExecute(
         ctx->op_device_context()->stream(), std::move(finish));
   }
+
+ private:
+  // Validates and enqueues the update under the variable locks; *enqueued
+  // says whether the stream has work whose answer the op must wait for.
+  absl::Status EnqueueLocked(tensorflow::OpKernelContext* ctx, HyperOf<T>* h,
+                             SparseUpdate<T, Tindex>* u,
+                             tensorflow::Tensor* first_bad, bool* enqueued) {
+    LockedVariables<Device> vars;
+    TF_RETURN_IF_ERROR(this->PrepareSparse(ctx, h, &vars, u));
+    if (u->num_indices == 0) return absl::OkStatus();
+    tensorflow::AllocatorAttributes pinned;
+    pinned.set_on_host(true);
+    pinned.set_gpu_compatible(true);
+    TF_RETURN_IF_ERROR(ctx->allocate_temp(tensorflow::DT_UINT64,
+                                          tensorflow::TensorShape({}),
+                                          first_bad, pinned));
+    const DeviceStatus status = functor::EnqueueSparseApplyRMSProp<T, Tindex>()(
+        ctx->eigen_device<Device>(), u->slots, u->grad, u->indices,
+        u->num_indices, u->num_rows, u->row_size, *h,
+        first_bad->scalar<tensorflow::uint64>().data());
+    // Scratch exhaustion has already set the op's status.
+    if (status.out_of_memory && !ctx->status().ok()) return ctx->status();
+    if (!status.ok()) return DeviceError(status);
+    *enqueued = true;
+    return absl::OkStatus();
+  }  // the variable locks are released here
 };
 
 #define RMSPROP_REGISTER_GPU(T)                                     \

@@ -233,7 +233,7 @@ one op. mg is empty (plain) or one slot per variable (centered); mom is empty
 (momentum must be 0) or one slot per variable.
 
 Keras's steps around the update run in the same pass, in Keras's order
-(real dtypes, CPU):
+(real dtypes, CPU and GPU):
   g <- clip(((g / grad_divisor) * clip_multiplier) / clip_divisors[i],
             -clip_value, clip_value)
   var <- var - var * weight_decay * lr        (with apply_weight_decay)
