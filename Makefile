@@ -185,9 +185,12 @@ benchmarks/_bandwidth_probe.so: benchmarks/bandwidth_probe.c
 	$(CC) -O3 -march=native -fPIC -shared -pthread -Wall $< -o $@
 
 # The property-based tests with the long hypothesis profile (thousands of
-# examples per test instead of the hundred or so that `make test` runs).
+# examples per test instead of the hundred or so that `make test` runs): the
+# op fuzzing, and the differential harness against the stock optimizers
+# (Keras 3 with one and two CPU devices, tf_keras in its own process).
 fuzz: build
-	HYPOTHESIS_PROFILE=long $(PY) -m pytest -q tests/test_fuzz.py
+	HYPOTHESIS_PROFILE=long $(PY) -m pytest -q --hypothesis-show-statistics \
+	  tests/test_fuzz.py tests/test_differential.py tests/test_legacy.py
 
 # The CPU library again, with AddressSanitizer and UndefinedBehaviorSanitizer,
 # in $(BUILD)/sanitize/ beside the normal one; the op tests, the quick fuzz and

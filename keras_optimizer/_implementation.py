@@ -29,18 +29,23 @@ def _warn_gpu_fallback():
             RuntimeWarning, stacklevel=3)
 
 
-def ops_for(variable):
-    """rmsprop_op, or rmsprop_op.plain_tf inside XLA and for a variable on a
-    GPU without the GPU kernels (with one warning per process)."""
+def ops_for(variable, slots=()):
+    """rmsprop_op, or rmsprop_op.plain_tf inside XLA, for a variable on a GPU
+    without the GPU kernels (with one warning per process), and for a
+    variable with a slot on another device (Keras puts slots built inside a
+    tf.function on the default device; no op takes resources of two)."""
     if _compat.compiled_by_xla():
         return plain_tf
     if not rmsprop_op.GPU_KERNELS_LOADED and on_gpu(variable):
         _warn_gpu_fallback()
         return plain_tf
+    if any(slot is not None and slot.device != variable.device for slot in slots):
+        return plain_tf
     return rmsprop_op
 
 
-def fused_kernels_for(variables):
+def fused_kernels_for(variables, slots=None):
     """True when the fused ops can update every one of `variables` (the
-    grouped op needs all of them)."""
-    return all(ops_for(v) is rmsprop_op for v in variables)
+    grouped op needs all of them); `slots`: one tuple of slots per variable."""
+    slots = [()] * len(variables) if slots is None else slots
+    return all(ops_for(v, s) is rmsprop_op for v, s in zip(variables, slots))

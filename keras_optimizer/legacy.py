@@ -142,8 +142,8 @@ class RMSprop(tf_keras.optimizers.legacy.Optimizer):
         return ms, mg, mom
 
     def _update(self, grad, var, indices, apply_state):
-        ops = ops_for(var)
         ms, mg, mom = self._slot_variables(var)
+        ops = ops_for(var, (ms, mg, mom))
         return ops.update(var, ms, grad, mg=mg, mom=mom, indices=indices,
                           use_locking=self._use_locking, **self._coefficients(var, apply_state))
 

@@ -8,6 +8,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import rmsprop_op  # noqa: E402
+from rmsprop_op import plain_tf  # noqa: E402
 from keras_optimizer import _extras  # noqa: E402
 from keras_optimizer._implementation import fused_kernels_for, ops_for  # noqa: E402
 
@@ -163,8 +164,8 @@ class RMSprop(_compat.KerasStepsHook, _compat.UpdateHook, keras.optimizers.Optim
         """Update step given gradient and the associated model variable."""
         learning_rate = _as_keras_casts(learning_rate)
         variable = _replica_variable(variable)
-        ops = ops_for(variable)
         ms, mg, mom = self._slots(variable)
+        ops = ops_for(variable, (ms, mg, mom))
         indices = None
         if isinstance(gradient, tf.IndexedSlices):
             gradient, indices = gradient.values, gradient.indices
@@ -176,13 +177,16 @@ class RMSprop(_compat.KerasStepsHook, _compat.UpdateHook, keras.optimizers.Optim
         return _extras.plan(self, grads, trainable_variables)
 
     def _update_group(self, grads, variables, learning_rate, **extras):
-        """One grouped op over variables of one dtype (and `extras`, see
+        """One grouped op over variables of one dtype and device (and `extras`, see
         rmsprop_op.group_apply_rmsprop)."""
         learning_rate = _as_keras_casts(learning_rate)
         variables = [_replica_variable(v) for v in variables]
         grads = [tf.cast(g, v.dtype) for g, v in zip(grads, variables)]
         slots = [self._slots(v) for v in variables]
-        return rmsprop_op.group_apply_rmsprop(
+        emas = extras.get("emas") or [None] * len(variables)
+        ops = rmsprop_op if fused_kernels_for(
+            variables, [s + (e,) for s, e in zip(slots, emas)]) else plain_tf
+        return ops.group_apply_rmsprop(
             variables,
             [mg for _, mg, _ in slots] if self.centered else None,
             [ms for ms, _, _ in slots],
@@ -222,12 +226,10 @@ class RMSprop(_compat.KerasStepsHook, _compat.UpdateHook, keras.optimizers.Optim
             else:
                 dense_groups.setdefault((var.dtype, var.device), []).append((grad, var))
         for pairs in dense_groups.values():
-            group = [v for _, v in pairs]
-            if len(pairs) == 1 or not fused_kernels_for(group):
-                for grad, var in pairs:
-                    self.update_step(grad, var, learning_rate)
-                continue
-            self._update_group([g for g, _ in pairs], group, learning_rate)
+            if len(pairs) == 1:
+                self.update_step(*pairs[0], learning_rate)
+            else:
+                self._update_group([g for g, _ in pairs], [v for _, v in pairs], learning_rate)
 
     def minimize(self, loss, var_list, tape=None):
         """Minimizes `loss` by updating `var_list`; returns the step count.

@@ -76,11 +76,11 @@ def _check_indices(indices, num_rows):
             raise tf.errors.InvalidArgumentError(
                 None, None, _bad_index_message(int(position), int(num_rows)))
         return tf.no_op()
+    # Graph mode: Assert prints each item apart (XLA cannot format strings).
     return tf.debugging.Assert(
         tf.logical_not(tf.reduce_any(bad)),
-        ["indices[", position, "] is out of range: "
-         "every index must be in [0, ", num_rows, "), the rows of var; nothing was updated"],
-        summarize=1)
+        ["an index is out of range: every index must be in [0, rows of var); nothing was "
+         "updated. The first bad position, and the rows:", position, num_rows], summarize=1)
 
 
 def _sparse(var, ms, mg, mom, grad, indices, *hyper):

@@ -2,6 +2,16 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+if os.environ.get("RMSPROP_TEST_CPU_DEVICES"):
+    # Several CPU devices, for tests of variables placed on different ones
+    # (tests/test_differential.py runs itself so); set before TensorFlow
+    # initializes its devices.
+    import tensorflow as tf
+
+    tf.config.set_logical_device_configuration(
+        tf.config.list_physical_devices("CPU")[0],
+        [tf.config.LogicalDeviceConfiguration()] * int(os.environ["RMSPROP_TEST_CPU_DEVICES"]))
+
 from hypothesis import HealthCheck, settings  # noqa: E402
 
 # `make test` runs the quick profile; `make fuzz` (HYPOTHESIS_PROFILE=long)

@@ -86,29 +86,30 @@ def _first_difference(name, ours, theirs, tolerance):
             f"atol {tolerance.atol} ({tolerance.why})")
 
 
-def raises_alike(run, stock_cls, our_cls):
-    """True when stock raises (and then ours must too), False when it works."""
-    theirs = _capture(run, stock_cls)
-    if theirs.error is None:
-        return False
-    ours = _capture(run, our_cls)
-    assert ours.error is not None, (
+def outcomes(run, stock_cls, our_cls):
+    """(stock's Outcome, ours) of `run`."""
+    return _capture(run, stock_cls), _capture(run, our_cls)
+
+
+def assert_ours_works_where_stock_does(theirs, ours):
+    if theirs.error is None and ours.error is not None:
+        raise AssertionError(
+            f"stock worked, ours raised {type(ours.error).__name__}: {ours.error}") from ours.error
+
+
+def assert_ours_raises_where_stock_does(theirs, ours):
+    assert theirs.error is None or ours.error is not None, (
         f"stock raised {type(theirs.error).__name__}: {theirs.error}; ours did not")
-    return True
 
 
 def compare(run, stock_cls, our_cls, tolerance, skip=lambda name: False):
     """Runs `run(cls)` for both classes and fails on any divergence. `skip`
     says which snapshot entries a documented difference leaves uncompared."""
-    theirs = _capture(run, stock_cls)
-    ours = _capture(run, our_cls)
+    theirs, ours = outcomes(run, stock_cls, our_cls)
+    assert_ours_raises_where_stock_does(theirs, ours)
+    assert_ours_works_where_stock_does(theirs, ours)
     if theirs.error is not None:
-        assert ours.error is not None, (
-            f"stock raised {type(theirs.error).__name__}: {theirs.error}; ours did not")
         return theirs, ours
-    if ours.error is not None:
-        raise AssertionError(
-            f"stock worked, ours raised {type(ours.error).__name__}: {ours.error}") from ours.error
     assert len(ours.snapshots) == len(theirs.snapshots)
     for step, (mine, stock) in enumerate(zip(ours.snapshots, theirs.snapshots)):
         assert [n for n, _ in mine] == [n for n, _ in stock], (

@@ -145,6 +145,26 @@ def test_index_out_of_range(bad, index_dtype):
     _expect_error(v, sparse(v, tf.ones([4, 3]), indices), "indices[2]", "[0, 4)")
 
 
+@pytest.mark.parametrize("compiled", [False, True], ids=["eager", "function"])
+@pytest.mark.parametrize("bad", [-1, 4, 2**31 - 1])
+@pytest.mark.parametrize("index_dtype", [tf.int32, tf.int64])
+def test_plain_tf_index_out_of_range(bad, index_dtype, compiled):
+    """The plain-TensorFlow path (GPU fallback) raises the op's error, before
+    any write, where it once dropped such rows silently."""
+    from rmsprop_op import plain_tf
+
+    v = _make()
+    indices = tf.constant([0, 2, bad, 1], index_dtype)
+
+    def update():
+        plain_tf.update(v["var"], v["ms"], tf.ones([4, 3]), mg=v["mg"], mom=v["mom"],
+                        indices=indices, **HYPER)
+    if compiled:
+        _expect_error(v, tf.function(update), "out of range", "nothing was updated", "[2] [4]")
+    else:
+        _expect_error(v, update, "indices[2]", "[0, 4)")
+
+
 def test_indices_not_a_vector():
     v = _make()
     _expect_error(v, sparse(v, tf.ones([2, 3]), tf.constant([[0], [1]])), "indices", "vector")
