@@ -243,7 +243,8 @@ class RMSprop(_compat.KerasStepsHook, _compat.UpdateHook, keras.optimizers.Optim
         if callable(loss):
             with tape:
                 if not callable(var_list):
-                    tape.watch(var_list)
+                    var_list = list(var_list)  # an iterator is read once
+                    tape.watch([_compat.tf_variable(v) for v in var_list])
                 loss = loss()
         if callable(var_list):
             var_list = var_list()

@@ -41,10 +41,14 @@ from tests.differential import (EXACT, Tolerance, assert_ours_raises_where_stock
 Stock = keras.optimizers.RMSprop
 Ours = keras_optimizer.RMSprop
 ROOT = Path(__file__).resolve().parent.parent
-# Examples per hypothesis test: about a minute in all in `make test`;
+# Examples per hypothesis test: about two minutes in all in `make test`;
 # `make fuzz` (HYPOTHESIS_PROFILE=long) runs the long profile.
-EXAMPLES = {"quick": 120, "long": 16000}.get(os.environ.get("HYPOTHESIS_PROFILE", "quick"), 120)
-FIT_EXAMPLES = max(4, EXAMPLES // 30)
+# The child process of test_across_devices (two CPU devices) runs half as
+# many in the quick profile.
+_PROFILE = os.environ.get("HYPOTHESIS_PROFILE", "quick")
+_CHILD = "RMSPROP_TEST_CPU_DEVICES" in os.environ
+EXAMPLES = {"quick": 50 if _CHILD else 100, "long": 10000}[_PROFILE]
+FIT_EXAMPLES = {"quick": 4, "long": 300}[_PROFILE]
 
 DTYPES = ["float32", "float32", "float64", "float16", "bfloat16"]
 SHAPES = [(), (0,), (3,), (4, 3), (2, 0), (5, 1, 2)]
@@ -146,7 +150,7 @@ def call_patterns(draw):
         variables=variables,
         order=order,
         grad_kinds=grad_kinds,
-        api=draw(st.sampled_from(["apply", "apply", "apply_built", "apply_gradients"])),
+        api=draw(st.sampled_from(["apply", "apply", "apply_built", "apply_gradients", "minimize"])),
         pass_variables_as=draw(st.sampled_from(["list", "tuple", "iterator"])),
         build_first=draw(st.booleans()),
         steps=draw(st.integers(1, 4)),
@@ -292,6 +296,35 @@ def _reload(cls, optimizer, model_variables):
     return fresh
 
 
+def _loss_with_gradients(variables, grads):
+    """A loss whose gradient with respect to each variable is its `grads`
+    entry: a dense tensor, an IndexedSlices (through a gather) or None."""
+    def loss():
+        terms = [tf.constant(0.0)]
+        for v, g in zip(variables, grads):
+            if g is None:
+                continue
+            if isinstance(g, tf.IndexedSlices):
+                rows = tf.gather(v, g.indices) * tf.stop_gradient(tf.cast(g.values, v.dtype))
+            else:
+                rows = v * tf.stop_gradient(tf.cast(g, v.dtype))
+            terms.append(tf.cast(tf.reduce_sum(rows), tf.float32))
+        return tf.add_n(terms)
+    return loss
+
+
+def minimize(optimizer, loss, var_list):
+    """optimizer.minimize; for stock, which has none in Keras 3 (ours adds it
+    back: a deliberate difference), what it does: the tape, then
+    apply_gradients."""
+    if isinstance(optimizer, Ours):
+        return optimizer.minimize(loss, var_list)
+    var_list = list(var_list)
+    with tf.GradientTape() as tape:
+        value = loss()
+    return optimizer.apply_gradients(zip(tape.gradient(value, var_list), var_list))
+
+
 def run_pattern(cls, config, pattern, densify=False, half_as_float32=False):
     """Snapshots after each step. `densify` gives "sparse_duplicates"
     gradients as dense tensors; `half_as_float32` runs half-precision
@@ -318,6 +351,8 @@ def run_pattern(cls, config, pattern, densify=False, half_as_float32=False):
             optimizer.apply(grads[:len(calls)])
         elif api == "apply_gradients":
             optimizer.apply_gradients(zip(grads, variables_arg()))
+        elif api == "minimize":
+            minimize(optimizer, _loss_with_gradients(calls, grads), variables_arg())
         else:
             optimizer.apply(grads, variables_arg())
 
@@ -343,6 +378,10 @@ def run_pattern(cls, config, pattern, densify=False, half_as_float32=False):
     return snapshots
 
 
+KERAS_STEPS = ("weight_decay", "loss_scale_factor", "clipnorm", "global_clipnorm", "clipvalue",
+               "use_ema", "gradient_accumulation_steps")
+
+
 def tolerance_of(config, pattern):
     """The documented differences this example can show."""
     dtypes = {pattern["variables"][i][0] for i in pattern["order"]}
@@ -358,10 +397,17 @@ def tolerance_of(config, pattern):
         # Ours sums duplicate rows in index order, stock's dense gradient
         # is summed by TensorFlow's segment sum.
         reasons.append(Tolerance(1e-6, 1e-7, "duplicate sparse rows summed"))
-    if dtypes & set(HALF) and reasons:
-        # A float32 round-off apart can round a half value to its neighbour.
+    twice = len(set(pattern["order"])) != len(pattern["order"])
+    keras_steps = any(config.get(k) for k in KERAS_STEPS)
+    if dtypes & set(HALF) and (reasons or twice or keras_steps):
+        # A float32 round-off apart can round a half value to its neighbour;
+        # a variable given twice is rounded between its two updates, and
+        # where Keras runs a step of its own (weight decay, unscaling...)
+        # it rounds to the half type between that step and the update: the
+        # stand-in rounds only after the whole step.
+        # Near zero (momentum where steps cancel), an ulp of a step's size.
         ulps = 2 * 2.0 ** (-7 if "bfloat16" in dtypes else -10)
-        reasons.append(Tolerance(ulps, 1e-6, "half precision rounding"))
+        reasons.append(Tolerance(ulps, ulps * 0.05, "half precision rounding"))
     return loosest(*reasons) if reasons else EXACT
 
 
@@ -425,17 +471,18 @@ def test_matches_stock(config, pattern):
 # -- fit ----------------------------------------------------------------------
 
 def _fit(cls, config, run_eagerly, seed):
-    """Two epochs of a small model with a dense and an Embedding layer whose
-    batches name every token (so the sparse update touches every row)."""
+    """Two epochs of a small model with an Embedding and a Dense layer; each
+    batch of four names each of the four tokens once (stock Keras 3 squares
+    the slices of a repeated token apart: see check)."""
     keras.utils.set_random_seed(seed)
-    tokens = keras.Input((4,), dtype="int32")
-    embedded = keras.layers.Flatten()(keras.layers.Embedding(4, 3)(tokens))
-    model = keras.Model(tokens, keras.layers.Dense(2)(embedded))
+    tokens = keras.Input((1,), dtype="int32")
+    embedded = keras.layers.Flatten()(keras.layers.Embedding(4, 3, name="embedding")(tokens))
+    model = keras.Model(tokens, keras.layers.Dense(2, name="dense")(embedded))
     optimizer, _ = make_optimizer(cls, config)
     model.compile(optimizer=optimizer, loss="mse", run_eagerly=run_eagerly, jit_compile=False)
     rng = np.random.default_rng(seed)
-    x = np.stack([rng.permutation(4) for _ in range(8)]).astype("int32")
-    y = rng.standard_normal((8, 2)).astype("float32")
+    x = np.concatenate([rng.permutation(4) for _ in range(3)]).astype("int32")[:, None]
+    y = rng.standard_normal((12, 2)).astype("float32")
     model.fit(x, y, batch_size=4, epochs=2, shuffle=False, verbose=0)
     return [_snapshot(optimizer, model.trainable_variables)]
 
@@ -461,7 +508,7 @@ def test_across_devices():
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
          "tests/test_differential.py", "-k", "not fit"],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        timeout=1800)
+        timeout=1800 if _PROFILE == "quick" else 6 * 3600)
     assert result.returncode == 0, result.stdout[-20000:]
 
 
@@ -609,3 +656,19 @@ def test_subclass_overriding_update_step_is_called(extras, compiled):
     loose = compiled or extras == "clipnorm+ema"
     _side_by_side(body, Tolerance(2e-5, 1e-7, "graph rewrite; norms") if loose else EXACT)
     assert calls[Ours] == calls[Stock] and calls[Ours]
+
+
+@pytest.mark.parametrize("var_list", ["list", "iterator", "callable"])
+def test_minimize_with_keras_variables(var_list):
+    def body(cls):
+        a = keras.Variable(np.array([1.0, -2.0], "float32"), name="a")
+        b = keras.Variable(0.5, name="b")
+        optimizer = cls(learning_rate=0.1, weight_decay=0.01)
+        loss = lambda: tf.reduce_sum(a * a) + b * 3.0  # noqa: E731
+        for _ in range(2):
+            chosen = {"list": [a, b], "iterator": iter([a, b]), "callable": lambda: [a, b]}[var_list]
+            if cls is Stock and var_list == "callable":
+                chosen = chosen()
+            minimize(optimizer, loss, chosen)
+        return [a.numpy(), b.numpy(), optimizer.iterations.numpy()]
+    _side_by_side(body)
