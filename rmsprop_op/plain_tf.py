@@ -35,10 +35,12 @@ def _formula(var, ms, mg, mom, g, lr, rho, momentum, epsilon, epsilon_after_sqrt
     eps_in, eps_after = (zero, epsilon) if epsilon_after_sqrt else (epsilon, zero)
     if mg is not None:
         mg = rho * mg + one_minus_rho * g
-        denom = ms - mg * mg
+        denom = ms - mg * mg + eps_in
+        if not c.is_complex:  # rmsprop_math::NonNegative
+            denom = tf.where(denom < 0, tf.zeros([], c), denom)
     else:
-        denom = ms
-    step = (lr * g) / (tf.sqrt(denom + eps_in) + eps_after)
+        denom = ms + eps_in
+    step = (lr * g) / (tf.sqrt(denom) + eps_after)
     if mom is not None:
         mom = tf.cast(momentum, c) * mom + step
         delta = mom

@@ -91,6 +91,12 @@ def _where(condition, a, b):
     return np.where(condition, a, b).view(type(a))
 
 
+def _non_negative(x):
+    if isinstance(x, _Complex):
+        return x
+    return np.where(x < 0, x.dtype.type(0), x).astype(x.dtype)
+
+
 def _sqrt(x):
     return x.sqrt() if isinstance(x, _Complex) else np.sqrt(x)
 
@@ -115,11 +121,12 @@ def rmsprop_step(var, ms, mg, mom, grad, lr, rho, momentum, epsilon, compute_dty
     if mg is not None:
         mg_ = load(mg)
         mg_ = rho_ * mg_ + one_minus_rho * g
-        denom = ms_ - mg_ * mg_
+        # rmsprop_math::NonNegative: a negative variance's root is of 0.
+        denom = _non_negative(ms_ - mg_ * mg_ + eps_in)
     else:
         mg_ = None
-        denom = ms_
-    step = (lr_ * g) / (_sqrt(denom + eps_in) + eps_after)
+        denom = ms_ + eps_in
+    step = (lr_ * g) / (_sqrt(denom) + eps_after)
     if mom is not None:
         mom_ = momentum_ * load(mom) + step
         delta = mom_

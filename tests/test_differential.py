@@ -446,9 +446,9 @@ def check(config, pattern):
             assert_ours_raises_where_stock_does(theirs, ours)
         if ours.error is not None:
             return
-        if duplicates and (config.get("clipnorm") or config.get("global_clipnorm")):
-            # Keras clips the slices by their norm before they are summed:
-            # no dense gradient gives stock's factor.
+        if duplicates and any(config.get(k) for k in ("clipnorm", "global_clipnorm", "clipvalue")):
+            # Keras clips the slices before they are summed: no dense
+            # gradient gives stock's clipped values.
             return
 
     def run(cls):

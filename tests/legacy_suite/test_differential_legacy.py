@@ -33,12 +33,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from keras_optimizer.legacy import RMSprop
-from tests.differential import EXACT, Tolerance, compare, loosest
+from tests.differential import Tolerance, compare, loosest
 
 Stock = tf_keras.optimizers.legacy.RMSprop
 Ours = RMSprop
-# Examples per hypothesis test: about half a minute in the quick profile;
-# `make fuzz` (HYPOTHESIS_PROFILE=long) runs the long one.
+# Examples per hypothesis test: about ten seconds in the quick profile;
+# `make fuzz` (HYPOTHESIS_PROFILE=long) runs the long one, some eight minutes.
 EXAMPLES = {"quick": 60, "long": 4000}.get(os.environ.get("HYPOTHESIS_PROFILE", "quick"), 60)
 
 DTYPES = ["float32", "float32", "float32", "float64", "float16"]
@@ -70,10 +70,6 @@ def configurations(draw, half_precision=False):
     - with half-precision variables, which stock computes in float16: rho
       0.99 (stock's 1 - rho is 1 - float16(0.99), 2.3% off) and epsilon 1e-7
       (a float16 subnormal, as stock's ms beside it then is).
-    - KNOWN DIVERGENCE, float16 centered without momentum: ours can give NaN
-      where stock does not (a tiny gradient's ms rounds to 0 in float16, its
-      mg does not; ours then forms ms - mg^2 < 0 in float32, where stock's
-      float16 mg^2 underflows to 0 as well).
     """
     momentum = draw(st.sampled_from([0.0, 0.0, 0.5, 0.9, ("callable", 0.5)]))
     config = dict(
@@ -84,7 +80,7 @@ def configurations(draw, half_precision=False):
                                  + ([] if has_momentum(momentum) else [0.0]))),
         momentum=momentum,
         epsilon=draw(st.sampled_from(([] if half_precision else [1e-7]) + [1e-3, 1.0])),
-        centered=draw(st.booleans()) and not (half_precision and not has_momentum(momentum)),
+        centered=draw(st.booleans()),
     )
     # clipnorm with global_clipnorm: stock raises, so must ours (as must it
     # with global_clipnorm over gradients of several dtypes).
@@ -182,10 +178,10 @@ def _gradient(kind, variable, rng, step):
             indices = np.concatenate([rng.permutation(rows), rng.integers(0, rows, 2)])
         else:
             indices = rng.integers(0, rows, rng.integers(1, rows + 2))
-        # + 0.0: no negative zeros (KNOWN DIVERGENCE, signed zero of sparse
-        # gradients: stock's segment sum of the rows gives -0.0 as +0.0, ours
-        # keeps it, and with rho 0 and centered mg becomes -0.0 where stock's
-        # is +0.0).
+        # + 0.0: no negative zeros in sparse values. Stock sums the rows
+        # (tf.math.unsorted_segment_sum) before its update, which turns a
+        # row's -0.0 into +0.0; ours keeps it (a deliberate difference, in
+        # the README's tf_keras section: equal values, another sign bit).
         row_values = rng.standard_normal((len(indices),) + shape[1:]) * scale + 0.0
         return tf.IndexedSlices(tf.constant(row_values, dtype), tf.constant(indices, tf.int64),
                                 tf.constant(shape, tf.int64))
@@ -203,7 +199,8 @@ def _all_gradients(pattern, model_variables):
 def _loss(grads, calls):
     """A loss whose gradients are `grads`: sum(v * g) has gradient g, and
     sum(gather(v, i) * values) the IndexedSlices (values, i). A missing
-    gradient is a variable the loss leaves out."""
+    gradient is a variable the loss leaves out; an other-dtype one comes back
+    cast to the variable's dtype."""
     def loss():
         total = tf.constant(0.0)
         for grad, variable in zip(grads, calls):
@@ -289,17 +286,20 @@ def run_pattern(cls, config, pattern):
     return snapshots
 
 
-# The deliberate differences, per dtype: the largest differences seen in
-# 4000 examples, with a margin.
+# The deliberate differences, per dtype, a few times the largest seen in
+# some 9000 examples (the rtol that the largest needed, at the atol given).
 # With momentum stock runs TensorFlow's training ops, which round
-# ms + (g^2 - ms) * (1 - rho) where ours rounds rho * ms + (1 - rho) * g^2.
+# ms + (g^2 - ms) * (1 - rho) where ours rounds rho * ms + (1 - rho) * g^2
+# (float32 2.6e-6, float64 2.5e-14).
 TRAINING_OPS = {"float32": Tolerance(1e-5, 1e-7, "training ops' rounding of ms"),
                 "float64": Tolerance(1e-13, 1e-15, "training ops' rounding of ms")}
 # In a tf.function TensorFlow's graph optimizer rewrites the arithmetic of
-# stock's sparse update without momentum (its dense update stays exact).
+# stock's sparse update without momentum; its dense update stays bit for bit
+# (float32 5e-8, float64 1.7e-15).
 GRAPH = {"float32": Tolerance(5e-7, 1e-7, "graph rewrite of stock's sparse update"),
          "float64": Tolerance(1e-14, 1e-15, "graph rewrite of stock's sparse update")}
-# Stock computes float16 variables in float16, ours in float32.
+# Stock computes float16 variables in float16, ours in float32: a few
+# float16 units in the last place over 4 steps (below 3.3e-3).
 HALF = Tolerance(5e-3, 5e-3, "half precision computed in float32")
 
 

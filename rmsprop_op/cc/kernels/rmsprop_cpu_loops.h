@@ -199,6 +199,11 @@ RMSPROP_AVX512_TARGET inline FloatLanes Sqrt<FloatLanes>(FloatLanes x) {
   return (FloatLanes)_mm512_maskz_sqrt_ps(0xffff, (__m512)x);
 }
 template <>
+RMSPROP_AVX512_TARGET inline FloatLanes NonNegative<FloatLanes>(FloatLanes x) {
+  const FloatLanes zero = {};
+  return x < zero ? zero : x;
+}
+template <>
 RMSPROP_AVX512_TARGET inline FloatLanes CanonicalNaN<FloatLanes>(FloatLanes x) {
   const __mmask16 is_nan = _mm512_cmp_ps_mask((__m512)x, (__m512)x, _CMP_UNORD_Q);
   return (FloatLanes)_mm512_mask_blend_ps(

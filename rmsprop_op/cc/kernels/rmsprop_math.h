@@ -159,13 +159,29 @@ RMSPROP_HOST_DEVICE C PlainStep(C g, C& ms, const Hyper<R>& h) {
   return ScaledStep<C>(g, ms, h);
 }
 
+// x, or 0 where x < 0 (NaN stays NaN). ms - mg^2 is a variance, never
+// negative in exact arithmetic; rounding can make it so, most of all in half
+// precision, where a stored ms can underflow to 0 beside a representable mg.
+// There the root is taken of 0, as the stock optimizer's half arithmetic does
+// (its mg^2 underflows too), not of a negative number (NaN). Complex
+// variables have no order: their principal root is taken as it is.
+template <typename C>
+RMSPROP_HOST_DEVICE C NonNegative(C x) {
+  return x < C(0) ? C(0) : x;
+}
+template <typename R>
+RMSPROP_HOST_DEVICE Complex<R> NonNegative(Complex<R> z) {
+  return z;
+}
+
 // Updates `ms` and the mean gradient `mg` and returns
-// lr*g/sqrt(ms - mg^2 + epsilon).
+// lr*g/sqrt(max(ms - mg^2 + epsilon, 0)).
 template <typename C, typename R>
 RMSPROP_HOST_DEVICE C CenteredStep(C g, C& ms, C& mg, const Hyper<R>& h) {
   ms = h.rho * ms + h.one_minus_rho * (g * g);
   mg = h.rho * mg + h.one_minus_rho * g;
-  return ScaledStep<C>(g, ms - mg * mg, h);
+  const C variance = NonNegative(ms - mg * mg + h.epsilon_in_sqrt);
+  return (h.lr * g) / (Sqrt(variance) + h.epsilon_after_sqrt);
 }
 
 // With a momentum slot the variable moves by the accumulated momentum.
