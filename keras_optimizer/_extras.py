@@ -106,13 +106,16 @@ def plan(optimizer, grads, trainable_variables):
     return extras
 
 
+def distinct(variables):
+    """False when a variable is given twice: stock applies both updates in
+    turn, which one grouped op cannot."""
+    return len({id(v) for v in variables}) == len(variables)
+
+
 def groupable(variables):
-    """True when one grouped op may update all of `variables`: no variable
-    twice (stock applies both updates in turn) and one device (an op cannot
-    take resources of several devices)."""
-    if len({id(v) for v in variables}) != len(variables):
-        return False
-    return len({v.device for v in variables}) <= 1
+    """True when one grouped op may update all of `variables`: distinct, and
+    on one device (an op cannot take resources of several)."""
+    return distinct(variables) and len({v.device for v in variables}) <= 1
 
 
 def _in_dtype(value, dtype):

@@ -216,8 +216,7 @@ class RMSprop(_compat.KerasStepsHook, _compat.UpdateHook, keras.optimizers.Optim
         if not default or _compat.compiled_by_xla() or not self._can_group():
             return self._per_variable_updates(distribution, grads_and_vars, learning_rate)
         variables = [_replica_variable(v) for _, v in grads_and_vars]
-        if len({id(v) for v in variables}) != len(variables):
-            # A variable given twice: both updates in turn, as Keras does.
+        if not _extras.distinct(variables):
             return self._per_variable_updates(distribution, grads_and_vars, learning_rate)
         dense_groups = {}
         for grad, var in zip((g for g, _ in grads_and_vars), variables):

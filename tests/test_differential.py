@@ -405,8 +405,10 @@ def tolerance_of(config, pattern):
         # where Keras runs a step of its own (weight decay, unscaling...)
         # it rounds to the half type between that step and the update: the
         # stand-in rounds only after the whole step.
-        # Near zero (momentum where steps cancel), an ulp of a step's size.
-        ulps = 2 * 2.0 ** (-7 if "bfloat16" in dtypes else -10)
+        # Two ulps per step and per update (they add up); near zero
+        # (momentum where steps cancel), in ulps of a step's size.
+        updates = pattern["steps"] * (2 if twice else 1)
+        ulps = 2 * updates * 2.0 ** (-7 if "bfloat16" in dtypes else -10)
         reasons.append(Tolerance(ulps, ulps * 0.05, "half precision rounding"))
     return loosest(*reasons) if reasons else EXACT
 
