@@ -31,7 +31,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import keras_optimizer
@@ -467,6 +467,10 @@ _HARNESS = settings(max_examples=EXAMPLES, deadline=None, print_blob=True,
 @_HARNESS
 @given(config=configurations(), pattern=call_patterns())
 def test_matches_stock(config, pattern):
+    # Centered with rho 0, ms - mg^2 is 0 and each step is lr * g / sqrt(epsilon):
+    # thousands of times a normal step, whose rounding to a half type leaves
+    # errors that no tolerance of the final values can bound.
+    assume(not (_half_positions(pattern) and config["centered"] and config["rho"] == 0.0))
     check(config, pattern)
 
 
