@@ -47,7 +47,8 @@ ROOT = Path(__file__).resolve().parent.parent
 # many in the quick profile.
 _PROFILE = os.environ.get("HYPOTHESIS_PROFILE", "quick")
 _CHILD = "RMSPROP_TEST_CPU_DEVICES" in os.environ
-EXAMPLES = {"quick": 50 if _CHILD else 100, "long": 10000}[_PROFILE]
+EXAMPLES = int(os.environ.get("RMSPROP_DIFFERENTIAL_EXAMPLES", 0)) or {
+    "quick": 50 if _CHILD else 100, "long": 10000}[_PROFILE]
 FIT_EXAMPLES = {"quick": 4, "long": 300}[_PROFILE]
 
 DTYPES = ["float32", "float32", "float64", "float16", "bfloat16"]
