@@ -136,11 +136,13 @@ def call_patterns(draw):
     api = draw(st.sampled_from(["apply", "apply", "apply_built", "apply_gradients", "minimize"]))
     order = list(range(len(variables)))
     # apply(grads) on a built optimizer takes one gradient per tracked
-    # variable, in the order it was built with.
+    # variable, in the order it was built with; minimize's tape sums the
+    # gradients of a variable listed twice (two sparse terms would become
+    # one gradient with duplicate rows).
     if api != "apply_built":
         if draw(st.booleans()):
             order = draw(st.permutations(order))
-        if draw(st.integers(0, 5)) == 0:
+        if api != "minimize" and draw(st.integers(0, 5)) == 0:
             order.append(draw(st.sampled_from(order)))  # one variable twice
     grad_kinds = []
     for position in order:
@@ -465,7 +467,10 @@ def check(config, pattern):
     compare(run, Stock, Ours, tolerance_of(config, pattern), skip=uncompared(config, pattern))
 
 
+# The quick profile draws the same examples on every run (CI runs what
+# passed here); the long one draws anew.
 _HARNESS = settings(max_examples=EXAMPLES, deadline=None, print_blob=True,
+                    derandomize=_PROFILE == "quick",
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 

@@ -335,6 +335,7 @@ def check(config, pattern):
 
 
 _HARNESS = settings(max_examples=EXAMPLES, deadline=None, print_blob=True,
+                    derandomize=os.environ.get("HYPOTHESIS_PROFILE", "quick") == "quick",
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 
