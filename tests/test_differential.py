@@ -409,11 +409,12 @@ def tolerance_of(config, pattern):
         # where Keras runs a step of its own (weight decay, unscaling...)
         # it rounds to the half type between that step and the update: the
         # stand-in rounds only after the whole step.
-        # Two ulps per step and per update (they add up); near zero
-        # (momentum where steps cancel), in ulps of a step's size.
+        # Two ulps per step and per update (they add up); near zero (where
+        # steps cancel), in ulps of the largest step, lr / sqrt(1 - rho).
         updates = pattern["steps"] * (2 if twice else 1)
         ulps = 2 * updates * 2.0 ** (-7 if "bfloat16" in dtypes else -10)
-        reasons.append(Tolerance(ulps, ulps * 0.05, "half precision rounding"))
+        step = config["learning_rate"][1] / np.sqrt(1.0 - config["rho"])
+        reasons.append(Tolerance(ulps, ulps * 2 * step, "half precision rounding"))
     if config["centered"]:
         reasons.append(Tolerance(why="centered root of max(ms - mg^2 + epsilon, 0)",
                                  stock_nan_ok=True))
