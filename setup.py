@@ -2,7 +2,7 @@
 environment: `pip install --no-build-isolation .` in the environment that will
 run them, or `make wheel` for a wheel. TensorFlow's C++ ABI changes with every
 minor release, so the package requires the minor it was built against and
-says so in its version (e.g. 0.1.0+tf2.21)."""
+says so in its version (e.g. 0.2.0+tf2.21)."""
 import importlib.metadata
 import os
 import runpy
@@ -19,7 +19,6 @@ except ImportError:  # setuptools < 70.1
     from wheel.bdist_wheel import bdist_wheel
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-VERSION = "0.1.0"
 VERSIONS = runpy.run_path(os.path.join(HERE, "rmsprop_op", "_versions.py"))
 BUILD_FLAGS = runpy.run_path(os.path.join(HERE, "tools", "tf_build_flags.py"))
 NO_TENSORFLOW = """
@@ -64,16 +63,17 @@ def _requirements():
     if release < VERSIONS["MIN_TENSORFLOW"]:
         sys.exit(f"TensorFlow {version} is installed; rmsprop-op supports {VERSIONS['SUPPORTED']}.")
     major, minor = release
+    label = VERSIONS["package_version"](version)
     if VERSIONS["is_prerelease"](version):
         # A nightly's ABI changes from one build to the next: only itself.
-        return f"tf{version}", [f"{dist}=={version}"], []
+        return label, [f"{dist}=={version}"], []
     within_minor = f">={major}.{minor},<{major}.{minor + 1}"
     keras = _distribution_of("keras")
     keras_dist = keras[0] if keras else "keras"
     requires = [f"{dist}{within_minor}"]
     if keras_dist == "keras":
         requires.append("keras>={}.{}".format(*VERSIONS["MIN_KERAS"]))
-    return f"tf{major}.{minor}", requires, [f"tf-keras{within_minor}"]
+    return label, requires, [f"tf-keras{within_minor}"]
 
 
 class PlatformWheel(bdist_wheel):
@@ -137,12 +137,29 @@ class BuildTensorFlowOps(build_ext):
         self._compile_and_link(ext.sources, cu_objects, output, _flags("gpu-cxxflags"),
                                _flags("gpu-ldflags"))
 
-LABEL, INSTALL_REQUIRES, TF_KERAS = _requirements()
+PACKAGE_VERSION, INSTALL_REQUIRES, TF_KERAS = _requirements()
+
+with open(os.path.join(HERE, "README.md"), encoding="utf-8") as f:
+    README = f.read()
 
 setup(
     name="rmsprop-op",
-    version=f"{VERSION}+{LABEL}",
+    version=PACKAGE_VERSION,
     description="Fused RMSProp updates for TensorFlow and a drop-in Keras RMSprop",
+    long_description=README,
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    license_files=["LICENSE"],
+    keywords=["tensorflow", "keras", "optimizer", "rmsprop", "custom op", "cuda"],
+    classifiers=[
+        "Development Status :: 4 - Beta",
+        "Intended Audience :: Developers",
+        "Intended Audience :: Science/Research",
+        "Operating System :: POSIX :: Linux",
+        "Programming Language :: C++",
+        "Programming Language :: Python :: 3",
+        "Topic :: Scientific/Engineering :: Artificial Intelligence",
+    ],
     packages=find_packages(include=["rmsprop_op", "keras_optimizer"]),
     python_requires=">=3.9",
     install_requires=INSTALL_REQUIRES,

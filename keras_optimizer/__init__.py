@@ -1,4 +1,5 @@
 """A drop-in, fused `keras.optimizers.RMSprop` for TensorFlow."""
+from rmsprop_op import __version__
 from rmsprop_op._versions import UnsupportedVersion
 
 try:
@@ -13,4 +14,4 @@ except UnsupportedVersion as _unsupported:
             raise UnsupportedVersion(str(_reason))
         raise AttributeError(f"module 'keras_optimizer' has no attribute {name!r}")
 
-__all__ = ["RMSprop"]
+__all__ = ["RMSprop", "__version__"]

@@ -4,11 +4,11 @@ from keras_optimizer import _compat
 _compat.check_keras()
 
 import keras  # noqa: E402
-import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import rmsprop_op  # noqa: E402
 from rmsprop_op import plain_tf  # noqa: E402
+from rmsprop_op._hyperparameters import check as check_hyperparameter  # noqa: E402
 from keras_optimizer import _extras  # noqa: E402
 from keras_optimizer._implementation import fused_kernels_for, ops_for  # noqa: E402
 
@@ -39,19 +39,6 @@ def _as_keras_casts(learning_rate):
     if isinstance(learning_rate, (int, float)):
         return tf.convert_to_tensor(learning_rate)
     return learning_rate
-
-
-def _check_hyperparameter(name, value, minimum, maximum=None):
-    """A ValueError naming the argument for a value that can only give NaN or
-    nonsense. Tensors, variables and callables are left to run time."""
-    if isinstance(value, (str, bytes)):
-        raise ValueError(f"`{name}` must be a number, got the string {value!r}.")
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
-        return
-    in_range = value >= minimum and (maximum is None or value <= maximum)  # False for NaN
-    if not in_range:
-        expected = f"between {minimum} and {maximum}" if maximum is not None else f">= {minimum}"
-        raise ValueError(f"`{name}` must be {expected}, got {name}={value}.")
 
 
 @keras.saving.register_keras_serializable(package="keras_optimizer", name="RMSprop")
@@ -126,9 +113,9 @@ class RMSprop(_compat.KerasStepsHook, _compat.UpdateHook, keras.optimizers.Optim
             name=name,
             **kwargs,
         )
-        _check_hyperparameter("rho", rho, 0.0, 1.0)
-        _check_hyperparameter("momentum", momentum, 0.0, 1.0)
-        _check_hyperparameter("epsilon", epsilon, 0.0)
+        check_hyperparameter("rho", rho, 0.0, 1.0)
+        check_hyperparameter("momentum", momentum, 0.0, 1.0)
+        check_hyperparameter("epsilon", epsilon, 0.0)
         self.rho = rho
         self.momentum = momentum
         self.epsilon = epsilon

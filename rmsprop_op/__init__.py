@@ -11,9 +11,12 @@ See README.md for the exact formula.
 """
 import tensorflow as tf
 
-from rmsprop_op import _loader
+from rmsprop_op import _loader, _versions
+from rmsprop_op._hyperparameters import as_float64 as _float64
 
 __all__ = [
+    "__version__",
+    "BUILT_AGAINST_TENSORFLOW",
     "update",
     "apply_rmsprop",
     "apply_centered_rmsprop",
@@ -25,6 +28,10 @@ __all__ = [
 ]
 
 GPU_KERNELS_LOADED = _loader.GPU_KERNELS_LOADED
+# The TensorFlow the loaded library was built against (its build stamp), and
+# the version with that TensorFlow minor, e.g. "0.2.0+tf2.21", as pip shows it.
+BUILT_AGAINST_TENSORFLOW = _loader.BUILT_AGAINST
+__version__ = _versions.package_version(BUILT_AGAINST_TENSORFLOW)
 _ops = _loader.ops
 
 # Updates, like TensorFlow's training ops: nothing to differentiate.
@@ -62,11 +69,10 @@ def _momentum_slot(mom, momentum):
 
 
 def _hyperparameters(lr, rho, momentum, epsilon):
-    """The four scalars as float64 tensors (the ops take them in double)."""
-    return [
-        tf.cast(tf.convert_to_tensor(x, dtype_hint=tf.float64, name=n), tf.float64)
-        for x, n in ((lr, "lr"), (rho, "rho"), (momentum, "momentum"), (epsilon, "epsilon"))
-    ]
+    """The four scalars as float64 tensors (the ops take them in double);
+    Python numbers out of range are refused as the Keras optimizers refuse them."""
+    return [_float64(lr, "lr"), _float64(rho, "rho", 0.0, 1.0),
+            _float64(momentum, "momentum", 0.0, 1.0), _float64(epsilon, "epsilon", 0.0)]
 
 
 def update(var, ms, grad, *, mg=None, mom=None, indices=None, lr, rho, momentum=0.0, epsilon,
@@ -124,10 +130,6 @@ def sparse_apply_centered_rmsprop(var, mg, ms, mom, grad, indices, lr, rho, mome
                   epsilon_after_sqrt=epsilon_after_sqrt)
 
 
-def _float64(x, name):
-    return tf.cast(tf.convert_to_tensor(x, dtype_hint=tf.float64, name=name), tf.float64)
-
-
 def group_apply_rmsprop(variables, mgs, mss, moms, grads, lr, rho, momentum, epsilon, use_locking=False,
                         epsilon_after_sqrt=False, *, emas=None, ema_momentum=0.0, grad_divisor=1.0,
                         clip_multiplier=1.0, clip_divisors=None, clip_value=float("inf"),
@@ -166,7 +168,7 @@ def group_apply_rmsprop(variables, mgs, mss, moms, grads, lr, rho, momentum, eps
         clip_divisors=_float64(clip_divisors, "clip_divisors"),
         clip_value=_float64(clip_value, "clip_value"),
         weight_decay=_float64(0.0 if weight_decay is None else weight_decay, "weight_decay"),
-        ema_momentum=_float64(ema_momentum, "ema_momentum"),
+        ema_momentum=_float64(ema_momentum, "ema_momentum", 0.0, 1.0),
         apply_weight_decay=weight_decay is not None,
         use_locking=use_locking,
         epsilon_after_sqrt=epsilon_after_sqrt)

@@ -23,10 +23,26 @@ _HERE = os.path.dirname(os.path.abspath(__file__))
 CPU_LIBRARY = os.environ.get("RMSPROP_OP_LIBRARY") or os.path.join(_HERE, "_rmsprop_ops.so")
 GPU_LIBRARY = os.path.join(_HERE, "_rmsprop_gpu_kernels.so")
 _STAMP = re.compile(rb"rmsprop_op built against TensorFlow ([^;\x00]+);")
-_REBUILD = (
-    "Rebuild it against the installed TensorFlow with `make build` in the "
-    "source tree, or reinstall the package with `pip install --no-build-isolation .`."
-)
+
+
+def _in_source_tree():
+    # A checkout has the Makefile beside the package; an installed copy (in
+    # site-packages) has not.
+    return os.path.exists(os.path.join(os.path.dirname(_HERE), "Makefile"))
+
+
+def rebuild_hint(source_tree=None):
+    """The command that fixes the copy that was loaded."""
+    if source_tree is None:
+        source_tree = _in_source_tree()
+    if source_tree:
+        return (f"Rebuild it against the installed TensorFlow with `make build` in "
+                f"{os.path.dirname(_HERE)}.")
+    wanted = _versions.package_version(tf.__version__)
+    return (f"Install the rmsprop-op wheel built for TensorFlow {tf.__version__} "
+            f"(`pip install --force-reinstall rmsprop_op-{wanted}-py3-none-<platform>.whl`), "
+            "or rebuild the installed package from its source against this TensorFlow "
+            "(`pip install --no-build-isolation --force-reinstall <source folder>`).")
 
 
 class LibraryError(ImportError):
@@ -56,16 +72,16 @@ def compatible(built, installed):
 
 def _check(path):
     if not os.path.exists(path):
-        raise LibraryError(f"The rmsprop_op library {path} was not found. {_REBUILD}")
+        raise LibraryError(f"The rmsprop_op library {path} was not found. {rebuild_hint()}")
     version = built_against(path)
     if version is None:
         raise LibraryError(
-            f"{path} carries no build stamp; it was not built by this project. {_REBUILD}"
+            f"{path} carries no build stamp; it was not built by this project. {rebuild_hint()}"
         )
     if not compatible(version, tf.__version__):
         raise LibraryError(
             f"{path} was built against TensorFlow {version}, but TensorFlow "
-            f"{tf.__version__} is installed. {_REBUILD}"
+            f"{tf.__version__} is installed. {rebuild_hint()}"
         )
 
 
@@ -75,7 +91,7 @@ def _load(path):
         return tf.load_op_library(path)
     except tf.errors.NotFoundError as e:
         raise LibraryError(
-            f"TensorFlow could not load {path} ({e.message.strip()}). {_REBUILD}"
+            f"TensorFlow could not load {path} ({e.message.strip()}). {rebuild_hint()}"
         ) from None
 
 
@@ -183,4 +199,5 @@ def load_gpu_kernels():
 
 
 ops = _load(CPU_LIBRARY)
+BUILT_AGAINST = built_against(CPU_LIBRARY)
 GPU_KERNELS_LOADED = load_gpu_kernels()

@@ -1,10 +1,14 @@
-"""The supported TensorFlow and Keras releases: the one place they are written.
+"""This package's version and the supported TensorFlow and Keras releases:
+the one place they are written.
 
 Plain Python with no imports of TensorFlow, so that setup.py and `make compat`
 can read it before TensorFlow is installed.
 """
 import re
 
+# The release, without the TensorFlow label (see `package_version`); what
+# CHANGELOG.md's newest entry describes.
+VERSION = "0.2.0"
 MIN_TENSORFLOW = (2, 16)
 NEWEST_TESTED_TENSORFLOW = (2, 21)
 MIN_KERAS = (3, 3)
@@ -28,6 +32,16 @@ def release(version):
 def is_prerelease(version):
     """True for nightlies and release candidates, whose ABI may change between builds."""
     return re.search(r"(dev|rc|a|b)\d*", version.split("+")[0]) is not None
+
+
+def package_version(tensorflow_version):
+    """The version of a build for `tensorflow_version`: "0.2.0+tf2.21" (the
+    op library's C++ ABI is that of one TensorFlow minor), or the whole
+    version for a nightly or release candidate, which matches only itself."""
+    if is_prerelease(tensorflow_version):
+        label = re.sub(r"[^0-9A-Za-z.]", ".", tensorflow_version.split("+")[0])
+        return f"{VERSION}+tf{label}"
+    return "{}+tf{}.{}".format(VERSION, *release(tensorflow_version))
 
 
 class UnsupportedVersion(ImportError):

@@ -34,12 +34,29 @@ def test_library_records_the_tensorflow_it_was_built_against():
     assert _loader.built_against(_loader.CPU_LIBRARY) == tf.__version__
 
 
-def test_missing_library(tmp_path):
+def _installed_copy_hint():
+    # What an installed package (no Makefile beside it) is told to run.
+    return f"rmsprop_op-{_versions.package_version(tf.__version__)}-py3-none-"
+
+
+def test_missing_library_in_a_source_tree(tmp_path):
+    package = _copy_package(tmp_path)
+    (tmp_path / "Makefile").write_text("build:\n")
+    os.remove(package / "_rmsprop_ops.so")
+    result = _import_in(tmp_path)
+    assert result.returncode != 0
+    assert "was not found" in result.stderr
+    assert f"`make build` in {tmp_path}" in result.stderr
+    assert "pip install" not in result.stderr
+
+
+def test_missing_library_of_an_installed_package(tmp_path):
     package = _copy_package(tmp_path)
     os.remove(package / "_rmsprop_ops.so")
     result = _import_in(tmp_path)
     assert result.returncode != 0
-    assert "was not found" in result.stderr and "make build" in result.stderr
+    assert "was not found" in result.stderr and _installed_copy_hint() in result.stderr
+    assert "make build" not in result.stderr
 
 
 def _restamp(package, version):
@@ -63,7 +80,7 @@ def test_library_built_against_another_tensorflow(tmp_path):
     assert result.returncode != 0
     assert f"built against TensorFlow {other}" in result.stderr
     assert f"TensorFlow {tf.__version__} is installed" in result.stderr
-    assert "make build" in result.stderr
+    assert _installed_copy_hint() in result.stderr
 
 
 @pytest.mark.skipif(_versions.is_prerelease(tf.__version__), reason="a nightly matches only itself")
@@ -76,6 +93,23 @@ def test_library_built_against_another_patch_release_loads(tmp_path):
     _restamp(package, f"{major}.{minor}.{other_patch}")
     result = _import_in(tmp_path)
     assert result.returncode == 0, result.stderr
+
+
+def test_version_names_the_tensorflow_minor_of_the_library():
+    built = _loader.built_against(_loader.CPU_LIBRARY)
+    assert rmsprop_op.BUILT_AGAINST_TENSORFLOW == built
+    assert rmsprop_op.__version__ == _versions.package_version(built)
+    assert rmsprop_op.__version__.startswith(_versions.VERSION + "+tf")
+    assert _versions.package_version("2.19.1") == f"{_versions.VERSION}+tf2.19"
+    assert _versions.package_version("2.23.0.dev20261026") == \
+        f"{_versions.VERSION}+tf2.23.0.dev20261026"
+
+
+def test_changelog_describes_this_version():
+    with open(os.path.join(REPO, "CHANGELOG.md")) as f:
+        changelog = f.read()
+    newest = next(line for line in changelog.splitlines() if line.startswith("## "))
+    assert newest.startswith(f"## {_versions.VERSION} "), newest
 
 
 def test_compatible_tensorflow_releases():
@@ -99,7 +133,7 @@ def test_library_that_cannot_load(tmp_path):
         f"rmsprop_op built against TensorFlow {tf.__version__};".encode())
     result = _import_in(tmp_path)
     assert result.returncode != 0
-    assert "could not load" in result.stderr and "make build" in result.stderr
+    assert "could not load" in result.stderr and _installed_copy_hint() in result.stderr
     assert "Segmentation" not in result.stderr
 
 

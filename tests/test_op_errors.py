@@ -1,4 +1,6 @@
 """Bad input: a clear InvalidArgumentError naming the input, and nothing changed."""
+import re
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -203,17 +205,73 @@ def test_shapes_checked_at_run_time_when_unknown_statically():
     _expect_error(v, lambda: dense_step(tf.ones([4, 2])), "grad", "[4,2]")
 
 
-def test_static_shape_errors_at_trace_time():
-    v = _make()
+def _group(a, b, grads, **overrides):
+    return lambda: rmsprop_op.group_apply_rmsprop(
+        [a["var"], b["var"]], [a["mg"], b["mg"]], [a["ms"], b["ms"]], [a["mom"], b["mom"]],
+        grads, **dict(HYPER, **overrides))
+
+
+# Inside a tf.function the shape function is the first to see a wrong shape;
+# its error names the input, as the kernel's does eagerly.
+STATIC_SHAPE_ERRORS = {
+    "dense grad": (lambda v, w: dense(v, grad=tf.ones([3, 3])), "grad must have the shape of var"),
+    "slot": (lambda v, w: dense(dict(v, ms=w["ms"])), "ms must have the shape of var"),
+    "scalar lr": (lambda v, w: dense(v, lr=tf.constant([0.1, 0.2])), "lr must be a scalar"),
+    "sparse rows": (lambda v, w: sparse(v, tf.ones([2, 3]), tf.constant([0, 1, 2])),
+                    "grad must have one row per element of indices"),
+    "sparse row shape": (lambda v, w: sparse(v, tf.ones([2, 5]), tf.constant([0, 1])),
+                         "grad's rows must have the shape of var's rows"),
+    "indices": (lambda v, w: sparse(v, tf.ones([2, 3]), tf.constant([[0, 1]])),
+                "indices must be a vector"),
+    "group grad": (lambda v, w: _group(v, w, [tf.ones([4, 3]), tf.ones([6])]),
+                   "grad[1] must have the shape of var[1]"),
+    "group scalar": (lambda v, w: _group(v, w, [tf.ones([4, 3]), tf.ones([5])],
+                                         epsilon=tf.constant([1e-7])), "epsilon must be a scalar"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(STATIC_SHAPE_ERRORS))
+def test_static_shape_errors_at_trace_time_name_the_input(case):
+    make_call, message = STATIC_SHAPE_ERRORS[case]
+    v, w = _make(), _make(shape=(5,))
 
     @tf.function
     def step():
-        dense(v, grad=tf.ones([3, 3]))()
+        make_call(v, w)()
 
-    snapshot = _snapshot(v)
-    with pytest.raises(ValueError):
+    snapshot, snapshot_w = _snapshot(v), _snapshot(w)
+    with pytest.raises(ValueError, match=re.escape(message)):
         step()
     _assert_unchanged(v, snapshot)
+    _assert_unchanged(w, snapshot_w)
+
+
+@pytest.mark.parametrize("name, value, error, message", [
+    ("rho", 1.5, ValueError, "`rho` must be between 0.0 and 1.0, got rho=1.5"),
+    ("rho", -0.1, ValueError, "`rho` must be between 0.0 and 1.0"),
+    ("momentum", 2.0, ValueError, "`momentum` must be between 0.0 and 1.0"),
+    ("epsilon", -1e-7, ValueError, "`epsilon` must be >= 0.0"),
+    ("epsilon", float("nan"), ValueError, "`epsilon` must be >= 0.0"),
+    ("lr", "x", ValueError, "`lr` must be a number, got the string 'x'"),
+    ("rho", tf.constant("x"), TypeError, "`rho` must be a real number or a real tensor"),
+    ("lr", tf.constant(True), TypeError, "`lr` must be a real number or a real tensor"),
+])
+def test_hyperparameters_checked_like_the_keras_optimizer(name, value, error, message):
+    v = _make()
+    for call in (dense(v, **{name: value}), sparse(v, tf.ones([1, 3]), [0], **{name: value}),
+                 _group(v, _make(shape=(5,)), [tf.ones([4, 3]), tf.ones([5])], **{name: value})):
+        snapshot = _snapshot(v)
+        with pytest.raises(error, match=re.escape(message)):
+            call()
+        _assert_unchanged(v, snapshot)
+
+
+def test_ema_momentum_checked():
+    v, w = _make(), _make(shape=(5,))
+    with pytest.raises(ValueError, match="`ema_momentum` must be between 0.0 and 1.0"):
+        rmsprop_op.group_apply_rmsprop(
+            [v["var"]], None, [v["ms"]], None, [tf.ones([4, 3])], 0.1, 0.9, 0.0, 1e-7,
+            emas=[w["var"]], ema_momentum=1.5)
 
 
 def test_group_errors():

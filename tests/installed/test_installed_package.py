@@ -34,6 +34,11 @@ def test_metadata_requires_the_tensorflow_minor_it_was_built_for():
     assert any(r.replace(" ", "").startswith("tensorflow")
                and f"<{major}.{int(minor) + 1}" in r and f">={major}.{minor}" in r
                for r in requires), requires
+    assert rmsprop_op.__version__ == version == keras_optimizer.__version__
+    metadata = importlib.metadata.metadata("rmsprop-op")
+    assert metadata["License"] == "Apache-2.0" or "Apache-2.0" in metadata.get_all("License-Expression", [])
+    files = [str(f) for f in importlib.metadata.files("rmsprop-op")]
+    assert any(f.endswith("LICENSE") for f in files), files
 
 
 def test_documented_example():

@@ -5,7 +5,12 @@
 // slot is an optional list of zero or one handle, and the hyperparameters are
 // float64 host scalars for every variable dtype, so that a float16 variable
 // sees the same learning rate as a float32 one.
+#include <initializer_list>
+#include <utility>
+
 #include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
 #include "tensorflow/core/framework/common_shape_fns.h"
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/shape_inference.h"
@@ -39,22 +44,49 @@ absl::Status NumVariableInputs(InferenceContext* c, bool centered, int* n) {
   return absl::OkStatus();
 }
 
+// A shape error that names the input it is about: TensorFlow's own
+// message (e.g. "Dimensions must be equal") names only the shapes, and inside
+// a tf.function this is the error the user sees, before any kernel runs.
+absl::Status About(absl::Status status, absl::string_view what) {
+  if (status.ok()) return status;
+  return absl::InvalidArgumentError(absl::StrCat(what, ": ", status.message()));
+}
+
+// The resource inputs of a single-variable op, in order.
+const char* VariableInputName(bool centered, int i) {
+  static const char* const kPlain[] = {"var", "ms", "mom"};
+  static const char* const kCentered[] = {"var", "mg", "ms", "mom"};
+  return centered ? kCentered[i] : kPlain[i];
+}
+
 // Merges the shapes of the variable and all its slots; they must agree.
-absl::Status MergeSlotShapes(InferenceContext* c, int num_variable_inputs,
+absl::Status MergeSlotShapes(InferenceContext* c, bool centered, int num_variable_inputs,
                              ShapeHandle* var_shape) {
   *var_shape = HandleShape(c, 0);
   for (int i = 1; i < num_variable_inputs; ++i) {
-    TF_RETURN_IF_ERROR(c->Merge(*var_shape, HandleShape(c, i), var_shape));
+    TF_RETURN_IF_ERROR(About(c->Merge(*var_shape, HandleShape(c, i), var_shape),
+                             absl::StrCat(VariableInputName(centered, i),
+                                          " must have the shape of var")));
+  }
+  return absl::OkStatus();
+}
+
+// The inputs from `first` on are the scalars `names` (lr, rho, ...), except
+// the one named clip_divisors, a vector.
+absl::Status Hyperparameters(InferenceContext* c, int first,
+                             std::initializer_list<const char*> names) {
+  int i = first;
+  for (const char* name : names) {
+    const bool vector = absl::string_view(name) == "clip_divisors";
+    ShapeHandle unused;
+    TF_RETURN_IF_ERROR(About(c->WithRank(c->input(i++), vector ? 1 : 0, &unused),
+                             absl::StrCat(name, vector ? " must be a vector" : " must be a scalar")));
   }
   return absl::OkStatus();
 }
 
 absl::Status ScalarHyperparameters(InferenceContext* c) {
-  for (int i = c->num_inputs() - 4; i < c->num_inputs(); ++i) {
-    ShapeHandle unused;
-    TF_RETURN_IF_ERROR(c->WithRank(c->input(i), 0, &unused));
-  }
-  return absl::OkStatus();
+  return Hyperparameters(c, c->num_inputs() - 4, {"lr", "rho", "momentum", "epsilon"});
 }
 
 template <bool kCentered>
@@ -62,8 +94,9 @@ absl::Status DenseShapeFn(InferenceContext* c) {
   int n = 0;
   TF_RETURN_IF_ERROR(NumVariableInputs(c, kCentered, &n));
   ShapeHandle var_shape;
-  TF_RETURN_IF_ERROR(MergeSlotShapes(c, n, &var_shape));
-  TF_RETURN_IF_ERROR(c->Merge(var_shape, c->input(n), &var_shape));
+  TF_RETURN_IF_ERROR(MergeSlotShapes(c, kCentered, n, &var_shape));
+  TF_RETURN_IF_ERROR(About(c->Merge(var_shape, c->input(n), &var_shape),
+                           "grad must have the shape of var"));
   return ScalarHyperparameters(c);
 }
 
@@ -73,19 +106,24 @@ absl::Status SparseShapeFn(InferenceContext* c) {
   int n = 0;
   TF_RETURN_IF_ERROR(NumVariableInputs(c, kCentered, &n));
   ShapeHandle var_shape;
-  TF_RETURN_IF_ERROR(MergeSlotShapes(c, n, &var_shape));
+  TF_RETURN_IF_ERROR(MergeSlotShapes(c, kCentered, n, &var_shape));
   ShapeHandle grad = c->input(n);
   ShapeHandle indices;
-  TF_RETURN_IF_ERROR(c->WithRank(c->input(n + 1), 1, &indices));
-  TF_RETURN_IF_ERROR(c->WithRankAtLeast(grad, 1, &grad));
+  TF_RETURN_IF_ERROR(About(c->WithRank(c->input(n + 1), 1, &indices),
+                           "indices must be a vector"));
+  TF_RETURN_IF_ERROR(About(c->WithRankAtLeast(grad, 1, &grad),
+                           "grad must have at least one dimension (the rows of indices)"));
   DimensionHandle unused_dim;
-  TF_RETURN_IF_ERROR(c->Merge(c->Dim(grad, 0), c->Dim(indices, 0), &unused_dim));
+  TF_RETURN_IF_ERROR(About(c->Merge(c->Dim(grad, 0), c->Dim(indices, 0), &unused_dim),
+                           "grad must have one row per element of indices"));
   if (c->RankKnown(var_shape)) {
-    TF_RETURN_IF_ERROR(c->WithRankAtLeast(var_shape, 1, &var_shape));
+    TF_RETURN_IF_ERROR(About(c->WithRankAtLeast(var_shape, 1, &var_shape),
+                             "var must have at least one dimension for a sparse update"));
     ShapeHandle var_row, grad_row, merged;
     TF_RETURN_IF_ERROR(c->Subshape(var_shape, 1, &var_row));
     TF_RETURN_IF_ERROR(c->Subshape(grad, 1, &grad_row));
-    TF_RETURN_IF_ERROR(c->Merge(var_row, grad_row, &merged));
+    TF_RETURN_IF_ERROR(About(c->Merge(var_row, grad_row, &merged),
+                             "grad's rows must have the shape of var's rows"));
   }
   return ScalarHyperparameters(c);
 }
@@ -104,21 +142,22 @@ absl::Status GroupShapeFn(InferenceContext* c) {
     return absl::InvalidArgumentError(
         "mom, mg and ema must be empty or have one slot per variable");
   }
+  // The blocks of resource inputs, in order, each one per variable or empty.
+  const std::pair<const char*, int> blocks[] = {
+      {"var", n}, {"mg", num_mg}, {"ms", n}, {"mom", num_mom}, {"ema", num_ema}};
   const int num_resources = 2 * n + num_mg + num_mom + num_ema;
-  for (int r = 0; r < num_resources; ++r) {
-    // Resource r belongs to variable r mod n in every block (var, mg, ms, mom, ema).
-    ShapeHandle merged;
-    TF_RETURN_IF_ERROR(
-        c->Merge(HandleShape(c, r), c->input(num_resources + r % n), &merged));
+  int r = 0;
+  for (const auto& [name, size] : blocks) {
+    for (int i = 0; i < size; ++i, ++r) {
+      ShapeHandle merged;
+      TF_RETURN_IF_ERROR(About(c->Merge(HandleShape(c, r), c->input(num_resources + i), &merged),
+                               absl::StrCat("grad[", i, "] must have the shape of ", name,
+                                            "[", i, "]")));
+    }
   }
-  // lr, rho, momentum, epsilon, grad_divisor, clip_multiplier are scalars,
-  // clip_divisors a vector, clip_value, weight_decay, ema_momentum scalars.
-  const int first = num_resources + n;
-  for (int i = first; i < c->num_inputs(); ++i) {
-    ShapeHandle unused;
-    TF_RETURN_IF_ERROR(c->WithRank(c->input(i), i == first + 6 ? 1 : 0, &unused));
-  }
-  return absl::OkStatus();
+  return Hyperparameters(c, num_resources + n,
+                         {"lr", "rho", "momentum", "epsilon", "grad_divisor", "clip_multiplier",
+                          "clip_divisors", "clip_value", "weight_decay", "ema_momentum"});
 }
 
 }  // namespace
@@ -253,8 +292,7 @@ REGISTER_OP("FusedGradientSquaredNorms")
     .SetShapeFn([](InferenceContext* c) {
       int n;
       TF_RETURN_IF_ERROR(c->GetAttr("N", &n));
-      ShapeHandle unused;
-      TF_RETURN_IF_ERROR(c->WithRank(c->input(n), 0, &unused));
+      TF_RETURN_IF_ERROR(Hyperparameters(c, n, {"divisor"}));
       c->set_output(0, c->Vector(n));
       return absl::OkStatus();
     })
