@@ -17,7 +17,10 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
+# requirements.txt (the package and the demo), then requirements-dev.txt
+# (tests, benchmark, wheels) for the targets that need them.
 INSTALLED := $(VENV)/.installed
+DEV_INSTALLED := $(VENV)/.installed-dev
 # Objects and other build outputs; not build/, which would clash with the
 # Bazel BUILD file on case-insensitive file systems.
 BUILD := out
@@ -38,11 +41,16 @@ GPU_CHECK := $(BUILD)/gpu_check/gpu_check
 	wheel-test fuzz sanitize bazel-build bazel-test bazel-clean
 all: build
 
-venv: $(INSTALLED)
+venv: $(DEV_INSTALLED)
 $(INSTALLED): requirements.txt constraints.txt
+	@echo "Installing TensorFlow, Keras and scikit-learn into $(VENV) (about 1.5 GB; minutes on a first run)"
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt -c constraints.txt
+	touch $@
+
+$(DEV_INSTALLED): $(INSTALLED) requirements-dev.txt
+	$(PY) -m pip install --quiet -r requirements-dev.txt -c constraints.txt
 	touch $@
 
 # TensorFlow's flags, asked once per install (importing TensorFlow is slow).
@@ -138,7 +146,7 @@ gpu-check: cuda-compile-check
 # checks, timing table and compute-sanitizer runs), then the TensorFlow GPU
 # tests; everything they print is also kept in $(BUILD)/gpu_report.txt, the
 # source of the README's GPU table.
-gpu-report: build cuda-compile-check
+gpu-report: $(DEV_INSTALLED) build cuda-compile-check
 	@mkdir -p $(BUILD); \
 	$(MAKE) --no-print-directory gpu-check > $(BUILD)/gpu_report.txt 2>&1; checked=$$?; \
 	$(PY) -m pytest -q -rs tests/test_gpu.py >> $(BUILD)/gpu_report.txt 2>&1; tested=$$?; \
@@ -157,20 +165,20 @@ compat:
 # where nvcc and a CUDA build of TensorFlow exist), in dist/; its metadata
 # requires that TensorFlow minor. wheel-test installs it into a fresh
 # environment with only that TensorFlow and tests it from outside the tree.
-wheel: $(INSTALLED) $(CUDA_TOOLKIT)
+wheel: $(DEV_INSTALLED) $(CUDA_TOOLKIT)
 	rm -f dist/rmsprop_op-*.whl
 	$(PY) -m pip wheel --quiet --no-build-isolation --no-deps --wheel-dir dist .
 
 wheel-test: wheel
 	$(PYTHON) tools/test_wheel.py dist/rmsprop_op-*.whl
 
-test: build cuda-compile-check
+test: $(DEV_INSTALLED) build cuda-compile-check
 	$(PY) -m pytest -q tests
 
 demo: build
 	$(PY) -m keras_optimizer
 
-bench: build benchmarks/_bandwidth_probe.so
+bench: $(DEV_INSTALLED) build benchmarks/_bandwidth_probe.so
 	$(PY) -m benchmarks.run
 
 clean:
@@ -188,7 +196,7 @@ benchmarks/_bandwidth_probe.so: benchmarks/bandwidth_probe.c
 # examples per test instead of the hundred or so that `make test` runs): the
 # op fuzzing, and the differential harness against the stock optimizers
 # (Keras 3 with one and two CPU devices, tf_keras in its own process).
-fuzz: build
+fuzz: $(DEV_INSTALLED) build
 	HYPOTHESIS_PROFILE=long $(PY) -m pytest -q --hypothesis-show-statistics \
 	  tests/test_fuzz.py tests/test_differential.py tests/test_legacy.py
 
@@ -221,7 +229,7 @@ $(SAN_LIB): $(SAN_OBJS)
 
 # --capture=sys: with pytest's default capture of file descriptors, a report
 # that aborts the process would vanish with the captured output.
-sanitize: $(SAN_LIB)
+sanitize: $(DEV_INSTALLED) $(SAN_LIB)
 	$(SAN_ENV) $(PY) -m pytest -q -p no:cacheprovider --capture=sys $(SAN_TESTS)
 
 -include $(SAN_OBJS:.o=.d)
@@ -243,7 +251,7 @@ bazel-build: $(INSTALLED)
 	    "\`sudo apt-get install bazel-bootstrap\`; or name another with BAZEL=..."; exit 1; }
 	$(BAZEL) build //...
 
-bazel-test: bazel-build
+bazel-test: $(DEV_INSTALLED) bazel-build
 	$(BAZEL) test //...
 	RMSPROP_OP_LIBRARY=$(abspath $(BAZEL_LIB)) $(PY) -m pytest -q -p no:cacheprovider $(BAZEL_OP_TESTS)
 

@@ -1,4 +1,9 @@
 """A drop-in, fused `keras.optimizers.RMSprop` for TensorFlow."""
+from keras_optimizer import _quiet_start
+
+if _quiet_start.running_the_demo():
+    _quiet_start.start_tensorflow_quietly()
+
 from rmsprop_op import __version__
 from rmsprop_op._versions import UnsupportedVersion
 

@@ -8,16 +8,13 @@
 Then a side-by-side table of loss, accuracy and time per step.
 """
 import argparse
-import os
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import keras
+import numpy as np
+import tensorflow as tf
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-
-from keras_optimizer import RMSprop  # noqa: E402
+from keras_optimizer import RMSprop
 
 PARTS = ("example", "dense", "embedding")
 
@@ -91,6 +88,10 @@ class StepTimer(keras.callbacks.Callback):
     def median_ms(self):
         return 1000 * float(np.median(self.times[1:]))
 
+    @property
+    def steps_timed(self):
+        return len(self.times[1:])
+
 
 def train(build_model, optimizer, train_data, test_data, epochs, batch_size, verbose):
     keras.utils.set_random_seed(0)
@@ -102,7 +103,7 @@ def train(build_model, optimizer, train_data, test_data, epochs, batch_size, ver
     model.fit(*train_data, batch_size=batch_size, epochs=epochs, shuffle=False,
               callbacks=[timer], verbose=verbose)
     loss, accuracy = model.evaluate(*test_data, verbose=0)
-    return dict(loss=loss, accuracy=accuracy, step_ms=timer.median_ms)
+    return dict(loss=loss, accuracy=accuracy, step_ms=timer.median_ms, steps=timer.steps_timed)
 
 
 def compare(title, build_model, train_data, test_data, args):
@@ -117,11 +118,16 @@ def compare(title, build_model, train_data, test_data, args):
 
 
 def print_table(rows):
-    print(f"\n{'model':<10} {'optimizer':<26} {'test loss':>10} {'accuracy':>9} {'ms/step':>8}")
+    print(f"\n{'model':<10} {'optimizer':<26} {'test loss':>10} {'accuracy':>9} {'ms/step':>8} "
+          f"{'steps timed':>11}")
     for title, results in rows:
         for name, r in results.items():
             print(f"{title:<10} {name:<26} {r['loss']:>10.4f} {r['accuracy']:>9.4f} "
-                  f"{r['step_ms']:>8.2f}")
+                  f"{r['step_ms']:>8.2f} {r['steps']:>11}")
+    print("\nms/step: the median wall time of a whole training step (the first, which\n"
+          "traces, left out), on this machine as it is now: a busy or shared machine\n"
+          "moves it from run to run, and at these small sizes the update is a small\n"
+          "part of a step. `make bench` compares the optimizers properly.")
 
 
 def main(argv=None):
