@@ -10,7 +10,8 @@
 #   make fuzz                the property-based tests with the long profile
 #   make sanitize            op tests against an ASan/UBSan build of the library
 #   make compat              the TensorFlow x Keras support window (compat/)
-#   make wheel | wheel-test  a platform wheel in dist/, and its tests outside the tree
+#   make wheel | wheel-test  the wheel for .venv's TensorFlow in dist/, and its tests outside the tree
+#   make wheels              one wheel per TensorFlow minor of the window, each tested
 #   make bazel-build | bazel-test | bazel-clean   the Bazel build of the CPU library
 #   make clean               every build output
 
@@ -38,7 +39,7 @@ GPU_OBJS := $(patsubst %.cc,$(BUILD)/%.o,$(GPU_CC_SRCS)) $(patsubst %.cu.cc,$(BU
 GPU_CHECK := $(BUILD)/gpu_check/gpu_check
 
 .PHONY: all demo test build bench gpu-check gpu-report cuda-compile-check clean venv compat wheel \
-	wheel-test fuzz sanitize bazel-build bazel-test bazel-clean
+	wheel-test wheels fuzz sanitize bazel-build bazel-test bazel-clean
 all: build
 
 venv: $(DEV_INSTALLED)
@@ -161,16 +162,21 @@ gpu-report: $(DEV_INSTALLED) build cuda-compile-check
 compat:
 	$(PYTHON) -m compat.run $(if $(TF),--tf $(TF) --keras $(KERAS),--cell $(or $(CELL),all)) $(COMPAT_FLAGS)
 
-# A platform wheel built against .venv's TensorFlow (with the GPU library
-# where nvcc and a CUDA build of TensorFlow exist), in dist/; its metadata
-# requires that TensorFlow minor. wheel-test installs it into a fresh
-# environment with only that TensorFlow and tests it from outside the tree.
+# Release wheels (tools/build_wheels.py): built against each TensorFlow
+# minor, tagged manylinux by auditwheel for the glibc and libstdc++ they need,
+# in dist/; the wheel requires its TensorFlow minor. `make wheel` builds the
+# one for .venv's TensorFlow, `make wheel-test` also installs it into a fresh
+# environment with only that TensorFlow and tests it from outside the tree;
+# `make wheels` builds and tests one per minor of the support window
+# (`make wheels MINORS="2.16 2.21"`: those).
 wheel: $(DEV_INSTALLED) $(CUDA_TOOLKIT)
-	rm -f dist/rmsprop_op-*.whl
-	$(PY) -m pip wheel --quiet --no-build-isolation --no-deps --wheel-dir dist .
+	$(PY) tools/build_wheels.py --current
 
-wheel-test: wheel
-	$(PYTHON) tools/test_wheel.py dist/rmsprop_op-*.whl
+wheel-test: $(DEV_INSTALLED) $(CUDA_TOOLKIT)
+	$(PY) tools/build_wheels.py --current --test
+
+wheels: $(DEV_INSTALLED) $(CUDA_TOOLKIT)
+	$(PY) tools/build_wheels.py --test $(MINORS)
 
 test: $(DEV_INSTALLED) build cuda-compile-check
 	$(PY) -m pytest -q tests

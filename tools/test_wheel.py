@@ -4,7 +4,7 @@ from a folder outside the source tree, so that nothing of the checkout is on
 sys.path: the installed-package tests (documented example, model.fit,
 SavedModel in a fresh process, the demo without its extra) and the op tests.
 
-    python tools/test_wheel.py dist/rmsprop_op-0.1.0+tf2.21-py3-none-linux_x86_64.whl
+    python tools/test_wheel.py dist/rmsprop_op-0.2.0+tf2.21-py3-none-manylinux_2_35_x86_64.whl
 
 Standard library only. The environment lives in .compat/wheel/ (ignored).
 """
