@@ -44,7 +44,7 @@ all: build
 
 venv: $(DEV_INSTALLED)
 $(INSTALLED): requirements.txt constraints.txt
-	@echo "Installing TensorFlow, Keras and scikit-learn into $(VENV) (about 1.5 GB; minutes on a first run)"
+	@echo "Installing TensorFlow, Keras and scikit-learn into $(VENV) (about 2.3 GB; minutes on a first run)"
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt -c constraints.txt

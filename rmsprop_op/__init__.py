@@ -71,8 +71,8 @@ def _momentum_slot(mom, momentum):
 def _hyperparameters(lr, rho, momentum, epsilon):
     """The four scalars as float64 tensors (the ops take them in double);
     Python numbers out of range are refused as the Keras optimizers refuse them."""
-    return [_float64(lr, "lr"), _float64(rho, "rho", 0.0, 1.0),
-            _float64(momentum, "momentum", 0.0, 1.0), _float64(epsilon, "epsilon", 0.0)]
+    return [_float64(lr, "lr"), _float64(rho, "rho"), _float64(momentum, "momentum"),
+            _float64(epsilon, "epsilon")]
 
 
 def update(var, ms, grad, *, mg=None, mom=None, indices=None, lr, rho, momentum=0.0, epsilon,
@@ -168,7 +168,7 @@ def group_apply_rmsprop(variables, mgs, mss, moms, grads, lr, rho, momentum, eps
         clip_divisors=_float64(clip_divisors, "clip_divisors"),
         clip_value=_float64(clip_value, "clip_value"),
         weight_decay=_float64(0.0 if weight_decay is None else weight_decay, "weight_decay"),
-        ema_momentum=_float64(ema_momentum, "ema_momentum", 0.0, 1.0),
+        ema_momentum=_float64(ema_momentum, "ema_momentum"),
         apply_weight_decay=weight_decay is not None,
         use_locking=use_locking,
         epsilon_after_sqrt=epsilon_after_sqrt)

@@ -18,10 +18,22 @@ def check(name, value, minimum=None, maximum=None):
         raise ValueError(f"`{name}` must be {expected}, got {name}={value}.")
 
 
-def as_float64(value, name, minimum=None, maximum=None):
+# [minimum, maximum] of a hyperparameter given as a Python number (None: no
+# bound); a negative learning rate (gradient ascent) is allowed, as in Keras.
+RANGES = {"lr": (None, None), "rho": (0.0, 1.0), "momentum": (0.0, 1.0), "epsilon": (0.0, None),
+          "ema_momentum": (0.0, 1.0)}
+
+
+def check_named(**values):
+    """check() of each argument against its range in RANGES."""
+    for name, value in values.items():
+        check(name, value, *RANGES[name])
+
+
+def as_float64(value, name):
     """`value` (a number or a real scalar tensor) as a float64 tensor, the
-    type the ops take every hyperparameter in."""
-    check(name, value, minimum, maximum)
+    type the ops take every hyperparameter in; checked as check_named does."""
+    check(name, value, *RANGES.get(name, (None, None)))
     tensor = tf.convert_to_tensor(value, dtype_hint=tf.float64, name=name)
     if not (tensor.dtype.is_floating or tensor.dtype.is_integer):
         raise TypeError(f"`{name}` must be a real number or a real tensor, got a "

@@ -26,9 +26,10 @@ _STAMP = re.compile(rb"rmsprop_op built against TensorFlow ([^;\x00]+);")
 
 
 def _in_source_tree():
-    # A checkout has the Makefile beside the package; an installed copy (in
-    # site-packages) has not.
-    return os.path.exists(os.path.join(os.path.dirname(_HERE), "Makefile"))
+    # A checkout has the Makefile and the sources beside the package; an
+    # installed copy (in site-packages) has neither.
+    root = os.path.dirname(_HERE)
+    return all(os.path.exists(os.path.join(root, name)) for name in ("Makefile", "sources.bzl"))
 
 
 def rebuild_hint(source_tree=None):
@@ -40,9 +41,9 @@ def rebuild_hint(source_tree=None):
                 f"{os.path.dirname(_HERE)}.")
     wanted = _versions.package_version(tf.__version__)
     return (f"Install the rmsprop-op wheel built for TensorFlow {tf.__version__} "
-            f"(`pip install --force-reinstall rmsprop_op-{wanted}-py3-none-<platform>.whl`), "
+            f"(`pip install --force-reinstall --no-deps rmsprop_op-{wanted}-py3-none-<platform>.whl`), "
             "or rebuild the installed package from its source against this TensorFlow "
-            "(`pip install --no-build-isolation --force-reinstall <source folder>`).")
+            "(`pip install --no-build-isolation --force-reinstall --no-deps <source folder>`).")
 
 
 class LibraryError(ImportError):

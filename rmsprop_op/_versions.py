@@ -39,7 +39,8 @@ def package_version(tensorflow_version):
     op library's C++ ABI is that of one TensorFlow minor), or the whole
     version for a nightly or release candidate, which matches only itself."""
     if is_prerelease(tensorflow_version):
-        label = re.sub(r"[^0-9A-Za-z.]", ".", tensorflow_version.split("+")[0])
+        # tf.__version__ spells a candidate "2.22.0-rc0", pip "2.22.0rc0": one label for both.
+        label = re.sub(r"[-_.]?(rc|a|b|dev)", r"\1", tensorflow_version.split("+")[0])
         return f"{VERSION}+tf{label}"
     return "{}+tf{}.{}".format(VERSION, *release(tensorflow_version))
 

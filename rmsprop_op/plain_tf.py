@@ -10,6 +10,8 @@ Sparse updates touch only the named rows, duplicates summed first.
 """
 import tensorflow as tf
 
+from rmsprop_op._hyperparameters import check_named
+
 
 def _compute_dtype(dtype):
     if dtype.is_complex or dtype == tf.float64:
@@ -106,6 +108,7 @@ def update(var, ms, grad, *, mg=None, mom=None, indices=None, lr, rho, momentum=
            use_locking=False, epsilon_after_sqrt=False):
     """rmsprop_op.update in plain TensorFlow ops."""
     del use_locking  # variable assignments in one graph are already ordered
+    check_named(lr=lr, rho=rho, momentum=momentum, epsilon=epsilon)
     hyper = (lr, rho, momentum, epsilon, epsilon_after_sqrt)
     if indices is None:
         return _dense(var, ms, mg, mom, grad, *hyper)
@@ -140,6 +143,7 @@ def group_apply_rmsprop(variables, mgs, mss, moms, grads, lr, rho, momentum, eps
                         grad_divisor=1.0, clip_multiplier=1.0, clip_divisors=None,
                         clip_value=float("inf"), weight_decay=None):
     del use_locking
+    check_named(lr=lr, rho=rho, momentum=momentum, epsilon=epsilon, ema_momentum=ema_momentum)
     n = len(variables)
     mgs = mgs if mgs is not None else [None] * n
     moms = moms if moms is not None else [None] * n

@@ -302,7 +302,7 @@ def test_squared_norms_of_half_and_bfloat16():
     (dict(clip_value=0.0), "clip_value"),
     (dict(clip_value=float("nan")), "clip_value"),
     (dict(weight_decay=float("nan")), "weight_decay"),
-    (dict(ema_momentum=1.5), "ema_momentum"),
+    (dict(ema_momentum=tf.constant(1.5, tf.float64)), "ema_momentum"),  # a Python 1.5: ValueError
     (dict(clip_divisors=[1.0, 2.0, 3.0]), "clip_divisors"),
 ])
 def test_op_rejects_bad_extras_and_writes_nothing(bad, message):

@@ -42,6 +42,7 @@ def _installed_copy_hint():
 def test_missing_library_in_a_source_tree(tmp_path):
     package = _copy_package(tmp_path)
     (tmp_path / "Makefile").write_text("build:\n")
+    (tmp_path / "sources.bzl").write_text("")
     os.remove(package / "_rmsprop_ops.so")
     result = _import_in(tmp_path)
     assert result.returncode != 0
@@ -102,7 +103,10 @@ def test_version_names_the_tensorflow_minor_of_the_library():
     assert rmsprop_op.__version__.startswith(_versions.VERSION + "+tf")
     assert _versions.package_version("2.19.1") == f"{_versions.VERSION}+tf2.19"
     assert _versions.package_version("2.23.0.dev20261026") == \
-        f"{_versions.VERSION}+tf2.23.0.dev20261026"
+        f"{_versions.VERSION}+tf2.23.0dev20261026"
+    # TensorFlow's and pip's spellings of a release candidate: one label.
+    assert _versions.package_version("2.22.0-rc0") == _versions.package_version("2.22.0rc0") \
+        == f"{_versions.VERSION}+tf2.22.0rc0"
 
 
 def test_changelog_describes_this_version():

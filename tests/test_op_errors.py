@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 import rmsprop_op
-from rmsprop_op import _loader
+from rmsprop_op import _loader, plain_tf
 
 HYPER = dict(lr=0.01, rho=0.9, momentum=0.5, epsilon=1e-7)
 
@@ -264,6 +264,20 @@ def test_hyperparameters_checked_like_the_keras_optimizer(name, value, error, me
         with pytest.raises(error, match=re.escape(message)):
             call()
         _assert_unchanged(v, snapshot)
+
+
+@pytest.mark.parametrize("name, value", [("rho", 1.5), ("momentum", -0.5), ("epsilon", -1.0),
+                                         ("lr", "x")])
+def test_plain_tf_checks_hyperparameters_alike(name, value):
+    v = _make()
+    args = dict(HYPER, **{name: value})
+    snapshot = _snapshot(v)
+    with pytest.raises(ValueError, match=f"`{name}` must be"):
+        plain_tf.update(v["var"], v["ms"], tf.ones([4, 3]), mg=v["mg"], mom=v["mom"], **args)
+    with pytest.raises(ValueError, match=f"`{name}` must be"):
+        plain_tf.group_apply_rmsprop([v["var"]], [v["mg"]], [v["ms"]], [v["mom"]],
+                                     [tf.ones([4, 3])], **args)
+    _assert_unchanged(v, snapshot)
 
 
 def test_ema_momentum_checked():

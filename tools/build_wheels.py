@@ -25,10 +25,12 @@ tag, size, seconds, and the test's result). Standard library only.
 import argparse
 import json
 import os
+import runpy
 import shutil
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,6 +47,7 @@ VENV_PYTHON = ROOT / ".venv" / "bin" / "python"
 AUDITWHEEL = ROOT / ".venv" / "bin" / "auditwheel"
 # Provided by the TensorFlow the wheel requires, never copied into it.
 TENSORFLOW_LIBRARIES = ["libtensorflow_framework.so.2", "libtensorflow_cc.so.2"]
+LIBRARIES = ["rmsprop_op/_rmsprop_ops.so", "rmsprop_op/_rmsprop_gpu_kernels.so"]
 
 
 def run(cmd):
@@ -86,6 +89,11 @@ def build(python):
     run([python, "-m", "pip", "wheel", "--quiet", "--no-build-isolation", "--no-deps",
          "--wheel-dir", RAW, "."])
     (raw,) = RAW.glob("rmsprop_op-*.whl")
+    with zipfile.ZipFile(raw) as archive:
+        missing = [lib for lib in LIBRARIES if lib not in archive.namelist()]
+    if missing:  # setup.py skips the GPU library where nvcc or CUDA headers are missing
+        sys.exit(f"{raw.name} lacks {missing}: a release wheel has both libraries "
+                 "(the GPU one needs a CUDA build of TensorFlow and tools/cuda_toolkit.py's nvcc)")
     version = raw.name.split("-")[1]
     DIST.mkdir(exist_ok=True)
     for old in DIST.glob(f"rmsprop_op-{version}-*.whl"):
@@ -112,8 +120,9 @@ def write_table():
     """RELEASING.md's table of the wheels of this version in dist/wheels.json."""
     records = json.loads(RECORD.read_text()) if RECORD.exists() else {}
     rows = ["| wheel | size | build | test |", "|---|---|---|---|"]
+    version = runpy.run_path(str(ROOT / "rmsprop_op" / "_versions.py"))["VERSION"]
     for name, entry in sorted(records.items(), key=lambda item: _minor_order(item[0])):
-        if not (DIST / name).exists():
+        if not name.startswith(f"rmsprop_op-{version}+") or not (DIST / name).exists():
             continue
         tested = {True: f"passed in {entry.get('test_seconds', 0) / 60:.0f} min",
                   False: "FAILED", None: "not run"}[entry.get("tested")]

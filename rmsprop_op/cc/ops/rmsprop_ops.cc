@@ -150,9 +150,12 @@ absl::Status GroupShapeFn(InferenceContext* c) {
   for (const auto& [name, size] : blocks) {
     for (int i = 0; i < size; ++i, ++r) {
       ShapeHandle merged;
-      TF_RETURN_IF_ERROR(About(c->Merge(HandleShape(c, r), c->input(num_resources + i), &merged),
-                               absl::StrCat("grad[", i, "] must have the shape of ", name,
-                                            "[", i, "]")));
+      const bool is_var = absl::string_view(name) == "var";
+      TF_RETURN_IF_ERROR(About(
+          c->Merge(HandleShape(c, r), c->input(num_resources + i), &merged),
+          is_var ? absl::StrCat("grad[", i, "] must have the shape of var[", i, "]")
+                 : absl::StrCat(name, "[", i, "] must have the shape of var[", i, "] and grad[",
+                                i, "]")));
     }
   }
   return Hyperparameters(c, num_resources + n,
