@@ -6,6 +6,7 @@ The single source of these flags: the Makefile and setup.py both ask this
 script, so `make build` and `pip install .` build the same library.
 """
 import argparse
+import glob
 import os
 import re
 import shlex
@@ -102,6 +103,26 @@ def sources(name):
     return lists[name]
 
 
+def llvm_include_flags(tf_include):
+    """TensorFlow 2.19's GPU headers include LLVM headers that its pip package
+    lacks (stream_executor/gpu/tma_metadata.h includes llvm/ADT/ArrayRef.h;
+    tensorflow/tensorflow#90026). Only declarations of a type the kernels never
+    touch need them, so the system's LLVM headers (Debian's llvm-dev) serve:
+    [] where TensorFlow needs none, else the -isystem flag of the newest."""
+    needs = os.path.join(tf_include, "xla", "stream_executor", "gpu", "tma_metadata.h")
+    if not os.path.exists(needs) or os.path.exists(os.path.join(tf_include, "llvm", "ADT")):
+        return []
+    with open(needs) as f:
+        if '#include "llvm/' not in f.read():
+            return []
+    found = sorted(glob.glob("/usr/lib/llvm-*/include/llvm/ADT/ArrayRef.h"),
+                   key=lambda p: int(re.search(r"llvm-(\d+)", p).group(1)))
+    if not found:
+        sys.exit("TensorFlow's GPU headers include LLVM headers it does not ship: install them "
+                 "(Debian and Ubuntu: `apt-get install llvm-dev`) to build the GPU library")
+    return ["-isystem", found[-1].split("/llvm/ADT/")[0]]
+
+
 def tensorflow_flags():
     import tensorflow as tf  # imported late: `--help` must work without it
     return tf.sysconfig.get_compile_flags(), tf.sysconfig.get_link_flags(), tf.__version__
@@ -147,7 +168,7 @@ def main(argv=None):
             stamp, f'-DRMSPROP_OP_CUDA_VERSION="{checked_cuda_version(nvcc())}"',
             f'-DRMSPROP_OP_CUDA_ARCHS="{archs}"', "-I.",
             "-DGOOGLE_CUDA=1", "-DEIGEN_USE_GPU",
-            f"-I{include}/third_party/gpus/cuda/include"]
+            f"-I{include}/third_party/gpus/cuda/include", *llvm_include_flags(include)]
     elif args.what == "gpu-ldflags":
         # No CUDA runtime of our own: libtensorflow_framework exports the
         # runtime's API (forwarding to the libcudart TensorFlow loads), so the
