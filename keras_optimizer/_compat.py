@@ -5,6 +5,8 @@ tests/test_compat.py checks each against the installed releases, so a release
 that changes one fails there, by name, rather than somewhere in a training
 step.
 """
+import contextlib
+
 import tensorflow as tf
 from tensorflow.python.ops import control_flow_util  # private: the XLA context
 
@@ -80,35 +82,18 @@ def variable_index(optimizer, variable):
 
 
 def keras_sums_replica_gradients():
-    """False on Keras 3.3 to 3.5 (see UpdateHook)."""
+    """False on Keras 3.3 to 3.5 (see KerasHooks)."""
     import keras
     return _versions.release(keras.__version__) >= (3, 6)
 
 
-class UpdateHook:
-    """Takes over the TensorFlow backend's hook that applies one step's
-    gradients (`_distributed_tf_update_step`, the same from Keras 3.0 to
-    today): Keras calls it once per step with every (gradient, variable)
-    pair, in cross-replica context. Subclasses implement `_apply_updates`
-    and may call `_per_variable_updates`, Keras's own implementation.
-
-    Keras 3.3 to 3.5 sum the replicas' gradients inside this hook, where the
-    replica context is already gone, so under a multi-replica strategy they
-    are never summed and replicas drift apart, with the stock optimizer as
-    with ours (Keras 3.6 sums them before the hook).
-    """
-
-    def _distributed_tf_update_step(self, distribution, grads_and_vars, learning_rate):
-        return self._apply_updates(distribution, grads_and_vars, learning_rate)
-
-    def _per_variable_updates(self, distribution, grads_and_vars, learning_rate):
-        # One `distribution.extended.update` per variable, calling update_step.
-        return super()._distributed_tf_update_step(distribution, grads_and_vars, learning_rate)
-
-
-def optimizer_strategy(optimizer):
-    """The tf.distribute strategy a Keras 3 optimizer was created under."""
-    return optimizer._distribution_strategy
+def without_strategy(optimizer):
+    """True when no tf.distribute strategy is in scope and the optimizer was
+    created under none. Inside Keras's update hook this is the same answer as
+    "is `distribution` the default strategy": Keras hands the hook the
+    optimizer's strategy whenever none is in scope."""
+    return (not tf.distribute.has_strategy()
+            and optimizer._distribution_strategy is tf.distribute.get_strategy())
 
 
 def trainable_variables(optimizer):
@@ -127,45 +112,73 @@ def ema_slot(optimizer, variable):
     return tf_variable(average)
 
 
-class KerasStepsHook:
-    """Lets the update hook do Keras's steps around the update in its fused op.
+class KerasHooks:
+    """The Keras 3 methods the optimizer takes over, each private to Keras.
 
-    Keras 3 unscales the gradients (`loss_scale_factor`), clips them
-    (`_clip_gradients`), decays the weights (`_apply_weight_decay`) and
-    updates their moving average (`_update_model_variables_moving_average`)
-    as separate passes, in `apply` and `_backend_apply_gradients` (which of
-    the two moved in Keras 3.6). While `_fused_extras` is set, for one `apply`
-    whose steps the subclass's `_plan_fused_extras` says it can fuse, those
-    steps are skipped here and the subclass's update hook does them, reading
-    the snapshot. Everything else (constraints, the EMA overwrite, the
-    iteration count) stays Keras's.
+    `_distributed_tf_update_step` is the TensorFlow backend's hook that
+    applies one step's gradients (the same from Keras 3.0 to today): Keras
+    calls it once per step with every (gradient, variable) pair, in
+    cross-replica context. Here it calls the subclass's `_apply_updates`,
+    which may call `_per_variable_updates`, Keras's own implementation.
+
+    Keras 3 unscales the gradients (by `loss_scale_factor`, read in
+    `apply`), clips them (`_clip_gradients`), decays the weights
+    (`_apply_weight_decay`) and updates their moving average
+    (`_update_model_variables_moving_average`) as separate passes, in `apply`
+    and `_backend_apply_gradients` (which of the two moved in Keras 3.6).
+    While an `apply` runs under a plan whose `extras` are set, Keras sees no
+    loss scale and skips the other three, and the fused op does them.
+    Everything else (constraints, the EMA overwrite, the iteration count)
+    stays Keras's.
+
+    Keras 3.3 to 3.5 sum the replicas' gradients inside the update hook,
+    where the replica context is already gone, so under a multi-replica
+    strategy they are never summed and replicas drift apart, with the stock
+    optimizer as with ours (Keras 3.6 sums them before the hook).
     """
 
-    _fused_extras = None
+    # The plan (an UpdatePlan) of the `apply` in progress, None outside one.
+    # Keras calls the methods below with its own arguments, so they find the
+    # plan here; `_applying` is the one place that sets it.
+    _update_plan = None
 
-    def apply(self, grads, trainable_variables=None):
-        if trainable_variables is not None:
-            # Keras takes any iterable; planning must not consume it.
-            trainable_variables = list(trainable_variables)
-        extras = self._plan_fused_extras(grads, trainable_variables)
-        if extras is None:
-            return super().apply(grads, trainable_variables)
-        scale = self.loss_scale_factor
-        self._fused_extras, self.loss_scale_factor = extras, None
+    @contextlib.contextmanager
+    def _applying(self, plan):
+        previous, self._update_plan = self._update_plan, plan
         try:
-            return super().apply(grads, trainable_variables)
+            yield
         finally:
-            self._fused_extras, self.loss_scale_factor = None, scale
+            self._update_plan = previous
+
+    def _keras_steps_fused(self):
+        return self._update_plan is not None and self._update_plan.extras is not None
+
+    @property
+    def loss_scale_factor(self):
+        # Keras's `apply` divides every gradient by this; under a fusing plan
+        # the op divides instead.
+        return None if self._keras_steps_fused() else self._loss_scale_factor
+
+    @loss_scale_factor.setter
+    def loss_scale_factor(self, value):
+        self._loss_scale_factor = value
 
     def _clip_gradients(self, grads):
-        if self._fused_extras is not None:
+        if self._keras_steps_fused():
             return grads
         return super()._clip_gradients(grads)
 
     def _apply_weight_decay(self, variables):
-        if self._fused_extras is None:
+        if not self._keras_steps_fused():
             super()._apply_weight_decay(variables)
 
     def _update_model_variables_moving_average(self, trainable_variables):
-        if self._fused_extras is None:
+        if not self._keras_steps_fused():
             super()._update_model_variables_moving_average(trainable_variables)
+
+    def _distributed_tf_update_step(self, distribution, grads_and_vars, learning_rate):
+        return self._apply_updates(distribution, grads_and_vars, learning_rate)
+
+    def _per_variable_updates(self, distribution, grads_and_vars, learning_rate):
+        # One `distribution.extended.update` per variable, calling update_step.
+        return super()._distributed_tf_update_step(distribution, grads_and_vars, learning_rate)

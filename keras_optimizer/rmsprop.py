@@ -9,7 +9,7 @@ import tensorflow as tf  # noqa: E402
 import rmsprop_op  # noqa: E402
 from rmsprop_op import plain_tf  # noqa: E402
 from rmsprop_op._hyperparameters import check as check_hyperparameter  # noqa: E402
-from keras_optimizer import _extras  # noqa: E402
+from keras_optimizer import _extras, _plan  # noqa: E402
 from keras_optimizer._implementation import fused_kernels_for, ops_for  # noqa: E402
 
 
@@ -42,7 +42,7 @@ def _as_keras_casts(learning_rate):
 
 
 @keras.saving.register_keras_serializable(package="keras_optimizer", name="RMSprop")
-class RMSprop(_compat.KerasStepsHook, _compat.UpdateHook, keras.optimizers.Optimizer):
+class RMSprop(_compat.KerasHooks, keras.optimizers.Optimizer):
     """Optimizer that implements the RMSprop algorithm with fused update ops.
 
     A drop-in replacement for `keras.optimizers.RMSprop`: same arguments, same
@@ -160,8 +160,50 @@ class RMSprop(_compat.KerasStepsHook, _compat.UpdateHook, keras.optimizers.Optim
         return ops.update(variable, ms, gradient, mg=mg, mom=mom, indices=indices,
                           **self._hyperparameters(learning_rate))
 
-    def _plan_fused_extras(self, grads, trainable_variables):
-        return _extras.plan(self, grads, trainable_variables)
+    def apply(self, grads, trainable_variables=None):
+        """Updates the variables with their gradients, as Keras's `apply`
+        does, under one UpdatePlan that says which updates may be grouped and
+        whether Keras's steps around them run in the grouped op."""
+        if trainable_variables is not None:
+            # Keras takes any iterable; planning must not consume it.
+            trainable_variables = list(trainable_variables)
+        with self._applying(_plan.plan(self, grads, trainable_variables)):
+            return super().apply(grads, trainable_variables)
+
+    def _can_group(self):
+        """False for a subclass that overrides `update_step`: Keras calls it
+        once per variable, and grouped or fused updates would bypass it."""
+        return type(self).update_step is RMSprop.update_step
+
+    def _apply_updates(self, distribution, grads_and_vars, learning_rate):
+        """Applies one step's gradients as the plan of this `apply` says:
+        each variable through its own `distribution.extended.update`, or
+        dense updates of many variables of one dtype and device in one
+        grouped op (one dispatch instead of hundreds), with the planned
+        extras. Sparse gradients get one op each."""
+        plan = self._update_plan
+        if plan is None or not plan.grouped:
+            return self._per_variable_updates(distribution, grads_and_vars, learning_rate)
+        variables = [_replica_variable(v) for _, v in grads_and_vars]
+        if not _plan.distinct(variables):
+            return self._per_variable_updates(distribution, grads_and_vars, learning_rate)
+        dense_groups = {}
+        for grad, var in zip((g for g, _ in grads_and_vars), variables):
+            if isinstance(grad, tf.IndexedSlices):
+                self.update_step(grad, var, learning_rate)
+            else:
+                dense_groups.setdefault((var.dtype, var.device), []).append((grad, var))
+        for pairs in dense_groups.values():
+            grads = [g for g, _ in pairs]
+            variables = [v for _, v in pairs]
+            if plan.extras is not None:
+                for positions, extras in _extras.op_arguments(self, plan.extras, grads, variables):
+                    self._update_group([grads[i] for i in positions],
+                                       [variables[i] for i in positions], learning_rate, **extras)
+            elif len(pairs) == 1:
+                self.update_step(grads[0], variables[0], learning_rate)
+            else:
+                self._update_group(grads, variables, learning_rate)
 
     def _update_group(self, grads, variables, learning_rate, **extras):
         """One grouped op over variables of one dtype and device (and `extras`, see
@@ -182,40 +224,6 @@ class RMSprop(_compat.KerasStepsHook, _compat.UpdateHook, keras.optimizers.Optim
             **self._hyperparameters(learning_rate),
             **extras,
         )
-
-    def _can_group(self):
-        """False for a subclass that overrides `update_step`: Keras calls it
-        once per variable, and grouped or fused updates would bypass it."""
-        return type(self).update_step is RMSprop.update_step
-
-    def _apply_updates(self, distribution, grads_and_vars, learning_rate):
-        # Without a distribution strategy, dense updates of many variables of
-        # one dtype go to the grouped op: one dispatch instead of hundreds.
-        # Under a strategy every variable goes through its own
-        # `extended.update`, as the strategy requires. `distribution` is the
-        # optimizer's strategy even when it is applied outside that
-        # strategy's scope, where has_strategy() is False.
-        if self._fused_extras is not None:
-            # _extras.plan checked the strategy, XLA, devices and dtypes.
-            return _extras.apply_fused(self, self._fused_extras, grads_and_vars, learning_rate,
-                                       self._update_group)
-        default = not tf.distribute.has_strategy() and distribution is tf.distribute.get_strategy()
-        if not default or _compat.compiled_by_xla() or not self._can_group():
-            return self._per_variable_updates(distribution, grads_and_vars, learning_rate)
-        variables = [_replica_variable(v) for _, v in grads_and_vars]
-        if not _extras.distinct(variables):
-            return self._per_variable_updates(distribution, grads_and_vars, learning_rate)
-        dense_groups = {}
-        for grad, var in zip((g for g, _ in grads_and_vars), variables):
-            if isinstance(grad, tf.IndexedSlices):
-                self.update_step(grad, var, learning_rate)
-            else:
-                dense_groups.setdefault((var.dtype, var.device), []).append((grad, var))
-        for pairs in dense_groups.values():
-            if len(pairs) == 1:
-                self.update_step(*pairs[0], learning_rate)
-            else:
-                self._update_group([g for g, _ in pairs], [v for _, v in pairs], learning_rate)
 
     def minimize(self, loss, var_list, tape=None):
         """Minimizes `loss` by updating `var_list`; returns the step count.

@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 
 import keras_optimizer
-from keras_optimizer import _compat
+from keras_optimizer import _compat, _extras
 from rmsprop_op import _versions
 
 
@@ -138,7 +138,7 @@ def test_old_keras_leaves_the_legacy_optimizer_importable(tmp_path):
 
 
 def test_the_keras_steps_the_fused_extras_take_over_still_exist():
-    # KerasStepsHook skips these while the fused op does their work; the
+    # KerasHooks skips these while the fused op does their work; the
     # accessors read the state Keras keeps for them.
     base = keras.optimizers.Optimizer
     for name, params in (("apply", ["self", "grads", "trainable_variables"]),
@@ -153,18 +153,66 @@ def test_the_keras_steps_the_fused_extras_take_over_still_exist():
     variables = [keras.Variable(np.ones(3, np.float32), name="w")]
     opt = keras_optimizer.RMSprop(use_ema=True, loss_scale_factor=2.0, weight_decay=0.1)
     opt.build(variables)
-    assert _compat.optimizer_strategy(opt) is tf.distribute.get_strategy()
+    assert _compat.without_strategy(opt)
     assert list(_compat.trainable_variables(opt)) == variables
     assert _compat.uses_weight_decay(opt, variables[0].value)
     assert _compat.ema_slot(opt, variables[0]).shape == (3,)
     assert opt.loss_scale_factor == 2.0
 
 
+def test_keras_unscales_by_reading_the_plain_loss_scale_factor_attribute():
+    # KerasHooks turns `loss_scale_factor` into a property that reads None
+    # while the op unscales; Keras must read the attribute in `apply` and
+    # must not define it as a property of its own.
+    base = keras.optimizers.Optimizer
+    assert "self.loss_scale_factor" in inspect.getsource(base.apply)
+    assert not any(isinstance(vars(cls).get("loss_scale_factor"), property)
+                   for cls in base.__mro__)
+    opt = keras_optimizer.RMSprop(loss_scale_factor=2.0)
+    opt.loss_scale_factor = 8.0
+    assert opt.loss_scale_factor == 8.0 and opt.get_config()["loss_scale_factor"] == 8.0
+
+
 def test_keras_steps_are_skipped_only_inside_a_fused_apply():
+    from keras_optimizer._plan import UpdatePlan
     variables = [keras.Variable(np.ones(3, np.float32), name="w")]
     opt = keras_optimizer.RMSprop(clipvalue=0.1, loss_scale_factor=4.0)
     opt.build(variables)
     grads = [tf.fill([3], 10.0)]
     assert float(opt._clip_gradients(grads)[0][0]) == np.float32(0.1)  # Keras clips outside apply
+    extras = _extras.configured(opt)
+    with opt._applying(UpdatePlan(grouped=True, extras=extras)):
+        assert opt.loss_scale_factor is None
+        assert opt._clip_gradients(grads) is grads
+    with opt._applying(UpdatePlan(grouped=True)):  # Keras does the steps itself
+        assert opt.loss_scale_factor == 4.0
     opt.apply(grads, variables)
-    assert opt.loss_scale_factor == 4.0 and opt._fused_extras is None  # restored
+    assert opt.loss_scale_factor == 4.0 and opt._update_plan is None  # restored
+
+
+def test_without_strategy_is_the_update_hooks_default_strategy_test(monkeypatch):
+    # The plan asks `_compat.without_strategy` before Keras's `apply`; the
+    # hook was once asked whether its `distribution` is the default strategy.
+    # Keras must hand the hook the optimizer's strategy for the two to agree.
+    strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
+    with strategy.scope():
+        variables = [keras.Variable(np.ones(3, np.float32))]
+        under = keras_optimizer.RMSprop()
+        under.build(variables)
+    plain = keras_optimizer.RMSprop()
+    seen = []
+    original = keras_optimizer.RMSprop._apply_updates
+
+    def recording(self, distribution, grads_and_vars, learning_rate):
+        seen.append((_compat.without_strategy(self),
+                     not tf.distribute.has_strategy()
+                     and distribution is tf.distribute.get_strategy()))
+        return original(self, distribution, grads_and_vars, learning_rate)
+
+    monkeypatch.setattr(keras_optimizer.RMSprop, "_apply_updates", recording)
+    plain.apply_gradients([(tf.ones(2), keras.Variable(np.ones(2, np.float32)))])
+    with strategy.scope():
+        strategy.run(lambda: under.apply_gradients([(tf.ones(3), variables[0])]))
+    under.apply_gradients([(tf.ones(3), variables[0])])  # outside its strategy's scope
+    assert seen == [(True, True), (False, False), (False, False)]
+    assert not _compat.without_strategy(under)
