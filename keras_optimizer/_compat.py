@@ -1,4 +1,5 @@
-"""Every private or release-dependent Keras and TensorFlow API this package uses.
+"""Every private or release-dependent Keras, tf_keras and TensorFlow API this
+package uses.
 
 The optimizers reach these only through this module, and
 tests/test_compat.py checks each against the installed releases, so a release
@@ -182,3 +183,62 @@ class KerasHooks:
     def _per_variable_updates(self, distribution, grads_and_vars, learning_rate):
         # One `distribution.extended.update` per variable, calling update_step.
         return super()._distributed_tf_update_step(distribution, grads_and_vars, learning_rate)
+
+
+# tf_keras (Keras 2): `tf_keras.optimizers.legacy.Optimizer` (OptimizerV2).
+# Its documented subclass contract (`_create_slots`, `_resource_apply_dense`,
+# `_resource_apply_sparse`, `get_config`) and `_prepare_local`, which every
+# stock legacy optimizer overrides, stay in legacy.py as Keras writes them;
+# tests/test_compat.py checks their signatures. Everything else is here.
+
+class LegacyHooks:
+    """The OptimizerV2 attributes the legacy optimizer overrides beyond the
+    subclass contract."""
+
+    # Lets apply_gradients pass `experimental_aggregate_gradients` (False on
+    # the base class for old subclasses without that argument).
+    _HAS_AGGREGATE_GRAD = True
+
+    def _resource_apply_sparse_duplicate_indices(self, grad, handle, indices, **kwargs):
+        # The sparse ops sum duplicate indices themselves (in index order),
+        # so the base class's tf.unique + segment sum would only cost time.
+        return self._resource_apply_sparse(grad, handle, indices, **kwargs)
+
+
+def legacy_set_hyper(optimizer, name, value):
+    """Registers a hyperparameter (a number, tensor or callable), as `__init__`
+    of every stock legacy optimizer does."""
+    optimizer._set_hyper(name, value)
+
+
+def legacy_hyper(optimizer, name, dtype):
+    """A hyperparameter's value in `dtype` (a callable is called)."""
+    return optimizer._get_hyper(name, dtype)
+
+
+def legacy_serialized_hyper(optimizer, name):
+    """A hyperparameter as `get_config` writes it."""
+    return optimizer._serialize_hyperparameter(name)
+
+
+def legacy_initial_decay(optimizer):
+    """The `decay` keyword the base class read from `**kwargs`."""
+    return optimizer._initial_decay
+
+
+def legacy_decayed_lr(optimizer, dtype):
+    """The learning rate of this step in `dtype`, schedule and `decay` applied."""
+    return optimizer._decayed_lr(dtype)
+
+
+def legacy_coefficients(optimizer, apply_state, device, dtype):
+    """What `_prepare_local` computed for variables of `device` and `dtype`:
+    from `apply_state` when apply_gradients passed one, else computed now
+    (callers of `_resource_apply_*` that pass no state)."""
+    return ((apply_state or {}).get((device, dtype))
+            or optimizer._fallback_apply_state(device, dtype))
+
+
+def legacy_use_locking(optimizer):
+    """The base class's `use_locking` (always True in tf_keras)."""
+    return optimizer._use_locking

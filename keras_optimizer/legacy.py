@@ -24,7 +24,7 @@ def _coefficient_dtype(var_dtype):
 
 
 @tf_keras.saving.register_keras_serializable(package="keras_optimizer.legacy", name="RMSprop")
-class RMSprop(tf_keras.optimizers.legacy.Optimizer):
+class RMSprop(_compat.LegacyHooks, tf_keras.optimizers.legacy.Optimizer):
     """Optimizer that implements the RMSprop algorithm with fused update ops.
 
     A drop-in replacement for `tf_keras.optimizers.legacy.RMSprop` (what
@@ -68,8 +68,6 @@ class RMSprop(tf_keras.optimizers.legacy.Optimizer):
     9.683772
     """
 
-    _HAS_AGGREGATE_GRAD = True
-
     def __init__(
         self,
         learning_rate=0.001,
@@ -81,9 +79,9 @@ class RMSprop(tf_keras.optimizers.legacy.Optimizer):
         **kwargs,
     ):
         super().__init__(name, **kwargs)
-        self._set_hyper("learning_rate", kwargs.get("lr", learning_rate))
-        self._set_hyper("decay", self._initial_decay)
-        self._set_hyper("rho", rho)
+        _compat.legacy_set_hyper(self, "learning_rate", kwargs.get("lr", learning_rate))
+        _compat.legacy_set_hyper(self, "decay", _compat.legacy_initial_decay(self))
+        _compat.legacy_set_hyper(self, "rho", rho)
 
         # Same rule as the stock optimizer: a tensor or callable momentum may
         # become non-zero later, so it gets a slot.
@@ -93,7 +91,7 @@ class RMSprop(tf_keras.optimizers.legacy.Optimizer):
                 "`momentum` must be between [0, 1]. Received: "
                 f"momentum={momentum} (of type {type(momentum)})."
             )
-        self._set_hyper("momentum", momentum)
+        _compat.legacy_set_hyper(self, "momentum", momentum)
 
         self.epsilon = epsilon or tf_keras.backend.epsilon()
         self.centered = centered
@@ -112,22 +110,20 @@ class RMSprop(tf_keras.optimizers.legacy.Optimizer):
 
     def _prepare_local(self, var_device, var_dtype, apply_state):
         dtype = _coefficient_dtype(var_dtype)
-        momentum = (tf.identity(self._get_hyper("momentum", dtype)) if self._momentum
+        momentum = (tf.identity(_compat.legacy_hyper(self, "momentum", dtype)) if self._momentum
                     else 0.0)
         apply_state[(var_device, var_dtype)].update(
             dict(
-                lr=tf.identity(self._decayed_lr(dtype)),
-                rho=tf.identity(self._get_hyper("rho", dtype)),
+                lr=tf.identity(_compat.legacy_decayed_lr(self, dtype)),
+                rho=tf.identity(_compat.legacy_hyper(self, "rho", dtype)),
                 momentum=momentum,
                 epsilon=tf.convert_to_tensor(self.epsilon, dtype),
             )
         )
 
     def _coefficients(self, var, apply_state):
-        var_device, var_dtype = var.device, var.dtype.base_dtype
-        coefficients = (apply_state or {}).get(
-            (var_device, var_dtype)
-        ) or self._fallback_apply_state(var_device, var_dtype)
+        coefficients = _compat.legacy_coefficients(self, apply_state, var.device,
+                                                   var.dtype.base_dtype)
         hyper = {k: coefficients[k] for k in ("lr", "rho", "momentum", "epsilon")}
         # Where the stock optimizer puts epsilon: its momentum path runs
         # TensorFlow's training ops, its plain path divides by sqrt(ms) + eps.
@@ -145,18 +141,14 @@ class RMSprop(tf_keras.optimizers.legacy.Optimizer):
         ms, mg, mom = self._slot_variables(var)
         ops = ops_for(var, (ms, mg, mom))
         return ops.update(var, ms, grad, mg=mg, mom=mom, indices=indices,
-                          use_locking=self._use_locking, **self._coefficients(var, apply_state))
+                          use_locking=_compat.legacy_use_locking(self),
+                          **self._coefficients(var, apply_state))
 
     def _resource_apply_dense(self, grad, var, apply_state=None):
         return self._update(grad, var, None, apply_state)
 
     def _resource_apply_sparse(self, grad, var, indices, apply_state=None):
         return self._update(grad, var, indices, apply_state)
-
-    def _resource_apply_sparse_duplicate_indices(self, grad, handle, indices, **kwargs):
-        # The sparse ops sum duplicate indices themselves (in index order),
-        # so the base class's tf.unique + segment sum would only cost time.
-        return self._resource_apply_sparse(grad, handle, indices, **kwargs)
 
     def set_weights(self, weights):
         # As the stock optimizer: weights saved by a TF1-era optimizer lack
@@ -170,10 +162,10 @@ class RMSprop(tf_keras.optimizers.legacy.Optimizer):
         config = super().get_config()
         config.update(
             {
-                "learning_rate": self._serialize_hyperparameter("learning_rate"),
-                "decay": self._initial_decay,
-                "rho": self._serialize_hyperparameter("rho"),
-                "momentum": self._serialize_hyperparameter("momentum"),
+                "learning_rate": _compat.legacy_serialized_hyper(self, "learning_rate"),
+                "decay": _compat.legacy_initial_decay(self),
+                "rho": _compat.legacy_serialized_hyper(self, "rho"),
+                "momentum": _compat.legacy_serialized_hyper(self, "momentum"),
                 "epsilon": self.epsilon,
                 "centered": self.centered,
             }

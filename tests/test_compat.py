@@ -216,3 +216,70 @@ def test_without_strategy_is_the_update_hooks_default_strategy_test(monkeypatch)
     under.apply_gradients([(tf.ones(3), variables[0])])  # outside its strategy's scope
     assert seen == [(True, True), (False, False), (False, False)]
     assert not _compat.without_strategy(under)
+
+
+# tf_keras (Keras 2): what keras_optimizer.legacy.RMSprop overrides or calls.
+
+LEGACY_METHODS = (
+    # the subclass contract, overridden in legacy.py
+    ("_create_slots", ["self", "var_list"]),
+    ("_prepare_local", ["self", "var_device", "var_dtype", "apply_state"]),
+    ("_resource_apply_dense", ["self", "grad", "handle", "apply_state"]),
+    ("_resource_apply_sparse", ["self", "grad", "handle", "indices", "apply_state"]),
+    # overridden by _compat.LegacyHooks
+    ("_resource_apply_sparse_duplicate_indices", ["self", "grad", "handle", "indices", "kwargs"]),
+    ("apply_gradients", ["self", "grads_and_vars", "name", "experimental_aggregate_gradients"]),
+    # called through _compat
+    ("_set_hyper", ["self", "name", "value"]),
+    ("_get_hyper", ["self", "name", "dtype"]),
+    ("_serialize_hyperparameter", ["self", "hyperparameter_name"]),
+    ("_decayed_lr", ["self", "var_dtype"]),
+    ("_fallback_apply_state", ["self", "var_device", "var_dtype"]),
+)
+
+
+@pytest.mark.parametrize("name, params", LEGACY_METHODS, ids=[n for n, _ in LEGACY_METHODS])
+def test_the_tf_keras_methods_the_legacy_optimizer_relies_on_still_exist(name, params):
+    tf_keras = pytest.importorskip("tf_keras")
+    method = getattr(tf_keras.optimizers.legacy.Optimizer, name, None)
+    assert method is not None, f"tf_keras no longer has OptimizerV2.{name}"
+    assert list(inspect.signature(method).parameters) == params, name
+
+
+def test_the_tf_keras_state_the_legacy_optimizer_reads_still_exists():
+    tf_keras = pytest.importorskip("tf_keras")
+    base = tf_keras.optimizers.legacy.Optimizer
+    assert base._HAS_AGGREGATE_GRAD is False  # what LegacyHooks overrides
+    stock = tf_keras.optimizers.legacy.RMSprop(learning_rate=0.5, rho=0.75, momentum=0.25,
+                                               decay=0.125)
+    assert _compat.legacy_initial_decay(stock) == 0.125
+    assert _compat.legacy_use_locking(stock) is True
+    assert _compat.legacy_serialized_hyper(stock, "learning_rate") == 0.5
+    assert float(_compat.legacy_hyper(stock, "rho", tf.float64)) == 0.75
+    _compat.legacy_set_hyper(stock, "rho", 0.5)
+    assert float(_compat.legacy_hyper(stock, "rho", tf.float32)) == 0.5
+    assert float(_compat.legacy_decayed_lr(stock, tf.float32)) == 0.5  # iteration 0
+    computed = _compat.legacy_coefficients(stock, None, "", tf.float32)
+    assert float(computed["lr_t"]) == 0.5  # the stock _prepare_local's key
+    given = {("", tf.float32): {"lr_t": 1.0}}
+    assert _compat.legacy_coefficients(stock, given, "", tf.float32) is given[("", tf.float32)]
+
+
+def test_sparse_updates_reach_the_op_with_their_duplicate_indices(monkeypatch):
+    # LegacyHooks skips the base class's duplicate summing: the base class
+    # must still route sparse updates through
+    # _resource_apply_sparse_duplicate_indices.
+    pytest.importorskip("tf_keras")
+    from keras_optimizer import legacy
+    seen = []
+    original = legacy.RMSprop._resource_apply_sparse
+
+    def recording(self, grad, var, indices, apply_state=None):
+        seen.append(indices.numpy().tolist())
+        return original(self, grad, var, indices, apply_state)
+
+    monkeypatch.setattr(legacy.RMSprop, "_resource_apply_sparse", recording)
+    var = tf.Variable(np.ones((3, 2), np.float32))
+    grad = tf.IndexedSlices(tf.ones((3, 2)), tf.constant([0, 2, 0]), tf.constant([3, 2]))
+    legacy.RMSprop().apply_gradients([(grad, var)])
+    assert seen == [[0, 2, 0]]
