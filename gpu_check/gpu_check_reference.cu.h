@@ -1,0 +1,123 @@
+// The checker's hyperparameter sets, the CPU reference of one element and
+// the bit-for-bit comparison of results. Included by gpu_check.cu only,
+// inside its anonymous namespace, after gpu_check_support.cu.h.
+#ifndef RMSPROP_OP_GPU_CHECK_REFERENCE_CU_H_
+#define RMSPROP_OP_GPU_CHECK_REFERENCE_CU_H_
+
+// Hyperparameter sets, epsilon's placement independent of momentum (with no
+// momentum slot, momentum is 0).
+struct HyperSet {
+  const char* name;
+  double lr, rho, momentum, epsilon;
+  bool epsilon_after_sqrt;
+};
+constexpr HyperSet kHyperSets[] = {
+    {"defaults", 0.001, 0.9, 0.9, 1e-7, false},
+    {"epsilon after the root", 0.01, 0.9, 0.9, 1e-7, true},
+    {"rho 0.99", 0.1, 0.99, 0.5, 1e-3, false},
+    {"rho 0, epsilon 0", 1e-4, 0.0, 0.99, 0.0, true},
+    {"rho 1, lr 0.5", 0.5, 1.0, 0.3, 1e-7, false},
+};
+
+template <typename T>
+HyperOf<T> MakeHyper(const HyperSet& s, bool momentum) {
+  using R = decltype(HyperOf<T>{}.lr);
+  return {static_cast<R>(s.lr), static_cast<R>(s.rho),
+          static_cast<R>(1.0 - s.rho), static_cast<R>(momentum ? s.momentum : 0.0),
+          static_cast<R>(s.epsilon_after_sqrt ? 0.0 : s.epsilon),
+          static_cast<R>(s.epsilon_after_sqrt ? s.epsilon : 0.0)};
+}
+
+// The timings' hyperparameters.
+template <typename T>
+HyperOf<T> MakeHyper(bool momentum) {
+  return MakeHyper<T>(kHyperSets[0], momentum);
+}
+
+// The CPU reference: element i of the update with gradient g, as the CPU
+// kernels compute it.
+template <typename T, bool kCentered, bool kMomentum>
+void ReferenceElement(Slots<T>& s, int64_t i, ComputeType<T> g,
+                      const HyperOf<T>& h) {
+  using C = ComputeType<T>;
+  C ms = gpu::ToCompute(s.ms[i]);
+  C mg = kCentered ? gpu::ToCompute(s.mg[i]) : C(0);
+  C mom = kMomentum ? gpu::ToCompute(s.mom[i]) : C(0);
+  C var = gpu::ToCompute(s.var[i]);
+  rmsprop_math::UpdateStored<kCentered, kMomentum, C>(g, var, ms, mg, mom, h);
+  s.var[i] = gpu::FromCompute<T>(var);
+  s.ms[i] = gpu::FromCompute<T>(ms);
+  if (kCentered) s.mg[i] = gpu::FromCompute<T>(mg);
+  if (kMomentum) s.mom[i] = gpu::FromCompute<T>(mom);
+}
+
+template <typename T>
+using ReferenceFn = void (*)(Slots<T>&, int64_t, ComputeType<T>,
+                             const HyperOf<T>&);
+
+template <typename T>
+ReferenceFn<T> SelectReference(bool centered, bool momentum) {
+  if (centered) {
+    return momentum ? &ReferenceElement<T, true, true>
+                    : &ReferenceElement<T, true, false>;
+  }
+  return momentum ? &ReferenceElement<T, false, true>
+                  : &ReferenceElement<T, false, false>;
+}
+
+template <typename C>
+std::string Format(C x) {
+  char buf[40];
+  std::snprintf(buf, sizeof(buf), "%.17g", static_cast<double>(x));
+  return buf;
+}
+template <typename R>
+std::string Format(rmsprop_math::Complex<R> x) {
+  char buf[80];
+  std::snprintf(buf, sizeof(buf), "(%.17g, %.17g)", static_cast<double>(x.re),
+                static_cast<double>(x.im));
+  return buf;
+}
+
+// Counts elements whose bits differ (NaNs too: both devices store the one
+// canonical NaN) and describes the first.
+template <typename T>
+int64_t CountMismatches(const std::vector<T>& got, const std::vector<T>& want,
+                        const char* name, std::string* first) {
+  int64_t count = 0;
+  for (size_t i = 0; i < got.size(); ++i) {
+    const auto a = gpu::ToCompute(got[i]);
+    const auto b = gpu::ToCompute(want[i]);
+    if (std::memcmp(&got[i], &want[i], sizeof(T)) == 0) continue;
+    if (count++ == 0) {
+      *first = std::string(name) + "[" + std::to_string(i) + "]: got " +
+               Format(a) + ", want " + Format(b);
+    }
+  }
+  return count;
+}
+
+template <typename T>
+int64_t CompareSlots(const Slots<T>& got, const Slots<T>& want,
+                     std::string* first) {
+  return CountMismatches(got.var, want.var, "var", first) +
+         CountMismatches(got.ms, want.ms, "ms", first) +
+         CountMismatches(got.mg, want.mg, "mg", first) +
+         CountMismatches(got.mom, want.mom, "mom", first);
+}
+
+struct Tally {
+  int passed = 0;
+  int failed = 0;
+
+  void Record(bool ok, const std::string& what, const std::string& detail) {
+    if (ok) {
+      ++passed;
+    } else {
+      ++failed;
+      std::printf("FAIL %s: %s\n", what.c_str(), detail.c_str());
+    }
+  }
+};
+
+#endif  // RMSPROP_OP_GPU_CHECK_REFERENCE_CU_H_
