@@ -182,6 +182,8 @@ class RMSprop(_compat.KerasHooks, keras.optimizers.Optimizer):
         grouped op (one dispatch instead of hundreds), with the planned
         extras. Sparse gradients get one op each."""
         plan = self._update_plan
+        # No plan: the hook was reached other than through `apply` (Keras 3
+        # does not); the per-variable path is right everywhere.
         if plan is None or not plan.grouped:
             return self._per_variable_updates(distribution, grads_and_vars, learning_rate)
         variables = [_replica_variable(v) for _, v in grads_and_vars]
