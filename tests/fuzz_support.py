@@ -1,6 +1,6 @@
 """What tests/test_fuzz.py draws and compares with: the reference with the
-processor's subnormal handling, bit comparisons, hypothesis strategies and
-the calls of the ops.
+processor's subnormal handling, bit comparisons and hypothesis strategies
+(the calls of the ops are those of tests/bundle.py).
 
 TensorFlow runs every kernel with subnormals flushed to zero (FTZ and DAZ are
 set on each thread that executes ops) and NumPy does not, so the reference
@@ -22,13 +22,12 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-import rmsprop_op
+from tests.bundle import SLOTS, Bundle
 from tests.helpers import run_in
 from tests.reference import (NUMPY_DTYPES, compute_dtype_of, rmsprop_step,
                              sparse_rmsprop_step)
 
 DTYPES = list(NUMPY_DTYPES)
-SLOTS = ("var", "ms", "mg", "mom")
 HYPER_NAMES = ("lr", "rho", "momentum", "epsilon")
 INT32_MIN, INT32_MAX = -2**31, 2**31 - 1
 INT64_MIN, INT64_MAX = -2**63, 2**63 - 1
@@ -101,7 +100,7 @@ def _plain(values):
 
 
 def reference_dense(values, grad, hyper, dtype):
-    """values: (var, ms, mg, mom); returns the new ones."""
+    """values: a Bundle (or the list) of var, ms, mg, mom; returns the new ones."""
     with np.errstate(all="ignore"):
         return _plain(rmsprop_step(*map(_flushing, values), _flushing(grad), **hyper,
                                    compute_dtype=compute_dtype_of(NUMPY_DTYPES[dtype])))
@@ -235,17 +234,14 @@ def draw_hyper(data, with_mom):
 
 
 def draw_slot_values(data, shape, dtype, centered, with_mom, prefix=""):
+    """A Bundle of drawn values."""
     wild = data.draw(st.booleans(), label=f"{prefix}wild values")
-    return [
+    return Bundle(
         draw_array(data, shape, dtype, wild, f"{prefix}var"),
         draw_array(data, shape, dtype, wild, f"{prefix}ms", nonnegative=True),
         draw_array(data, shape, dtype, wild, f"{prefix}mg") if centered else None,
         draw_array(data, shape, dtype, wild, f"{prefix}mom") if with_mom else None,
-    ]
-
-
-def make_variables(values):
-    return {name: tf.Variable(v) for name, v in zip(SLOTS, values) if v is not None}
+    )
 
 
 def eager(value):
@@ -263,28 +259,6 @@ def eager(value):
 
 
 run = run_in  # eagerly or in a tf.function
-
-
-def apply_update(v, grad, indices, hyper, use_locking=False):
-    """rmsprop_op.update on the slots in `v`; dense where indices is None."""
-    return rmsprop_op.update(v["var"], v["ms"], grad, mg=v.get("mg"), mom=v.get("mom"),
-                             indices=indices, **hyper, use_locking=use_locking)
-
-
-def apply_dense(v, grad, hyper, use_locking=False):
-    return apply_update(v, grad, None, hyper, use_locking)
-
-
-def apply_sparse(v, grad, indices, hyper, use_locking=False):
-    return apply_update(v, grad, indices, hyper, use_locking)
-
-
-def apply_group(members, grads, hyper, use_locking=False):
-    centered, with_mom = "mg" in members[0], "mom" in members[0]
-    return rmsprop_op.group_apply_rmsprop(
-        [m["var"] for m in members], [m["mg"] for m in members] if centered else None,
-        [m["ms"] for m in members], [m["mom"] for m in members] if with_mom else None,
-        grads, **hyper, use_locking=use_locking)
 
 
 def assert_matches(variables, expected):

@@ -1,8 +1,10 @@
-"""Helpers shared by the op tests."""
+"""Helpers shared by the op tests: values, variables, modes, bit comparisons.
+Bundles of an update's variables and the calls of the ops on them are in
+tests/bundle.py."""
 import numpy as np
 import tensorflow as tf
 
-import rmsprop_op
+from tests.bundle import Bundle
 from tests.reference import NUMPY_DTYPES
 
 
@@ -21,21 +23,26 @@ def random_values(shape, dtype, seed, positive=False):
 
 
 def initial_slots(shape, dtype, centered, with_mom, seed=0):
-    """Initial values (var, ms, mg, mom) of one update; mg / mom None when absent."""
+    """A Bundle of the initial values of one update; mg / mom None when absent."""
     scale = NUMPY_DTYPES[dtype]
-    return (random_values(shape, dtype, seed),
-            random_values(shape, dtype, seed + 1, positive=True),
-            random_values(shape, dtype, seed + 2) * scale(0.01) if centered else None,
-            random_values(shape, dtype, seed + 3) * scale(0.1) if with_mom else None)
+    return Bundle(random_values(shape, dtype, seed),
+                  random_values(shape, dtype, seed + 1, positive=True),
+                  random_values(shape, dtype, seed + 2) * scale(0.01) if centered else None,
+                  random_values(shape, dtype, seed + 3) * scale(0.1) if with_mom else None)
 
 
 def as_variables(values, device=None):
-    """tf.Variables of `values` (None stays None), on `device` if given."""
+    """tf.Variables of `values` (None stays None), on `device` if given; a
+    Bundle of them for a Bundle, else a list."""
+    if isinstance(values, Bundle):
+        return values.variables(device)
     with tf.device(device):
         return [None if v is None else tf.Variable(v) for v in values]
 
 
 def as_numpy(variables):
+    if isinstance(variables, Bundle):
+        return variables.numpy()
     return [None if v is None else v.numpy() for v in variables]
 
 
@@ -49,16 +56,6 @@ def run_in(mode, fn):
         fn()
 
 
-def apply_update(variables, grad, indices, hyper, **extra):
-    """rmsprop_op.update on (var, ms, mg, mom): dense where indices is None;
-    momentum 0 where there is no momentum slot."""
-    var, ms, mg, mom = variables
-    momentum = hyper["momentum"] if mom is not None else 0.0
-    return rmsprop_op.update(var, ms, grad, mg=mg, mom=mom, indices=indices, lr=hyper["lr"],
-                             rho=hyper["rho"], momentum=momentum, epsilon=hyper["epsilon"],
-                             **extra)
-
-
 def assert_bitwise_equal(actual, expected):
     for a, e in zip(actual, expected):
         if e is None:
@@ -66,3 +63,4 @@ def assert_bitwise_equal(actual, expected):
             continue
         assert a.shape == e.shape
         np.testing.assert_array_equal(a.view(np.uint8), e.view(np.uint8))
+

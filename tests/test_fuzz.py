@@ -22,10 +22,10 @@ from hypothesis import event, given, note, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from tests.fuzz_support import (DTYPES, HYPER_NAMES, SLOTS, apply_dense, apply_group, apply_sparse, assert_matches,
-                                assert_unchanged, draw_array, draw_dense_shape, draw_hyper,
-                                draw_indices, draw_slot_values, eager, examples, make_variables,
-                                reference_dense, reference_sparse, run, snapshot)
+from tests.bundle import apply_group, apply_update
+from tests.fuzz_support import (DTYPES, HYPER_NAMES, assert_matches, assert_unchanged, draw_array,
+                                draw_dense_shape, draw_hyper, draw_indices, draw_slot_values,
+                                eager, examples, reference_dense, reference_sparse, run, snapshot)
 from tests.reference import NUMPY_DTYPES
 
 
@@ -43,12 +43,12 @@ def test_dense_matches_reference(dtype, data):
     event(f"centered={centered} mom={with_mom}")
     values = draw_slot_values(data, shape, dtype, centered, with_mom)
     hyper = draw_hyper(data, with_mom)
-    variables = make_variables(values)
+    variables = values.variables()
     for step in range(data.draw(st.integers(1, 2), label="steps")):
         grad = draw_array(data, shape, dtype, data.draw(st.booleans(), label="wild grad"),
                           f"grad{step}")
         inputs = eager([grad, hyper])
-        run(mode, lambda: apply_dense(variables, *inputs, use_locking))
+        run(mode, lambda: apply_update(variables, *inputs, use_locking=use_locking))
         values = reference_dense(values, grad, hyper, dtype)
         assert_matches(variables, values)
 
@@ -80,11 +80,11 @@ def test_sparse_matches_reference_or_rejects_bad_indices(dtype, data):
     event("out of range" if not in_range else "in range")
     grad = draw_array(data, (len(indices),) + row_shape, dtype,
                       data.draw(st.booleans(), label="wild grad"), "grad")
-    variables = make_variables(values)
-    inputs = eager([grad, indices, hyper])
-    call = lambda: apply_sparse(variables, *inputs, use_locking)  # noqa: E731
+    variables = values.variables()
+    inputs = eager([grad, hyper, indices])
+    call = lambda: apply_update(variables, *inputs, use_locking=use_locking)  # noqa: E731
     if not in_range:
-        saved = snapshot(variables.values())
+        saved = snapshot(variables.present())
         with pytest.raises(tf.errors.InvalidArgumentError, match=FAULT_MESSAGES["index range"]):
             call()
         assert_unchanged(saved)
@@ -108,9 +108,9 @@ def test_group_matches_reference(dtype, data):
     grads = [draw_array(data, s, dtype, data.draw(st.booleans(), label=f"wild grad{i}"),
                         f"grad{i}") for i, s in enumerate(shapes)]
     hyper = draw_hyper(data, with_mom)
-    members = [make_variables(v) for v in values]
+    members = [v.variables() for v in values]
     inputs = eager([grads, hyper])
-    run(mode, lambda: apply_group(members, *inputs, use_locking))
+    run(mode, lambda: apply_group(members, *inputs, use_locking=use_locking))
     for member, start, grad in zip(members, values, grads):
         assert_matches(member, reference_dense(start, grad, hyper, dtype))
 
@@ -188,13 +188,13 @@ def test_invalid_input_changes_nothing(kind, fault, data):
         shapes = [() if fault == "scalar var" else (rows,) + row_shape]
     else:
         shapes = [draw_dense_shape(data, f"shape{i}") for i in range(n)]
-    members = [make_variables(draw_slot_values(data, s, dtype, centered, with_mom, f"{i}."))
+    members = [draw_slot_values(data, s, dtype, centered, with_mom, f"{i}.").variables()
                for i, s in enumerate(shapes)]
     extra = []  # variables brought in by the fault, checked as well
     grads = [draw_array(data, s, dtype, True, f"grad{i}") for i, s in enumerate(shapes)]
     target = data.draw(st.integers(0, n - 1), label="faulty member")
     member, shape = members[target], shapes[target]
-    slot = data.draw(st.sampled_from([s for s in SLOTS[1:] if s in member]), label="slot")
+    slot = data.draw(st.sampled_from(member.names()[1:]), label="slot")
     indices = None
     if kind == "sparse":
         index_dtype = data.draw(st.sampled_from([np.int32, np.int64]), label="index dtype")
@@ -230,15 +230,15 @@ def test_invalid_input_changes_nothing(kind, fault, data):
         member[slot] = tf.Variable(np.zeros(shape, NUMPY_DTYPES[other_dtype]))
         extra.append(member[slot])
     elif fault == "member dtype":
-        replaced = make_variables(draw_slot_values(data, shape, other_dtype, centered, with_mom))
+        replaced = draw_slot_values(data, shape, other_dtype, centered, with_mom).variables()
         members[target] = replaced
-        extra += list(member.values())
+        extra += member.present()
     elif fault == "uninitialized":
-        name = data.draw(st.sampled_from(list(member)), label="uninitialized")
+        name = data.draw(st.sampled_from(member.names()), label="uninitialized")
         extra.append(member[name])
         member[name] = _Uninitialized(NUMPY_DTYPES[dtype], shape)
     elif fault == "alias":
-        everything = [(i, name) for i, m in enumerate(members) for name in m]
+        everything = [(i, name) for i, m in enumerate(members) for name in m.names()]
         (i, a), (j, b) = data.draw(st.lists(st.sampled_from(everything), min_size=2, max_size=2,
                                             unique=True), label="aliased")
         extra.append(members[j][b])
@@ -246,15 +246,15 @@ def test_invalid_input_changes_nothing(kind, fault, data):
 
     note(f"shapes={shapes} grads={[g.shape for g in grads]} "
          f"indices={None if indices is None else indices.tolist()}")
-    watched = [v for m in members for v in m.values() if isinstance(v, tf.Variable)] + extra
+    watched = [v for m in members for v in m.present() if isinstance(v, tf.Variable)] + extra
     saved = snapshot(watched)
     with pytest.raises(tf.errors.InvalidArgumentError, match=FAULT_MESSAGES[fault]):
         if kind == "dense":
-            apply_dense(members[0], grads[0], hyper, use_locking)
+            apply_update(members[0], grads[0], hyper, use_locking=use_locking)
         elif kind == "sparse":
-            apply_sparse(members[0], grads[0], indices, hyper, use_locking)
+            apply_update(members[0], grads[0], hyper, indices, use_locking=use_locking)
         else:
-            apply_group(members, grads, hyper, use_locking)
+            apply_group(members, grads, hyper, use_locking=use_locking)
     assert_unchanged(saved)
 
 

@@ -13,6 +13,7 @@ import tensorflow as tf
 
 import rmsprop_op
 from rmsprop_op import _loader
+from tests.bundle import Bundle, apply_group, apply_update, hyper_for
 from tests.helpers import (as_numpy, as_variables, assert_bitwise_equal, initial_slots,
                            random_values)
 from tests.reference import NUMPY_DTYPES
@@ -43,16 +44,14 @@ def _hyper(with_mom):
 
 
 def _apply_dense(variables, grad, device):
-    var, ms, mg, mom = variables
     with tf.device(device):
-        rmsprop_op.update(var, ms, tf.constant(grad), mg=mg, mom=mom, **_hyper(mom is not None))
+        apply_update(variables, tf.constant(grad), hyper_for(variables, HYPER))
 
 
 def _apply_sparse(variables, grad, indices, device):
-    var, ms, mg, mom = variables
     with tf.device(device):
-        rmsprop_op.update(var, ms, tf.constant(grad), mg=mg, mom=mom,
-                          indices=tf.constant(indices), **_hyper(mom is not None))
+        apply_update(variables, tf.constant(grad), hyper_for(variables, HYPER),
+                     tf.constant(indices))
 
 
 def test_variables_live_on_the_gpu():
@@ -95,10 +94,7 @@ def test_group_matches_cpu(dtype, centered, with_mom):
     for device in (GPU, CPU):
         variables = [as_variables(x, device) for x in initial]
         with tf.device(device):
-            rmsprop_op.group_apply_rmsprop(
-                [v[0] for v in variables], [v[2] for v in variables] if centered else None,
-                [v[1] for v in variables], [v[3] for v in variables] if with_mom else None,
-                [tf.constant(g) for g in grads], **_hyper(with_mom))
+            apply_group(variables, [tf.constant(g) for g in grads], _hyper(with_mom))
         results.append([as_numpy(v) for v in variables])
     for gpu, cpu in zip(*results):
         assert_bitwise_equal(gpu, cpu)
@@ -184,17 +180,17 @@ def _special_values(shape, dtype, seed):
 def test_special_values_match_cpu_bit_for_bit(dtype, centered, with_mom, epsilon_after_sqrt, kind):
     """Subnormals (flushed alike), NaN (one canonical NaN), Inf, -0, huge."""
     shape = (64, 9)
-    initial = [None if x is None else _special_values(shape, dtype, 40 + i)
-               for i, x in enumerate(initial_slots(shape, dtype, centered, with_mom))]
+    initial = Bundle(*[None if x is None else _special_values(shape, dtype, 40 + i)
+                       for i, x in enumerate(initial_slots(shape, dtype, centered, with_mom))])
     indices = np.random.default_rng(8).integers(0, 64, size=100)
     g = _special_values((100, 9) if kind == "sparse" else shape, dtype, 77)
     results = []
     for device in (GPU, CPU):
-        var, ms, mg, mom = variables = as_variables(initial, device)
+        variables = as_variables(initial, device)
         with tf.device(device):
-            rmsprop_op.update(var, ms, tf.constant(g), mg=mg, mom=mom,
-                              indices=tf.constant(indices) if kind == "sparse" else None,
-                              epsilon_after_sqrt=epsilon_after_sqrt, **_hyper(with_mom))
+            apply_update(variables, tf.constant(g), _hyper(with_mom),
+                         tf.constant(indices) if kind == "sparse" else None,
+                         epsilon_after_sqrt=epsilon_after_sqrt)
         results.append(as_numpy(variables))
     assert_bitwise_equal(*results)
 
@@ -206,11 +202,10 @@ def test_use_locking_matches_cpu(kind):
     g = random_values((80, 8) if kind == "sparse" else (50, 8), "float32", 9)
     results = []
     for device in (GPU, CPU):
-        var, ms, mg, mom = variables = as_variables(initial, device)
+        variables = as_variables(initial, device)
         with tf.device(device):
-            rmsprop_op.update(var, ms, tf.constant(g), mg=mg, mom=mom, use_locking=True,
-                              indices=tf.constant(indices) if kind == "sparse" else None,
-                              **_hyper(True))
+            apply_update(variables, tf.constant(g), _hyper(True),
+                         tf.constant(indices) if kind == "sparse" else None, use_locking=True)
         results.append(as_numpy(variables))
     assert_bitwise_equal(*results)
 
@@ -224,12 +219,11 @@ def test_a_shared_buffer_is_copied_before_writing(kind):
     g = random_values((4, 8) if kind == "sparse" else (50, 8), "float32", 12)
     results = []
     for device in (GPU, CPU):
-        var, ms, mg, mom = variables = as_variables(initial, device)
+        variables = as_variables(initial, device)
         with tf.device(device):
-            held = var.read_value()
-            rmsprop_op.update(var, ms, tf.constant(g), mg=mg, mom=mom,
-                              indices=tf.constant(indices) if kind == "sparse" else None,
-                              **_hyper(True))
+            held = variables.var.read_value()
+            apply_update(variables, tf.constant(g), _hyper(True),
+                         tf.constant(indices) if kind == "sparse" else None)
         np.testing.assert_array_equal(held.numpy(), initial[0])
         results.append(as_numpy(variables))
     assert_bitwise_equal(*results)
@@ -273,12 +267,9 @@ def test_group_with_extras_matches_cpu(dtype, centered, with_mom):
         variables = [as_variables(x, device) for x in initial]
         ema_vars = as_variables(emas, device)
         with tf.device(device):
-            rmsprop_op.group_apply_rmsprop(
-                [v[0] for v in variables], [v[2] for v in variables] if centered else None,
-                [v[1] for v in variables], [v[3] for v in variables] if with_mom else None,
-                [tf.constant(g) for g in grads], **_hyper(with_mom), emas=ema_vars,
-                ema_momentum=0.9, grad_divisor=4.0, clip_multiplier=0.75,
-                clip_divisors=divisors, clip_value=0.3, weight_decay=0.05)
+            apply_group(variables, [tf.constant(g) for g in grads], _hyper(with_mom),
+                        emas=ema_vars, ema_momentum=0.9, grad_divisor=4.0, clip_multiplier=0.75,
+                        clip_divisors=divisors, clip_value=0.3, weight_decay=0.05)
         results.append([as_numpy(v) for v in variables] + [as_numpy(ema_vars)])
     for gpu, cpu in zip(*results):
         assert_bitwise_equal(gpu, cpu)

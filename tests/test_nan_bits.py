@@ -7,6 +7,7 @@ import pytest
 import tensorflow as tf
 
 import rmsprop_op
+from tests.bundle import Bundle
 from tests.helpers import as_numpy, as_variables
 from tests.reference import NUMPY_DTYPES
 
@@ -81,7 +82,7 @@ def _assert_canonical_nans(arrays):
 @pytest.mark.parametrize("kind", ["dense", "sparse", "group"])
 def test_stored_nans_are_canonical(dtype, centered, with_mom, kind):
     var, ms, mg, mom, grad = _nan_inputs(dtype)
-    values = [var, ms, mg if centered else None, mom if with_mom else None]
+    values = Bundle(var, ms, mg if centered else None, mom if with_mom else None)
     variables = as_variables(values, "/CPU:0")
     v, s, g_, m = variables
     momentum = 0.5 if with_mom else 0.0

@@ -6,8 +6,9 @@ import pytest
 import tensorflow as tf
 
 import rmsprop_op
-from tests.helpers import (apply_update, as_numpy, as_variables, assert_bitwise_equal,
-                           initial_slots, random_values, run_in)
+from tests.bundle import apply_group, apply_update, hyper_for
+from tests.helpers import (as_numpy, as_variables, assert_bitwise_equal, initial_slots,
+                           random_values, run_in)
 from tests.reference import (NUMPY_DTYPES, compute_dtype_of, rmsprop_step,
                              sparse_rmsprop_step)
 
@@ -17,11 +18,11 @@ MODES = ["eager", "function"]
 
 
 def _apply_dense(variables, grad, hyper, use_locking=False):
-    return apply_update(variables, grad, None, hyper, use_locking=use_locking)
+    return apply_update(variables, grad, hyper_for(variables, hyper), use_locking=use_locking)
 
 
 def _apply_sparse(variables, grad, indices, hyper):
-    return apply_update(variables, grad, indices, hyper)
+    return apply_update(variables, grad, hyper_for(variables, hyper), indices)
 
 
 VARIANTS = list(itertools.product(DTYPES, MODES, [True, False], [True, False]))
@@ -257,9 +258,7 @@ def test_group_matches_single_ops(dtype, centered, with_mom):
     hyper = dict(HYPER, momentum=momentum)
     for v, g in zip(singles, grads):
         _apply_dense(v, g, hyper)
-    rmsprop_op.group_apply_rmsprop(
-        [v[0] for v in group], [v[2] for v in group] if centered else None,
-        [v[1] for v in group], [v[3] for v in group] if with_mom else None, grads, **hyper)
+    apply_group(group, grads, hyper)
     for s, g in zip(singles, group):
         assert_bitwise_equal(as_numpy(g), as_numpy(s))
 
@@ -380,7 +379,8 @@ def test_complex_agrees_with_tensorflow(dtype, mode, kind, centered, momentum, p
     grad_shape = shape if indices is None else (4, shape[1])
     for step in range(20):
         g = tf.constant(random_values(grad_shape, dtype, 700 + step))
-        run_in(mode, lambda: apply_update(ours, g, indices, hyper, epsilon_after_sqrt=after))
+        run_in(mode, lambda: apply_update(ours, g, hyper_for(ours, hyper), indices,
+                                          epsilon_after_sqrt=after))
         _tensorflow_complex_step(theirs, g, indices, hyper, centered, after)
     rtol = 1e-5 if dtype == "complex64" else 1e-12
     for a, b in zip(as_numpy(ours), as_numpy(theirs)):

@@ -20,7 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 HOME = ROOT / ".compat" / "wheel"
 # Copied next to each other into the outside folder, as the package `tests`.
-TEST_FILES = ["conftest.py", "helpers.py", "reference.py", "test_ops.py", "test_op_errors.py",
+TEST_FILES = ["conftest.py", "bundle.py", "helpers.py", "reference.py", "test_ops.py", "test_op_errors.py",
               "installed/conftest.py", "installed/test_installed_package.py"]
 
 
