@@ -1,6 +1,8 @@
 # Targets (each sets up .venv on first use and rebuilds only what changed):
 #   make demo                the demo (python -m keras_optimizer)
-#   make test                build, CUDA compile check, every test
+#   make test                build, CUDA compile check, every test (what CI runs)
+#   make test-fast           the inner loop: the tests not marked slow or subprocess
+#                            (markers in pyproject.toml; a few minutes on 2 cores)
 #   make build               the CPU op library, rmsprop_op/_rmsprop_ops.so
 #   make cuda-compile-check  compile and link the GPU library and the checker
 #                            (with the CUDA 12 toolkit of tools/cuda_toolkit.py)
@@ -38,7 +40,7 @@ GPU_CU_SRCS := $(call SOURCES,gpu-cuda-sources)
 GPU_OBJS := $(patsubst %.cc,$(BUILD)/%.o,$(GPU_CC_SRCS)) $(patsubst %.cu.cc,$(BUILD)/%.cu.o,$(GPU_CU_SRCS))
 GPU_CHECK := $(BUILD)/gpu_check/gpu_check
 
-.PHONY: all demo test build bench gpu-check gpu-report cuda-compile-check clean venv compat wheel \
+.PHONY: all demo test test-fast build bench gpu-check gpu-report cuda-compile-check clean venv compat wheel \
 	wheel-test wheels fuzz sanitize bazel-build bazel-test bazel-clean
 all: build
 
@@ -180,6 +182,12 @@ wheels: $(DEV_INSTALLED) $(CUDA_TOOLKIT)
 
 test: $(DEV_INSTALLED) build cuda-compile-check
 	$(PY) -m pytest -q tests
+
+# No CUDA compile check and none of the tests marked slow (the differential
+# and tf_keras harnesses, training runs) or subprocess (fresh interpreters,
+# compilers): `make test` before pushing runs those too.
+test-fast: $(DEV_INSTALLED) build
+	$(PY) -m pytest -q -m "not slow and not subprocess" tests
 
 demo: build
 	$(PY) -m keras_optimizer

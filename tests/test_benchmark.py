@@ -14,6 +14,8 @@ pytestmark = pytest.mark.skipif(
     reason="cannot build the bandwidth probe")
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess  # make builds the bandwidth probe
 def test_quick_benchmark_writes_results(tmp_path):
     subprocess.run(["make", "benchmarks/_bandwidth_probe.so"], cwd=os.path.dirname(run.HERE),
                    check=True, capture_output=True)

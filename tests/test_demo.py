@@ -2,12 +2,11 @@
 error-looking lines."""
 import os
 import re
-import subprocess
-import sys
+
+import pytest
 
 import keras_optimizer.__main__ as demo
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.processes import run_python
 # What would look like a failure on a CPU-only machine.
 ALARMING = re.compile(r"^[EWF]\d{4} |error|warning|fail|Traceback|cuInit|absl", re.IGNORECASE)
 
@@ -33,11 +32,11 @@ def test_demo_trains_both_models(capsys):
 
 
 def _run(args):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TF_CPP_")}
-    return subprocess.run([sys.executable, *args], env=env, cwd=ROOT, capture_output=True,
-                          text=True, timeout=600)
+    return run_python(args, env={k: None for k in os.environ if k.startswith("TF_CPP_")},
+                      timeout=600)
 
 
+@pytest.mark.subprocess
 def test_demo_prints_no_alarming_lines():
     result = _run(["-m", "keras_optimizer", "--epochs", "1", "--no-progress"])
     assert result.returncode == 0, result.stderr
@@ -46,6 +45,7 @@ def test_demo_prints_no_alarming_lines():
     assert "step_count = 1, var1 = 9.683772" in result.stdout
 
 
+@pytest.mark.subprocess
 def test_importing_the_package_leaves_tensorflow_logging_alone():
     code = "import os, keras_optimizer; print(os.environ.get('TF_CPP_MIN_LOG_LEVEL'))"
     result = _run(["-c", code])

@@ -8,8 +8,6 @@ import json
 import os
 import signal
 import socket
-import subprocess
-import sys
 import time
 
 import numpy as np
@@ -17,6 +15,9 @@ import pytest
 
 from keras_optimizer import _compat
 from tests import distribute_worker as job
+from tests.processes import ROOT, start_python
+
+pytestmark = [pytest.mark.subprocess, pytest.mark.slow]
 
 # Keras 3.3 to 3.5 never sum the replicas' gradients, with the stock optimizer
 # as with ours (test_mirrored_fit_matches_stock_optimizer checks ours does the
@@ -25,15 +26,14 @@ needs_summed_gradients = pytest.mark.skipif(
     not _compat.keras_sums_replica_gradients(),
     reason="Keras before 3.6 does not sum the replicas' gradients (stock optimizer neither)")
 
-WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "distribute_worker.py")
-ROOT = os.path.dirname(os.path.dirname(WORKER))
+WORKER = os.path.join(ROOT, "tests", "distribute_worker.py")
 TIMEOUT = 240  # seconds for one group of subprocesses; each takes 5-20 s on 2 cores
 
 
 def _env(**extra):
+    """Changes to the environment of a run (see tests/processes.py)."""
     path = [ROOT] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=os.pathsep.join(path))
-    env.pop("TF_CONFIG", None)
+    env = dict(TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=os.pathsep.join(path), TF_CONFIG=None)
     env.update(extra)
     return env
 
@@ -45,11 +45,9 @@ class _Run:
     def __init__(self, name, mode, out, **env):
         self.name = name
         self.log = os.path.join(out, name.replace(" ", "_") + ".log")
-        with open(self.log, "w") as log:
-            # Own session, so that a hung run is killed with anything it started.
-            self.proc = subprocess.Popen([sys.executable, WORKER, mode, str(out)], cwd=ROOT,
-                                         env=_env(**env), stdout=log, stderr=subprocess.STDOUT,
-                                         start_new_session=True)
+        # Own session, so that a hung run is killed with anything it started.
+        self.proc = start_python([WORKER, mode, out], log=self.log, env=_env(**env),
+                                 new_session=True)
 
     def stop(self):
         if self.proc.poll() is None:

@@ -19,6 +19,7 @@ pytestmark = pytest.mark.skipif(
     reason="needs an x86-64 C++ compiler (the check sets MXCSR)")
 
 
+@pytest.mark.subprocess  # a compiler, then the program it built
 def test_flushed_double_matches_the_processors_flush_to_zero(tmp_path):
     binary = tmp_path / "flushed_double_check"
     # -frounding-math keeps the operations inside the region where MXCSR is set.

@@ -80,6 +80,7 @@ def _assert_matches_stock(kwargs, steps=100, compiled=False, dtype="float32"):
             np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.slow  # 128 cases of 100 steps each
 @pytest.mark.parametrize("options", list(COMBINATIONS), ids=list(COMBINATIONS))
 @pytest.mark.parametrize("variant", list(VARIANTS))
 def test_every_combination_matches_stock_eagerly(variant, options):

@@ -32,6 +32,7 @@ from tests.reference import NUMPY_DTYPES
 # --- Valid input: bit for bit the reference --------------------------------
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.slow
 @settings(max_examples=examples(0.5))
 @given(data=st.data())
 def test_dense_matches_reference(dtype, data):
@@ -54,6 +55,7 @@ def test_dense_matches_reference(dtype, data):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.slow
 @settings(max_examples=examples(0.5))
 @given(data=st.data())
 def test_sparse_matches_reference_or_rejects_bad_indices(dtype, data):
@@ -94,6 +96,7 @@ def test_sparse_matches_reference_or_rejects_bad_indices(dtype, data):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.slow
 @settings(max_examples=examples(0.5))
 @given(data=st.data())
 def test_group_matches_reference(dtype, data):
@@ -162,6 +165,7 @@ FAULTS = ([("dense", f) for f in DENSE_FAULTS] + [("sparse", f) for f in SPARSE_
 
 
 @pytest.mark.parametrize("kind,fault", FAULTS)
+@pytest.mark.slow
 @settings(max_examples=examples(0.1))
 @given(data=st.data())
 def test_invalid_input_changes_nothing(kind, fault, data):

@@ -22,8 +22,9 @@ GPU, CPU = "/GPU:0", "/CPU:0"
 HYPER = dict(lr=0.01, rho=0.9, momentum=0.5, epsilon=1e-7)
 DTYPES = list(NUMPY_DTYPES)
 
-pytestmark = pytest.mark.skipif(not tf.config.list_physical_devices("GPU"),
-                                reason="TensorFlow sees no GPU")
+pytestmark = [pytest.mark.gpu,
+              pytest.mark.skipif(not tf.config.list_physical_devices("GPU"),
+                                 reason="TensorFlow sees no GPU")]
 
 
 @pytest.fixture(autouse=True)

@@ -5,21 +5,17 @@ from TF_USE_LEGACY_KERAS; this process already runs Keras 3. So the tf_keras
 suite (tests/legacy_suite/) runs in a child process with the variable set.
 """
 import os
-import subprocess
-import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+import pytest
+
+from tests.processes import run_python
+
+pytestmark = pytest.mark.subprocess
 
 
 def _run(args, legacy, timeout):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    if legacy:
-        env["TF_USE_LEGACY_KERAS"] = "1"
-    else:
-        env.pop("TF_USE_LEGACY_KERAS", None)
-    result = subprocess.run([sys.executable, *args], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, timeout=timeout)
+    env = dict(TF_CPP_MIN_LOG_LEVEL="2", TF_USE_LEGACY_KERAS="1" if legacy else None)
+    result = run_python(args, env=env, timeout=timeout, merge_output=True)
     assert result.returncode == 0, f"{' '.join(args)} failed:\n{result.stdout}"
     return result.stdout
 
@@ -30,6 +26,7 @@ def test_importing_keras_optimizer_does_not_import_tf_keras():
          legacy=False, timeout=300)
 
 
+@pytest.mark.slow
 def test_tf_keras_suite():
     # The long hypothesis profile (`make fuzz`) runs its differential harness
     # for about ten minutes more.

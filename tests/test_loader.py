@@ -1,16 +1,14 @@
 """The loader's errors when the library is missing, stale or foreign."""
 import os
 import shutil
-import subprocess
-import sys
 
 import pytest
 import tensorflow as tf
 
 import rmsprop_op
 from rmsprop_op import _loader, _versions
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.processes import ROOT as REPO
+from tests.processes import run_python
 
 
 def _copy_package(tmp_path):
@@ -24,10 +22,8 @@ def _copy_package(tmp_path):
 
 
 def _import_in(path):
-    env = dict(os.environ, PYTHONPATH=str(path), TF_CPP_MIN_LOG_LEVEL="3")
-    env.pop("RMSPROP_OP_LIBRARY", None)
-    return subprocess.run([sys.executable, "-c", "import rmsprop_op"], env=env, cwd=path,
-                          capture_output=True, text=True, timeout=300)
+    return run_python(["-c", "import rmsprop_op"], cwd=path, env=dict(
+        PYTHONPATH=str(path), TF_CPP_MIN_LOG_LEVEL="3", RMSPROP_OP_LIBRARY=None))
 
 
 def test_library_records_the_tensorflow_it_was_built_against():
@@ -39,6 +35,7 @@ def _installed_copy_hint():
     return f"rmsprop_op-{_versions.package_version(tf.__version__)}-py3-none-"
 
 
+@pytest.mark.subprocess
 def test_missing_library_in_a_source_tree(tmp_path):
     package = _copy_package(tmp_path)
     (tmp_path / "Makefile").write_text("build:\n")
@@ -51,6 +48,7 @@ def test_missing_library_in_a_source_tree(tmp_path):
     assert "pip install" not in result.stderr
 
 
+@pytest.mark.subprocess
 def test_missing_library_of_an_installed_package(tmp_path):
     package = _copy_package(tmp_path)
     os.remove(package / "_rmsprop_ops.so")
@@ -73,6 +71,7 @@ def _other_minor(version):
     return f"{major}.{int(minor) + 50}.0"  # the check fails before any loading
 
 
+@pytest.mark.subprocess
 def test_library_built_against_another_tensorflow(tmp_path):
     package = _copy_package(tmp_path)
     other = _other_minor(tf.__version__)
@@ -84,6 +83,7 @@ def test_library_built_against_another_tensorflow(tmp_path):
     assert _installed_copy_hint() in result.stderr
 
 
+@pytest.mark.subprocess
 @pytest.mark.skipif(_versions.is_prerelease(tf.__version__), reason="a nightly matches only itself")
 def test_library_built_against_another_patch_release_loads(tmp_path):
     # TensorFlow keeps its ABI within a minor: a wheel built against 2.X.0 serves 2.X.1.
@@ -130,6 +130,7 @@ def test_tensorflow_below_the_window_is_refused_with_the_range():
     _versions.check("TensorFlow", "2.16.0", _versions.MIN_TENSORFLOW, "")
 
 
+@pytest.mark.subprocess
 def test_library_that_cannot_load(tmp_path):
     package = _copy_package(tmp_path)
     # Stamped, but not a shared object: dlopen fails, and the message says so.

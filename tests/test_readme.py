@@ -2,12 +2,10 @@
 from a temporary folder, with only the repository root on PYTHONPATH."""
 import os
 import re
-import subprocess
-import sys
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.processes import ROOT, run_python
 
 
 def _python_blocks():
@@ -24,10 +22,10 @@ def test_readme_has_python_examples():
     assert len(_python_blocks()) >= 3
 
 
+@pytest.mark.subprocess
 @pytest.mark.parametrize("code", _python_blocks())
 def test_readme_python_block_runs(code, tmp_path):
-    env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="3")
-    env.pop("TF_USE_LEGACY_KERAS", None)  # a block that needs it sets it itself
-    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env,
-                            capture_output=True, text=True, timeout=300)
+    # A block that needs TF_USE_LEGACY_KERAS sets it itself.
+    result = run_python(["-c", code], cwd=tmp_path, env=dict(
+        PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="3", TF_USE_LEGACY_KERAS=None))
     assert result.returncode == 0, f"{code}\n--- stderr ---\n{result.stderr[-3000:]}"

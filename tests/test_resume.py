@@ -15,14 +15,16 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 import time
 
 import numpy as np
 import pytest
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-WORKER = os.path.join(REPO, "tests", "resume_worker.py")
+from tests.processes import ROOT, start_python
+
+pytestmark = [pytest.mark.subprocess, pytest.mark.slow]
+
+WORKER = os.path.join(ROOT, "tests", "resume_worker.py")
 STEPS, EVERY = 40, 5
 KILL_AFTER = 10  # kill once the checkpoint of this step (or a later one) exists
 TIMEOUT = 180  # seconds for any one process
@@ -36,11 +38,8 @@ class _Workers:
         self.procs = []
 
     def start(self, name, *args):
-        log = open(self.tmp_path / f"{name}.log", "w")
-        env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="3")
-        proc = subprocess.Popen([sys.executable, WORKER, *map(str, args)], env=env, cwd=REPO,
-                                stdout=log, stderr=subprocess.STDOUT)
-        log.close()
+        proc = start_python([WORKER, *args], log=self.tmp_path / f"{name}.log",
+                            env=dict(PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="3"))
         proc.name = name
         self.procs.append(proc)
         return proc

@@ -1,10 +1,6 @@
 """Config, .keras files, checkpoints and SavedModels round trip."""
 import copy
 import inspect
-import os
-import subprocess
-import sys
-import textwrap
 
 import keras
 import numpy as np
@@ -12,8 +8,7 @@ import pytest
 import tensorflow as tf
 
 import keras_optimizer
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.processes import ROOT, run_python
 
 
 def _model(seed=0):
@@ -117,11 +112,10 @@ class _Trainer(tf.Module):
 
 
 def _run_python(code):
-    env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="3")
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=env,
-                          capture_output=True, text=True, timeout=300)
+    return run_python(code, env=dict(PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="3"))
 
 
+@pytest.mark.subprocess
 def test_saved_model_trains_in_a_fresh_process(tmp_path):
     trainer = _Trainer()
     path = str(tmp_path / "saved")
@@ -152,6 +146,7 @@ def test_saved_model_trains_in_a_fresh_process(tmp_path):
     assert "FusedResource" in without.stderr and "not registered" in without.stderr
 
 
+@pytest.mark.subprocess
 def test_model_export_loads_in_a_fresh_process(tmp_path):
     model = _model()
     model.compile(optimizer=_optimizer(), loss="mse")
