@@ -1,7 +1,9 @@
-"""Helpers shared by the op tests: values, variables, modes, bit comparisons.
+"""Helpers shared by the tests: values, variables, modes, bit comparisons.
 Bundles of an update's variables and the calls of the ops on them are in
 tests/bundle.py."""
+import keras
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from tests.bundle import Bundle
@@ -64,3 +66,14 @@ def assert_bitwise_equal(actual, expected):
         assert a.shape == e.shape
         np.testing.assert_array_equal(a.view(np.uint8), e.view(np.uint8))
 
+
+def _keras_has_complex_variables():
+    try:
+        return keras.Variable(np.zeros(1, np.complex64), dtype="complex64").dtype == "complex64"
+    except ValueError:  # "Invalid dtype: complex64"
+        return False
+
+
+# Keras 3.3 to 3.5 refuse complex variables (or store them as float32).
+requires_complex_variables = pytest.mark.skipif(
+    not _keras_has_complex_variables(), reason=f"Keras {keras.__version__} has no complex variables")
