@@ -76,8 +76,8 @@ TEST_STEPS = [
             "tests/test_nan_bits.py"], {}),
     ("keras", ["tests/test_optimizer.py", "tests/test_optimizer_fit.py", "tests/test_api_parity.py",
                "tests/test_compat.py", "tests/test_serialization.py", "tests/test_gpu_fallback.py",
-               "tests/test_fused_extras.py", "tests/test_differential.py", "tests/test_distribute.py",
-               "tests/test_demo.py"], {}),
+               "tests/test_fused_extras.py", "tests/test_differential.py",
+               "tests/test_differential_cases.py", "tests/test_distribute.py", "tests/test_demo.py"], {}),
     ("tf_keras", ["tests/legacy_suite"], {"TF_USE_LEGACY_KERAS": "1"}),
 ]
 STEPS = ["install", "build"] + [s for s, _, _ in TEST_STEPS] + ["demo"]
