@@ -4,14 +4,14 @@
 # The ops and their CPU kernels: rmsprop_op/_rmsprop_ops.so.
 CPU_SOURCES = [
     "rmsprop_op/cc/ops/rmsprop_ops.cc",
-    "rmsprop_op/cc/kernels/rmsprop_cpu_functors.cc",
+    "rmsprop_op/cc/kernels/cpu/cpu_kernels.cc",
 ]
 
 # The GPU kernels: rmsprop_op/_rmsprop_gpu_kernels.so. The registrations are
 # compiled by the host compiler against TensorFlow, the functors by nvcc.
 GPU_REGISTRATION_SOURCES = [
-    "rmsprop_op/cc/kernels/rmsprop_gpu_registrations.cc",
+    "rmsprop_op/cc/kernels/cuda/gpu_kernels.cc",
 ]
 GPU_CUDA_SOURCES = [
-    "rmsprop_op/cc/kernels/rmsprop_gpu_functors.cu.cc",
+    "rmsprop_op/cc/kernels/cuda/gpu_functors.cu.cc",
 ]

@@ -1,4 +1,4 @@
-"""The CUDA kernels' float64 flush-to-zero (rmsprop_op/cc/kernels/
+"""The CUDA kernels' float64 flush-to-zero (rmsprop_op/cc/kernels/common/
 flushed_double.h), checked on this CPU: GPUs have no float64 flush mode, so
 the kernels emulate the CPU's, and tests/native/flushed_double_check.cc
 compares the emulation with the processor's own DAZ/FTZ float64, operation by

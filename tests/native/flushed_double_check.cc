@@ -13,7 +13,7 @@
 #include <cstring>
 #include <random>
 
-#include "rmsprop_op/cc/kernels/flushed_double.h"
+#include "rmsprop_op/cc/kernels/common/flushed_double.h"
 
 namespace {
 
@@ -67,7 +67,14 @@ double Draw(std::mt19937_64& rng, int exponent_lo, int exponent_hi) {
 
 template <bool kCentered, bool kMomentum, typename C, typename R>
 void Update(C* v, const Hyper<R>& h) {
-  rmsprop_math::UpdateStored<kCentered, kMomentum, C>(v[4], v[0], v[1], v[2], v[3], h);
+  C no_ema = C(0);
+  rmsprop_math::UpdateElement<rmsprop_math::Variant<kCentered, kMomentum>, C>(
+      v[4], v[0], v[1], v[2], v[3], no_ema, h, rmsprop_math::Extras<R>{});
+}
+
+// The same hyperparameters in FlushedDouble.
+Hyper<FlushedDouble> Flushed(const Hyper<double>& h) {
+  return rmsprop_math::ConvertAll<FlushedDouble>(h, [](double x) { return FlushedDouble(x); });
 }
 
 template <bool kCentered, bool kMomentum>
@@ -80,9 +87,7 @@ template <bool kCentered, bool kMomentum>
 __attribute__((noinline)) void EmulatedUpdate(double* v, const Hyper<double>& h) {
   FlushedDouble f[5];
   for (int i = 0; i < 5; ++i) f[i] = FlushedDouble(v[i]);
-  const Hyper<FlushedDouble> fh = {h.lr, h.rho, h.one_minus_rho, h.momentum,
-                                   h.epsilon_in_sqrt, h.epsilon_after_sqrt};
-  Update<kCentered, kMomentum>(f, fh);
+  Update<kCentered, kMomentum>(f, Flushed(h));
   for (int i = 0; i < 5; ++i) v[i] = f[i];
 }
 
@@ -96,9 +101,7 @@ template <bool kCentered, bool kMomentum>
 __attribute__((noinline)) void EmulatedComplexUpdate(Complex<double>* v, const Hyper<double>& h) {
   Complex<FlushedDouble> f[5];
   for (int i = 0; i < 5; ++i) f[i] = {FlushedDouble(v[i].re), FlushedDouble(v[i].im)};
-  const Hyper<FlushedDouble> fh = {h.lr, h.rho, h.one_minus_rho, h.momentum,
-                                   h.epsilon_in_sqrt, h.epsilon_after_sqrt};
-  Update<kCentered, kMomentum>(f, fh);
+  Update<kCentered, kMomentum>(f, Flushed(h));
   for (int i = 0; i < 5; ++i) v[i] = {f[i].re, f[i].im};
 }
 
@@ -130,9 +133,13 @@ void CheckUpdates(std::mt19937_64& rng, Tally* tally) {
                    Draw(rng, -1030, -1010) * 1e-3, Draw(rng, -1030, -1000),
                    (k % 4 == 0) ? 0.0 : Draw(rng, -530, -500)};
     const double rho = std::ldexp(1.0, -(k % 8)) * 0.9;
-    const Hyper<double> h = {Draw(rng, -12, 0) * ((k & 1) ? 1 : -1), rho, 1.0 - rho,
-                             kMomentum ? 0.9 : 0.0, (k % 3) ? 1e-300 : 0.0,
-                             (k % 3) ? 0.0 : 1e-300};
+    Hyper<double> h = {};
+    h.lr = Draw(rng, -12, 0) * ((k & 1) ? 1 : -1);
+    h.rho = rho;
+    h.one_minus_rho = 1.0 - rho;
+    h.momentum = kMomentum ? 0.9 : 0.0;
+    h.epsilon_in_sqrt = (k % 3) ? 1e-300 : 0.0;
+    h.epsilon_after_sqrt = (k % 3) ? 0.0 : 1e-300;
     double want[5], got[5], ieee[5];
     std::memcpy(want, v, sizeof(v));
     std::memcpy(got, v, sizeof(v));

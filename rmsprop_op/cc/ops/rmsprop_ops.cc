@@ -5,12 +5,17 @@
 // slot is an optional list of zero or one handle, and the hyperparameters are
 // float64 host scalars for every variable dtype, so that a float16 variable
 // sees the same learning rate as a float32 one.
-#include <initializer_list>
+#include <cmath>
+#include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/string_view.h"
+#include "rmsprop_op/cc/kernels/common/dtypes.h"
+#include "rmsprop_op/cc/kernels/common/hyperparameters.h"
 #include "tensorflow/core/framework/common_shape_fns.h"
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/shape_inference.h"
@@ -71,22 +76,29 @@ absl::Status MergeSlotShapes(InferenceContext* c, bool centered, int num_variabl
   return absl::OkStatus();
 }
 
-// The inputs from `first` on are the scalars `names` (lr, rho, ...), except
-// the one named clip_divisors, a vector.
-absl::Status Hyperparameters(InferenceContext* c, int first,
-                             std::initializer_list<const char*> names) {
-  int i = first;
+// The scalar inputs named in `names` must be scalars.
+absl::Status Scalars(InferenceContext* c, const std::vector<const char*>& names) {
   for (const char* name : names) {
-    const bool vector = absl::string_view(name) == "clip_divisors";
+    std::vector<ShapeHandle> shapes;
+    TF_RETURN_IF_ERROR(c->input(name, &shapes));
     ShapeHandle unused;
-    TF_RETURN_IF_ERROR(About(c->WithRank(c->input(i++), vector ? 1 : 0, &unused),
-                             absl::StrCat(name, vector ? " must be a vector" : " must be a scalar")));
+    TF_RETURN_IF_ERROR(About(c->WithRank(shapes[0], 0, &unused),
+                             absl::StrCat(name, " must be a scalar")));
   }
   return absl::OkStatus();
 }
 
-absl::Status ScalarHyperparameters(InferenceContext* c) {
-  return Hyperparameters(c, c->num_inputs() - 4, {"lr", "rho", "momentum", "epsilon"});
+#define RMSPROP_NAME(name, ...) #name,
+const std::vector<const char*> kHyperparameters = {RMSPROP_HYPERPARAMETERS(RMSPROP_NAME)};
+const std::vector<const char*> kExtras = {RMSPROP_EXTRAS(RMSPROP_NAME)};
+#undef RMSPROP_NAME
+
+// The shape of the one input `name` (grad, indices, clip_divisors).
+absl::Status Input(InferenceContext* c, const char* name, ShapeHandle* shape) {
+  std::vector<ShapeHandle> shapes;
+  TF_RETURN_IF_ERROR(c->input(name, &shapes));
+  *shape = shapes[0];
+  return absl::OkStatus();
 }
 
 template <bool kCentered>
@@ -95,9 +107,11 @@ absl::Status DenseShapeFn(InferenceContext* c) {
   TF_RETURN_IF_ERROR(NumVariableInputs(c, kCentered, &n));
   ShapeHandle var_shape;
   TF_RETURN_IF_ERROR(MergeSlotShapes(c, kCentered, n, &var_shape));
-  TF_RETURN_IF_ERROR(About(c->Merge(var_shape, c->input(n), &var_shape),
+  ShapeHandle grad;
+  TF_RETURN_IF_ERROR(Input(c, "grad", &grad));
+  TF_RETURN_IF_ERROR(About(c->Merge(var_shape, grad, &var_shape),
                            "grad must have the shape of var"));
-  return ScalarHyperparameters(c);
+  return Scalars(c, kHyperparameters);
 }
 
 // grad is [len(indices)] + var.shape[1:].
@@ -107,9 +121,10 @@ absl::Status SparseShapeFn(InferenceContext* c) {
   TF_RETURN_IF_ERROR(NumVariableInputs(c, kCentered, &n));
   ShapeHandle var_shape;
   TF_RETURN_IF_ERROR(MergeSlotShapes(c, kCentered, n, &var_shape));
-  ShapeHandle grad = c->input(n);
-  ShapeHandle indices;
-  TF_RETURN_IF_ERROR(About(c->WithRank(c->input(n + 1), 1, &indices),
+  ShapeHandle grad, indices;
+  TF_RETURN_IF_ERROR(Input(c, "grad", &grad));
+  TF_RETURN_IF_ERROR(Input(c, "indices", &indices));
+  TF_RETURN_IF_ERROR(About(c->WithRank(indices, 1, &indices),
                            "indices must be a vector"));
   TF_RETURN_IF_ERROR(About(c->WithRankAtLeast(grad, 1, &grad),
                            "grad must have at least one dimension (the rows of indices)"));
@@ -125,12 +140,12 @@ absl::Status SparseShapeFn(InferenceContext* c) {
     TF_RETURN_IF_ERROR(About(c->Merge(var_row, grad_row, &merged),
                              "grad's rows must have the shape of var's rows"));
   }
-  return ScalarHyperparameters(c);
+  return Scalars(c, kHyperparameters);
 }
 
 // Every variable and slot of the grouped op has the shape of its gradient.
-// Inputs: var[N], mg[G], ms[N], mom[M], ema[E], grad[N], the four
-// hyperparameters, then the extras.
+// The resource inputs come first, in the blocks below (the registration's
+// order), each one per variable or empty.
 absl::Status GroupShapeFn(InferenceContext* c) {
   int n, num_mg, num_mom, num_ema;
   TF_RETURN_IF_ERROR(c->GetAttr("num_vars", &n));
@@ -142,42 +157,52 @@ absl::Status GroupShapeFn(InferenceContext* c) {
     return absl::InvalidArgumentError(
         "mom, mg and ema must be empty or have one slot per variable");
   }
-  // The blocks of resource inputs, in order, each one per variable or empty.
   const std::pair<const char*, int> blocks[] = {
       {"var", n}, {"mg", num_mg}, {"ms", n}, {"mom", num_mom}, {"ema", num_ema}};
-  const int num_resources = 2 * n + num_mg + num_mom + num_ema;
+  std::vector<ShapeHandle> grads;
+  TF_RETURN_IF_ERROR(c->input("grad", &grads));
   int r = 0;
   for (const auto& [name, size] : blocks) {
     for (int i = 0; i < size; ++i, ++r) {
       ShapeHandle merged;
       const bool is_var = absl::string_view(name) == "var";
       TF_RETURN_IF_ERROR(About(
-          c->Merge(HandleShape(c, r), c->input(num_resources + i), &merged),
+          c->Merge(HandleShape(c, r), grads[i], &merged),
           is_var ? absl::StrCat("grad[", i, "] must have the shape of var[", i, "]")
                  : absl::StrCat(name, "[", i, "] must have the shape of var[", i, "] and grad[",
                                 i, "]")));
     }
   }
-  return Hyperparameters(c, num_resources + n,
-                         {"lr", "rho", "momentum", "epsilon", "grad_divisor", "clip_multiplier",
-                          "clip_divisors", "clip_value", "weight_decay", "ema_momentum"});
+  TF_RETURN_IF_ERROR(Scalars(c, kHyperparameters));
+  TF_RETURN_IF_ERROR(Scalars(c, kExtras));
+  ShapeHandle clip_divisors;
+  TF_RETURN_IF_ERROR(Input(c, "clip_divisors", &clip_divisors));
+  return About(c->WithRank(clip_divisors, 1, &clip_divisors),
+               "clip_divisors must be a vector");
+}
+
+// The `T` attr: every dtype of dtypes.h, or its real ones.
+std::string TypeAttr(bool real_only) {
+  std::vector<std::string> names;
+#define RMSPROP_DTYPE_NAME(M, type, name, kind) \
+  if (!real_only || absl::string_view(#kind) == "REAL") names.push_back(#name);
+  RMSPROP_DTYPES(RMSPROP_DTYPE_NAME, )
+#undef RMSPROP_DTYPE_NAME
+  return absl::StrCat("T: {", absl::StrJoin(names, ", "), "}");
 }
 
 }  // namespace
 
-#define RMSPROP_HYPERPARAMETER_INPUTS \
-  Input("lr: double")                 \
-      .Input("rho: double")           \
-      .Input("momentum: double")      \
-      .Input("epsilon: double")
+#define RMSPROP_SCALAR_INPUT(name, ...) .Input(#name ": double")
+#define RMSPROP_HYPERPARAMETER_INPUTS RMSPROP_HYPERPARAMETERS(RMSPROP_SCALAR_INPUT)
 
 REGISTER_OP("FusedResourceApplyRMSProp")
     .Input("var: resource")
     .Input("ms: resource")
     .Input("mom: num_momentum_slots * resource")
     .Input("grad: T")
-    .RMSPROP_HYPERPARAMETER_INPUTS
-    .Attr("T: {half, bfloat16, float, double, complex64, complex128}")
+    RMSPROP_HYPERPARAMETER_INPUTS
+    .Attr(TypeAttr(/*real_only=*/false))
     .Attr("num_momentum_slots: int >= 0")
     .Attr("use_locking: bool = false")
     .Attr("epsilon_after_sqrt: bool = false")
@@ -199,8 +224,8 @@ REGISTER_OP("FusedResourceApplyCenteredRMSProp")
     .Input("ms: resource")
     .Input("mom: num_momentum_slots * resource")
     .Input("grad: T")
-    .RMSPROP_HYPERPARAMETER_INPUTS
-    .Attr("T: {half, bfloat16, float, double, complex64, complex128}")
+    RMSPROP_HYPERPARAMETER_INPUTS
+    .Attr(TypeAttr(/*real_only=*/false))
     .Attr("num_momentum_slots: int >= 0")
     .Attr("use_locking: bool = false")
     .Attr("epsilon_after_sqrt: bool = false")
@@ -216,8 +241,8 @@ REGISTER_OP("FusedResourceSparseApplyRMSProp")
     .Input("mom: num_momentum_slots * resource")
     .Input("grad: T")
     .Input("indices: Tindices")
-    .RMSPROP_HYPERPARAMETER_INPUTS
-    .Attr("T: {half, bfloat16, float, double, complex64, complex128}")
+    RMSPROP_HYPERPARAMETER_INPUTS
+    .Attr(TypeAttr(/*real_only=*/false))
     .Attr("Tindices: {int32, int64}")
     .Attr("num_momentum_slots: int >= 0")
     .Attr("use_locking: bool = false")
@@ -235,8 +260,8 @@ REGISTER_OP("FusedResourceSparseApplyCenteredRMSProp")
     .Input("mom: num_momentum_slots * resource")
     .Input("grad: T")
     .Input("indices: Tindices")
-    .RMSPROP_HYPERPARAMETER_INPUTS
-    .Attr("T: {half, bfloat16, float, double, complex64, complex128}")
+    RMSPROP_HYPERPARAMETER_INPUTS
+    .Attr(TypeAttr(/*real_only=*/false))
     .Attr("Tindices: {int32, int64}")
     .Attr("num_momentum_slots: int >= 0")
     .Attr("use_locking: bool = false")
@@ -253,14 +278,10 @@ REGISTER_OP("FusedResourceGroupApplyRMSProp")
     .Input("mom: num_momentum_slots * resource")
     .Input("ema: num_ema_slots * resource")
     .Input("grad: num_vars * T")
-    .RMSPROP_HYPERPARAMETER_INPUTS
-    .Input("grad_divisor: double")
-    .Input("clip_multiplier: double")
+    RMSPROP_HYPERPARAMETER_INPUTS
+    RMSPROP_EXTRAS(RMSPROP_SCALAR_INPUT)
     .Input("clip_divisors: double")
-    .Input("clip_value: double")
-    .Input("weight_decay: double")
-    .Input("ema_momentum: double")
-    .Attr("T: {half, bfloat16, float, double, complex64, complex128}")
+    .Attr(TypeAttr(/*real_only=*/false))
     .Attr("num_vars: int >= 1")
     .Attr("num_mg_slots: int >= 0")
     .Attr("num_momentum_slots: int >= 0")
@@ -290,12 +311,12 @@ REGISTER_OP("FusedGradientSquaredNorms")
     .Input("grad: N * T")
     .Input("divisor: double")
     .Output("squared_norms: double")
-    .Attr("T: {half, bfloat16, float, double}")
+    .Attr(TypeAttr(/*real_only=*/true))
     .Attr("N: int >= 1")
     .SetShapeFn([](InferenceContext* c) {
       int n;
       TF_RETURN_IF_ERROR(c->GetAttr("N", &n));
-      TF_RETURN_IF_ERROR(Hyperparameters(c, n, {"divisor"}));
+      TF_RETURN_IF_ERROR(Scalars(c, {"divisor"}));
       c->set_output(0, c->Vector(n));
       return absl::OkStatus();
     })

@@ -10,39 +10,17 @@
 // (lr*g)/sqrt(denom)) so that our results agree with the stock optimizer to
 // the last bit in float32; TensorFlow's ResourceApplyRMSProp writes
 // ms + (g^2-ms)*(1-rho), which differs by a few ulps.
-#ifndef RMSPROP_OP_CC_KERNELS_RMSPROP_MATH_H_
-#define RMSPROP_OP_CC_KERNELS_RMSPROP_MATH_H_
+#ifndef RMSPROP_OP_CC_KERNELS_COMMON_RMSPROP_MATH_H_
+#define RMSPROP_OP_CC_KERNELS_COMMON_RMSPROP_MATH_H_
 
 #include <cmath>
 #include <limits>
 #include <utility>
 
-#if defined(__CUDACC__)
-#define RMSPROP_HOST_DEVICE __host__ __device__ __forceinline__
-#else
-#define RMSPROP_HOST_DEVICE inline
-#endif
+#include "rmsprop_op/cc/kernels/common/hyperparameters.h"
+#include "rmsprop_op/cc/kernels/common/variant.h"
 
 namespace rmsprop_math {
-
-// Hyperparameters in the real type R of the compute type (float for half,
-// bfloat16, float and complex64 variables; double for double and
-// complex128). one_minus_rho is computed in double from rho by the caller,
-// as Keras does with its Python float.
-//
-// Epsilon goes under the root (Keras 3, TensorFlow's training ops) or after
-// it (tf_keras's RMSprop without momentum); the caller sets one of the two
-// and leaves the other 0, which changes no bit of the other placement
-// (x + 0 == x for the non-negative ms and the root) and keeps one loop body.
-template <typename R>
-struct Hyper {
-  R lr;
-  R rho;
-  R one_minus_rho;
-  R momentum;
-  R epsilon_in_sqrt;
-  R epsilon_after_sqrt;
-};
 
 // A complex number as TensorFlow's complex64 / complex128 store it (real,
 // imaginary). The same arithmetic on host and device, written with IEEE
@@ -191,12 +169,11 @@ RMSPROP_HOST_DEVICE C MomentumDelta(C step, C& mom, const Hyper<R>& h) {
   return mom;
 }
 
-// One element of the update, all four variants. kCentered and kMomentum are
-// compile-time so that every variant compiles to a branch-free loop body.
+// How far var moves, and the slots' new values, for the four slot variants.
 // C is the compute type (a real type, Complex<R>, or a vector of floats);
 // the hyperparameters are in its real type.
 template <bool kCentered, bool kMomentum, typename C, typename R>
-RMSPROP_HOST_DEVICE C UpdateElement(C g, C& ms, C& mg, C& mom,
+RMSPROP_HOST_DEVICE C VariableDelta(C g, C& ms, C& mg, C& mom,
                                     const Hyper<R>& h) {
   const C step = kCentered ? CenteredStep<C>(g, ms, mg, h)
                            : PlainStep<C>(g, ms, h);
@@ -215,49 +192,6 @@ RMSPROP_HOST_DEVICE Complex<R> CanonicalNaN(Complex<R> z) {
   return {CanonicalNaN(z.re), CanonicalNaN(z.im)};
 }
 
-// What an element update stores: UpdateElement's new slots and var - delta,
-// NaNs canonical. Every kernel stores through this.
-template <bool kCentered, bool kMomentum, typename C, typename R>
-RMSPROP_HOST_DEVICE void UpdateStored(C g, C& var, C& ms, C& mg, C& mom,
-                                      const Hyper<R>& h) {
-  const C delta = UpdateElement<kCentered, kMomentum, C>(g, ms, mg, mom, h);
-  var = CanonicalNaN(var - delta);
-  ms = CanonicalNaN(ms);
-  if (kCentered) mg = CanonicalNaN(mg);
-  if (kMomentum) mom = CanonicalNaN(mom);
-}
-
-// Keras's optimizer steps around the update, in the order Keras applies
-// them, fused into the same pass (the grouped op's extras):
-//   g   <- clip(((g / grad_divisor) * clip_multiplier) / clip_divisor,
-//               -clip_value, clip_value)
-//         (loss-scale unscaling; clipnorm's g*c/max(norm, c) or
-//         global_clipnorm's g*scale; clipvalue)
-//   var <- var - var * weight_decay * lr                       (when decay)
-//   var, slots <- UpdateStored                 (UpdateStoredWithExtras: these three)
-//   ema <- ema_momentum * ema + one_minus_ema_momentum * var   (UpdatedAverage)
-// Each gradient step is an exact no-op at its neutral value (1, 1, 1, +inf).
-// Real types only.
-template <typename R>
-struct Extras {
-  R grad_divisor;
-  R grad_multiplier;  // 1 / grad_divisor, for kMultiplyTransform
-  R clip_multiplier;
-  R clip_divisor;
-  R clip_value;
-  R weight_decay;
-  R ema_momentum;
-  R one_minus_ema_momentum;  // 1 - ema_momentum in R, as Keras computes it
-  bool decay;
-};
-
-// How a loop computes the gradient step, chosen per op so that neutral
-// divisions cost nothing: kNoTransform when every gradient step is neutral;
-// kMultiplyTransform when grad_divisor is a power of two and there is no
-// clip divisor (g / 2^k and g * 2^-k are the same real number, so they round
-// alike: the same bits as Keras's division); else kFullTransform.
-enum GradientTransform { kNoTransform, kMultiplyTransform, kFullTransform };
-
 // tf.clip_by_value's min(max(x, lo), hi) for x in [lo, hi] bounds; NaN stays NaN.
 template <typename C>
 RMSPROP_HOST_DEVICE C Clip(C x, C lo, C hi) {
@@ -265,6 +199,9 @@ RMSPROP_HOST_DEVICE C Clip(C x, C lo, C hi) {
   return x > hi ? hi : x;
 }
 
+// Keras's gradient steps, in its order: loss-scale unscaling; clipnorm's
+// g*c/max(norm, c) or global_clipnorm's g*scale; clipvalue. Each is an exact
+// no-op at its neutral value (1, 1, 1, +inf).
 template <int kTransform, typename C, typename R>
 RMSPROP_HOST_DEVICE C TransformedGradient(C g, const Extras<R>& x) {
   if (kTransform == kNoTransform) return g;
@@ -274,22 +211,34 @@ RMSPROP_HOST_DEVICE C TransformedGradient(C g, const Extras<R>& x) {
   return Clip<C>(scaled, C(-x.clip_value), C(x.clip_value));
 }
 
-// UpdateStored with the gradient and weight-decay steps before it; kDecay
-// is x.decay, fixed at compile time so that CPU loops vectorize.
-template <bool kCentered, bool kMomentum, int kTransform, bool kDecay,
-          typename C, typename R>
-RMSPROP_HOST_DEVICE void UpdateStoredWithExtras(C g, C& var, C& ms, C& mg,
-                                                C& mom, const Hyper<R>& h,
-                                                const Extras<R>& x) {
-  g = TransformedGradient<kTransform, C>(g, x);
-  if (kDecay) var = var - var * x.weight_decay * h.lr;
-  UpdateStored<kCentered, kMomentum, C>(g, var, ms, mg, mom, h);
-}
-
-// The EMA slot's new value from the updated var, as stored.
+// The EMA slot's new value from the updated var.
 template <typename C, typename R>
 RMSPROP_HOST_DEVICE C UpdatedAverage(C ema, C var, const Extras<R>& x) {
   return CanonicalNaN(x.ema_momentum * ema + x.one_minus_ema_momentum * var);
+}
+
+// One element of the update: what it stores, in the compute type, NaNs
+// canonical. Every kernel (CPU loops, SIMD lanes, CUDA) stores through this;
+// the variant V is compile-time so that every loop body is branch-free. With V::kExtras, Keras's steps around the update, in
+// Keras's order (real types only):
+//   g   <- TransformedGradient(g)
+//   var <- var - var * weight_decay * lr                        (V::kDecay)
+//   var, slots <- the update
+//   ema <- ema_momentum * ema + one_minus_ema_momentum * var    (V::kEma)
+// mg, mom and ema are read and written only where V has them.
+template <typename V, typename C, typename R>
+RMSPROP_HOST_DEVICE void UpdateElement(C g, C& var, C& ms, C& mg, C& mom, C& ema,
+                                       const Hyper<R>& h, const Extras<R>& x) {
+  if constexpr (V::kExtras) {
+    g = TransformedGradient<V::kTransform, C>(g, x);
+    if (V::kDecay) var = var - var * x.weight_decay * h.lr;
+  }
+  const C delta = VariableDelta<V::kCentered, V::kMomentum, C>(g, ms, mg, mom, h);
+  var = CanonicalNaN(var - delta);
+  ms = CanonicalNaN(ms);
+  if (V::kCentered) mg = CanonicalNaN(mg);
+  if (V::kMomentum) mom = CanonicalNaN(mom);
+  if constexpr (V::kEma) ema = UpdatedAverage<C>(ema, var, x);
 }
 
 // Whether d is a power of two whose reciprocal R holds as a normal number.
@@ -303,4 +252,4 @@ inline bool IsPowerOfTwo(R d) {
 
 }  // namespace rmsprop_math
 
-#endif  // RMSPROP_OP_CC_KERNELS_RMSPROP_MATH_H_
+#endif  // RMSPROP_OP_CC_KERNELS_COMMON_RMSPROP_MATH_H_

@@ -1,38 +1,19 @@
 // GPU functors of the fused RMSProp ops: TensorFlow's types mapped onto the
-// kernels of rmsprop_cuda_dense.cu.h and rmsprop_cuda_sparse.cu.h. Compiled by nvcc with the CUDA
-// toolkit's headers and none of TensorFlow's (see rmsprop_gpu_functors.h).
+// CUDA kernels of this folder. Compiled by nvcc with the CUDA toolkit's
+// headers and none of TensorFlow's (see gpu_functors.h).
 
-#include "rmsprop_op/cc/kernels/rmsprop_functors.h"
-#include "rmsprop_op/cc/kernels/rmsprop_gpu_functors.h"
-#include "rmsprop_op/cc/kernels/rmsprop_cuda_common.cu.h"
-#include "rmsprop_op/cc/kernels/rmsprop_cuda_dense.cu.h"
-#include "rmsprop_op/cc/kernels/rmsprop_cuda_norms.cu.h"
-#include "rmsprop_op/cc/kernels/rmsprop_cuda_sparse.cu.h"
+#include "rmsprop_op/cc/kernels/common/functors.h"
+#include "rmsprop_op/cc/kernels/cuda/cuda_common.cu.h"
+#include "rmsprop_op/cc/kernels/cuda/dense_kernel.cu.h"
+#include "rmsprop_op/cc/kernels/cuda/gpu_functors.h"
+#include "rmsprop_op/cc/kernels/cuda/norms_kernel.cu.h"
+#include "rmsprop_op/cc/kernels/cuda/sparse_kernel.cu.h"
 
 namespace rmsprop_op {
 namespace {
 
 using GPUDevice = Eigen::GpuDevice;
-
-// The CUDA type with the bits of each TensorFlow type.
-template <typename T>
-struct CudaTypeOf {
-  using type = T;
-};
-template <>
-struct CudaTypeOf<Eigen::half> {
-  using type = __half;
-};
-template <>
-struct CudaTypeOf<Eigen::bfloat16> {
-  using type = __nv_bfloat16;
-};
-template <typename R>
-struct CudaTypeOf<std::complex<R>> {
-  using type = rmsprop_math::Complex<R>;
-};
-template <typename T>
-using CudaType = typename CudaTypeOf<T>::type;
+using gpu::CudaType;
 
 DeviceStatus StatusOf(cudaError_t err, const char* step) {
   if (err == cudaSuccess) return {};
@@ -57,19 +38,14 @@ class TensorFlowScratch : public gpu::ScratchAllocator {
 
 template <typename T>
 DeviceStatus ApplyDense(const GPUDevice& d, const DenseUpdate<T>* updates,
-                        int num_updates, const HyperOf<T>& h) {
-  return StatusOf(gpu::LaunchDenseApply<CudaType<T>>(GpuStream(d), updates,
-                                                     num_updates, h),
-                  "the dense RMSProp update");
-}
-
-template <typename T>
-DeviceStatus ApplyDenseWithExtras(const GPUDevice& d, const DenseUpdate<T>* updates,
-                                  int num_updates, const HyperOf<T>& h,
-                                  const ExtrasOf<T>& x) {
-  return StatusOf(gpu::LaunchDenseApply<CudaType<T>>(GpuStream(d), updates,
-                                                     num_updates, h, &x),
-                  "the dense RMSProp update with extras");
+                        int num_updates, const HyperOf<T>& h, const ExtrasOf<T>* x,
+                        bool decay) {
+  const rmsprop_math::VariantChoice choice = updates[0].slots.Choice(x != nullptr, decay);
+  return StatusOf(gpu::LaunchDenseApply<CudaType<T>>(GpuStream(d), updates, num_updates, h,
+                                                     x != nullptr ? *x : ExtrasOf<T>{},
+                                                     choice),
+                  x != nullptr ? "the dense RMSProp update with extras"
+                               : "the dense RMSProp update");
 }
 
 template <typename T>
@@ -125,8 +101,8 @@ namespace functor {
   template <>                                                                \
   DeviceStatus DenseApplyRMSProp<GPUDevice, T>::operator()(                  \
       const GPUDevice& d, const DenseUpdate<T>* updates, int num_updates,    \
-      const HyperOf<T>& h) {                                                 \
-    return ApplyDense<T>(d, updates, num_updates, h);                        \
+      const HyperOf<T>& h, const ExtrasOf<T>* x, bool decay) {               \
+    return ApplyDense<T>(d, updates, num_updates, h, x, decay);              \
   }                                                                          \
   RMSPROP_DEFINE_GPU_SPARSE_FUNCTOR(T, int32_t)                              \
   RMSPROP_DEFINE_GPU_SPARSE_FUNCTOR(T, int64_t)
@@ -134,13 +110,7 @@ namespace functor {
 RMSPROP_FOR_EACH_DTYPE(RMSPROP_DEFINE_GPU_FUNCTORS)
 #undef RMSPROP_DEFINE_GPU_FUNCTORS
 
-#define RMSPROP_DEFINE_GPU_REAL_FUNCTORS(T)                                  \
-  template <>                                                                \
-  DeviceStatus DenseApplyRMSPropWithExtras<GPUDevice, T>::operator()(        \
-      const GPUDevice& d, const DenseUpdate<T>* updates, int num_updates,    \
-      const HyperOf<T>& h, const ExtrasOf<T>& x) {                           \
-    return ApplyDenseWithExtras<T>(d, updates, num_updates, h, x);           \
-  }                                                                          \
+#define RMSPROP_DEFINE_GPU_NORMS_FUNCTOR(T)                                  \
   template <>                                                                \
   DeviceStatus SquaredNorms<GPUDevice, T>::operator()(                       \
       const GPUDevice& d, const T* const* grads, const int64_t* sizes,       \
@@ -148,8 +118,8 @@ RMSPROP_FOR_EACH_DTYPE(RMSPROP_DEFINE_GPU_FUNCTORS)
     return SquaredNormsOf<T>(d, grads, sizes, num_grads, divisor, out);      \
   }
 
-RMSPROP_FOR_EACH_REAL_DTYPE(RMSPROP_DEFINE_GPU_REAL_FUNCTORS)
-#undef RMSPROP_DEFINE_GPU_REAL_FUNCTORS
+RMSPROP_FOR_EACH_REAL_DTYPE(RMSPROP_DEFINE_GPU_NORMS_FUNCTOR)
+#undef RMSPROP_DEFINE_GPU_NORMS_FUNCTOR
 #undef RMSPROP_DEFINE_GPU_SPARSE_FUNCTOR
 
 }  // namespace functor

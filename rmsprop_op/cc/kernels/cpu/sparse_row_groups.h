@@ -1,7 +1,7 @@
 // Grouping the positions of a sparse update's indices by row, for the CPU
 // functor: one update per distinct row, duplicates in position order.
-#ifndef RMSPROP_OP_CC_KERNELS_SPARSE_ROW_GROUPS_H_
-#define RMSPROP_OP_CC_KERNELS_SPARSE_ROW_GROUPS_H_
+#ifndef RMSPROP_OP_CC_KERNELS_CPU_SPARSE_ROW_GROUPS_H_
+#define RMSPROP_OP_CC_KERNELS_CPU_SPARSE_ROW_GROUPS_H_
 
 #include <cstdint>
 #include <memory>
@@ -79,4 +79,4 @@ inline RowGroups GroupPositionsByRow(const Tindex* indices, int64_t n,
 }  // namespace cpu
 }  // namespace rmsprop_op
 
-#endif  // RMSPROP_OP_CC_KERNELS_SPARSE_ROW_GROUPS_H_
+#endif  // RMSPROP_OP_CC_KERNELS_CPU_SPARSE_ROW_GROUPS_H_

@@ -1,17 +1,17 @@
 // The CUDA kernels of FusedGradientSquaredNorms and their launcher: the
-// same sums, in the same order, as the CPU's (rmsprop_cpu_loops.h's
-// SumOfSquaresBody), so that both devices give the same bits.
-#ifndef RMSPROP_OP_CC_KERNELS_RMSPROP_CUDA_NORMS_CU_H_
-#define RMSPROP_OP_CC_KERNELS_RMSPROP_CUDA_NORMS_CU_H_
+// same sums, in the same order, as the CPU's (cpu/squared_norms.h), so that
+// both devices give the same bits.
+#ifndef RMSPROP_OP_CC_KERNELS_CUDA_NORMS_KERNEL_CU_H_
+#define RMSPROP_OP_CC_KERNELS_CUDA_NORMS_KERNEL_CU_H_
 
 #include <cuda_runtime.h>
 
 #include <algorithm>
 #include <cstdint>
 
-#include "rmsprop_op/cc/kernels/flushed_double.h"
-#include "rmsprop_op/cc/kernels/rmsprop_cuda_common.cu.h"
-#include "rmsprop_op/cc/kernels/rmsprop_functors.h"
+#include "rmsprop_op/cc/kernels/common/flushed_double.h"
+#include "rmsprop_op/cc/kernels/common/functors.h"
+#include "rmsprop_op/cc/kernels/cuda/cuda_common.cu.h"
 
 namespace rmsprop_op {
 namespace gpu {
@@ -144,4 +144,4 @@ cudaError_t LaunchSquaredNorms(cudaStream_t stream, ScratchAllocator* scratch,
 }  // namespace gpu
 }  // namespace rmsprop_op
 
-#endif  // RMSPROP_OP_CC_KERNELS_RMSPROP_CUDA_NORMS_CU_H_
+#endif  // RMSPROP_OP_CC_KERNELS_CUDA_NORMS_KERNEL_CU_H_

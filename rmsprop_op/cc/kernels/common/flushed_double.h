@@ -9,14 +9,14 @@
 // i.e. when, rounded to 53 bits with an unbounded exponent, it is below the
 // smallest normal. Plain doubles in host code, so that tests can compare it
 // with the processor's own flushing.
-#ifndef RMSPROP_OP_CC_KERNELS_FLUSHED_DOUBLE_H_
-#define RMSPROP_OP_CC_KERNELS_FLUSHED_DOUBLE_H_
+#ifndef RMSPROP_OP_CC_KERNELS_COMMON_FLUSHED_DOUBLE_H_
+#define RMSPROP_OP_CC_KERNELS_COMMON_FLUSHED_DOUBLE_H_
 
 #include <cfloat>
 #include <cmath>
 #include <limits>
 
-#include "rmsprop_op/cc/kernels/rmsprop_math.h"
+#include "rmsprop_op/cc/kernels/common/rmsprop_math.h"
 
 namespace rmsprop_math {
 
@@ -110,4 +110,4 @@ RMSPROP_HOST_DEVICE FlushedDouble CanonicalNaN(FlushedDouble x) {
 
 }  // namespace rmsprop_math
 
-#endif  // RMSPROP_OP_CC_KERNELS_FLUSHED_DOUBLE_H_
+#endif  // RMSPROP_OP_CC_KERNELS_COMMON_FLUSHED_DOUBLE_H_

@@ -1,21 +1,21 @@
-// The GPU specializations of the device functors (rmsprop_functors.h).
+// The GPU specializations of the device functors (common/functors.h).
 //
-// The GPU library is built in two halves: rmsprop_gpu_functors.cu.cc,
-// compiled by nvcc without TensorFlow's headers, defines the functors, and
-// rmsprop_gpu_registrations.cc, compiled by the host compiler against TensorFlow,
+// The GPU library is built in two halves: gpu_functors.cu.cc, compiled by
+// nvcc without TensorFlow's headers, defines the functors, and
+// gpu_kernels.cc, compiled by the host compiler against TensorFlow,
 // registers the kernels that call them. This header is all the two share.
 // Eigen's GpuDevice is only named here: its full definition depends on the
 // CUDA headers TensorFlow was built with, so only the host half reads it and
 // hands the CUDA half the three things it needs, below.
-#ifndef RMSPROP_OP_CC_KERNELS_RMSPROP_GPU_FUNCTORS_H_
-#define RMSPROP_OP_CC_KERNELS_RMSPROP_GPU_FUNCTORS_H_
+#ifndef RMSPROP_OP_CC_KERNELS_CUDA_GPU_FUNCTORS_H_
+#define RMSPROP_OP_CC_KERNELS_CUDA_GPU_FUNCTORS_H_
 
 #include <cuda_runtime_api.h>
 
 #include <cstddef>
 #include <cstdint>
 
-#include "rmsprop_op/cc/kernels/rmsprop_functors.h"
+#include "rmsprop_op/cc/kernels/common/functors.h"
 
 namespace Eigen {
 struct GpuDevice;
@@ -38,7 +38,7 @@ namespace functor {
 // Where a sparse update on a GPU leaves its answer.
 constexpr uint64_t kNoBadIndex = ~uint64_t{0};
 
-// The sparse update of SparseApplyRMSProp (rmsprop_functors.h), enqueued on
+// The sparse update of SparseApplyRMSProp (common/functors.h), enqueued on
 // the op's stream without waiting: when the stream reaches its end,
 // *host_first_bad (pinned host memory) holds kNoBadIndex or, with nothing
 // written, the position of the first index outside [0, num_rows).
@@ -63,28 +63,25 @@ struct EnqueueSparseApplyRMSProp {
   template <>                                                               \
   DeviceStatus DenseApplyRMSProp<Eigen::GpuDevice, T>::operator()(          \
       const Eigen::GpuDevice& d, const DenseUpdate<T>* updates,             \
-      int num_updates, const HyperOf<T>& h);                                \
+      int num_updates, const HyperOf<T>& h, const ExtrasOf<T>* x,           \
+      bool decay);                                                          \
   RMSPROP_DECLARE_GPU_SPARSE_FUNCTOR(T, int32_t);                           \
   RMSPROP_DECLARE_GPU_SPARSE_FUNCTOR(T, int64_t);
 
 RMSPROP_FOR_EACH_DTYPE(RMSPROP_DECLARE_GPU_FUNCTORS)
 #undef RMSPROP_DECLARE_GPU_FUNCTORS
 
-#define RMSPROP_DECLARE_GPU_REAL_FUNCTORS(T)                                \
-  template <>                                                               \
-  DeviceStatus DenseApplyRMSPropWithExtras<Eigen::GpuDevice, T>::operator()( \
-      const Eigen::GpuDevice& d, const DenseUpdate<T>* updates,             \
-      int num_updates, const HyperOf<T>& h, const ExtrasOf<T>& x);          \
+#define RMSPROP_DECLARE_GPU_NORMS_FUNCTOR(T)                                \
   template <>                                                               \
   DeviceStatus SquaredNorms<Eigen::GpuDevice, T>::operator()(               \
       const Eigen::GpuDevice& d, const T* const* grads,                     \
       const int64_t* sizes, int num_grads, double divisor, double* out);
 
-RMSPROP_FOR_EACH_REAL_DTYPE(RMSPROP_DECLARE_GPU_REAL_FUNCTORS)
-#undef RMSPROP_DECLARE_GPU_REAL_FUNCTORS
+RMSPROP_FOR_EACH_REAL_DTYPE(RMSPROP_DECLARE_GPU_NORMS_FUNCTOR)
+#undef RMSPROP_DECLARE_GPU_NORMS_FUNCTOR
 #undef RMSPROP_DECLARE_GPU_SPARSE_FUNCTOR
 
 }  // namespace functor
 }  // namespace rmsprop_op
 
-#endif  // RMSPROP_OP_CC_KERNELS_RMSPROP_GPU_FUNCTORS_H_
+#endif  // RMSPROP_OP_CC_KERNELS_CUDA_GPU_FUNCTORS_H_

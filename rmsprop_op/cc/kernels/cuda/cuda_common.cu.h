@@ -1,9 +1,9 @@
 // What the CUDA kernels of the fused RMSProp updates share: storage and
 // compute types, vector loads and stores, one element's update, launch sizes.
-// The kernels themselves are in rmsprop_cuda_dense.cu.h and
-// rmsprop_cuda_sparse.cu.h.
+// The kernels themselves are in dense_kernel.cu.h, sparse_kernel.cu.h and
+// norms_kernel.cu.h.
 //
-// No TensorFlow here: the op library (rmsprop_gpu_functors.cu.cc) and the
+// No TensorFlow here: the op library (gpu_functors.cu.cc) and the
 // standalone checker (gpu_check/) include this same header, so the checker
 // exercises exactly the code the ops run. Variables are stored as float,
 // double, __half, __nv_bfloat16 or rmsprop_math::Complex; arithmetic is in
@@ -13,21 +13,23 @@
 // Must be compiled by nvcc with -fmad=false (tools/tf_build_flags.py), so
 // that every multiply and add rounds separately as in the CPU kernels; with
 // IEEE division and sqrt, results then match the CPU kernels bit for bit.
-#ifndef RMSPROP_OP_CC_KERNELS_RMSPROP_CUDA_COMMON_CU_H_
-#define RMSPROP_OP_CC_KERNELS_RMSPROP_CUDA_COMMON_CU_H_
+#ifndef RMSPROP_OP_CC_KERNELS_CUDA_CUDA_COMMON_CU_H_
+#define RMSPROP_OP_CC_KERNELS_CUDA_CUDA_COMMON_CU_H_
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <complex>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
 
-#include "rmsprop_op/cc/kernels/flushed_double.h"
-#include "rmsprop_op/cc/kernels/rmsprop_functors.h"
-#include "rmsprop_op/cc/kernels/rmsprop_math.h"
+#include "rmsprop_op/cc/kernels/common/flushed_double.h"
+#include "rmsprop_op/cc/kernels/common/functors.h"
+#include "rmsprop_op/cc/kernels/common/rmsprop_math.h"
+#include "rmsprop_op/cc/kernels/common/variant.h"
 
 namespace rmsprop_op {
 namespace gpu {
@@ -43,6 +45,28 @@ class ScratchAllocator {
   virtual void* Allocate(size_t bytes) = 0;
   virtual void Free(void* buffer) = 0;
 };
+
+// A dtype on the GPU: the CUDA type with the bits of each TensorFlow type
+// (Eigen's types are only declared here), and the conversions between it
+// and its compute type.
+template <typename T>
+struct CudaTypeOf {
+  using type = T;
+};
+template <>
+struct CudaTypeOf<Eigen::half> {
+  using type = __half;
+};
+template <>
+struct CudaTypeOf<Eigen::bfloat16> {
+  using type = __nv_bfloat16;
+};
+template <typename R>
+struct CudaTypeOf<std::complex<R>> {
+  using type = rmsprop_math::Complex<R>;
+};
+template <typename T>
+using CudaType = typename CudaTypeOf<T>::type;
 
 // Conversions between the storage type and the compute type. Host and device,
 // so that the checker's CPU reference rounds the same way.
@@ -116,25 +140,11 @@ __device__ __forceinline__ double FromDevice(rmsprop_math::FlushedDouble x) {
   return x;
 }
 
-template <typename T>
-__device__ __forceinline__ rmsprop_math::Hyper<DeviceReal<T>> ToDevice(
-    const HyperOf<T>& h) {
-  using R = DeviceReal<T>;
-  return {R(h.lr), R(h.rho), R(h.one_minus_rho), R(h.momentum),
-          R(h.epsilon_in_sqrt), R(h.epsilon_after_sqrt)};
-}
-
-// The extras of one dense update (rmsprop_math::Extras) in the device's
-// compute reals, with the update's own clipnorm divisor.
-template <typename T>
-__device__ __forceinline__ rmsprop_math::Extras<DeviceReal<T>> ToDeviceExtras(
-    const ExtrasOf<T>& x, double clip_divisor) {
-  using R = DeviceReal<T>;
-  using HostR = decltype(x.clip_divisor);
-  return {R(x.grad_divisor),  R(x.grad_multiplier), R(x.clip_multiplier),
-          R(static_cast<HostR>(clip_divisor)), R(x.clip_value),
-          R(x.weight_decay),  R(x.ema_momentum),
-          R(x.one_minus_ema_momentum), x.decay};
+// The hyperparameters and extras in the device's compute reals.
+template <typename T, typename Host>
+__device__ __forceinline__ auto ToDeviceReals(const Host& host) {
+  return rmsprop_math::ConvertAll<DeviceReal<T>>(
+      host, [](typename RealOf<ComputeType<T>>::type v) { return DeviceReal<T>(v); });
 }
 
 // Kernel parameters read in place, not copied to local memory (sm_70+).
@@ -193,64 +203,46 @@ __device__ __forceinline__ void StorePack(T* p, const Pack<T, kN>& in) {
   }
 }
 
-// Updates kN consecutive elements at `offset` with the gradients g (already
-// in the compute type); with kExtras, Keras's steps around the update too
-// (`x`, and the EMA slot when slots.ema is set). Every load is issued before
+// Updates kN consecutive elements at `offset` of the variant V with the
+// gradients g (already in the compute type). Every load is issued before
 // the first store: the compiler cannot know that the slots do not alias, and
 // loads in flight together are what keeps memory busy.
-template <typename T, int kN, bool kCentered, bool kMomentum, bool kExtras = false>
+template <typename V, typename T, int kN>
 __device__ __forceinline__ void UpdatePack(
-    const SlotPointers<T>& slots, int64_t offset,
-    const DeviceCompute<T> (&g)[kN], const HyperOf<T>& host_h,
-    const rmsprop_math::Extras<DeviceReal<T>>* x = nullptr) {
+    const SlotPointers<T>& slots, int64_t offset, const DeviceCompute<T> (&g)[kN],
+    const rmsprop_math::Hyper<DeviceReal<T>>& h,
+    const rmsprop_math::Extras<DeviceReal<T>>& x) {
   using C = DeviceCompute<T>;
-  const rmsprop_math::Hyper<DeviceReal<T>> h = ToDevice<T>(host_h);
-  const bool has_ema = kExtras && slots.ema != nullptr;
   Pack<T, kN> var = LoadPack<T, kN>(slots.var + offset);
   Pack<T, kN> ms = LoadPack<T, kN>(slots.ms + offset);
   Pack<T, kN> mg;
   Pack<T, kN> mom;
   Pack<T, kN> ema;
-  if constexpr (kCentered) mg = LoadPack<T, kN>(slots.mg + offset);
-  if constexpr (kMomentum) mom = LoadPack<T, kN>(slots.mom + offset);
-  if (has_ema) ema = LoadPack<T, kN>(slots.ema + offset);
+  if constexpr (V::kCentered) mg = LoadPack<T, kN>(slots.mg + offset);
+  if constexpr (V::kMomentum) mom = LoadPack<T, kN>(slots.mom + offset);
+  if constexpr (V::kEma) ema = LoadPack<T, kN>(slots.ema + offset);
 #pragma unroll
   for (int e = 0; e < kN; ++e) {
+    C var_e = ToDevice(ToCompute(var.v[e]));
     C ms_e = ToDevice(ToCompute(ms.v[e]));
     C mg_e = C(0);
     C mom_e = C(0);
-    if constexpr (kCentered) mg_e = ToDevice(ToCompute(mg.v[e]));
-    if constexpr (kMomentum) mom_e = ToDevice(ToCompute(mom.v[e]));
-    C var_e = ToDevice(ToCompute(var.v[e]));
-    if constexpr (kExtras) {
-      // Memory-bound: the general gradient step costs nothing over the others.
-      if (x->decay) {
-        rmsprop_math::UpdateStoredWithExtras<kCentered, kMomentum,
-                                             rmsprop_math::kFullTransform, true, C>(
-            g[e], var_e, ms_e, mg_e, mom_e, h, *x);
-      } else {
-        rmsprop_math::UpdateStoredWithExtras<kCentered, kMomentum,
-                                             rmsprop_math::kFullTransform, false, C>(
-            g[e], var_e, ms_e, mg_e, mom_e, h, *x);
-      }
-      if (has_ema) {
-        const C ema_e = rmsprop_math::UpdatedAverage<C>(ToDevice(ToCompute(ema.v[e])), var_e, *x);
-        ema.v[e] = FromCompute<T>(FromDevice(ema_e));
-      }
-    } else {
-      rmsprop_math::UpdateStored<kCentered, kMomentum, C>(g[e], var_e, ms_e,
-                                                          mg_e, mom_e, h);
-    }
+    C ema_e = C(0);
+    if constexpr (V::kCentered) mg_e = ToDevice(ToCompute(mg.v[e]));
+    if constexpr (V::kMomentum) mom_e = ToDevice(ToCompute(mom.v[e]));
+    if constexpr (V::kEma) ema_e = ToDevice(ToCompute(ema.v[e]));
+    rmsprop_math::UpdateElement<V, C>(g[e], var_e, ms_e, mg_e, mom_e, ema_e, h, x);
     var.v[e] = FromCompute<T>(FromDevice(var_e));
     ms.v[e] = FromCompute<T>(FromDevice(ms_e));
-    if constexpr (kCentered) mg.v[e] = FromCompute<T>(FromDevice(mg_e));
-    if constexpr (kMomentum) mom.v[e] = FromCompute<T>(FromDevice(mom_e));
+    if constexpr (V::kCentered) mg.v[e] = FromCompute<T>(FromDevice(mg_e));
+    if constexpr (V::kMomentum) mom.v[e] = FromCompute<T>(FromDevice(mom_e));
+    if constexpr (V::kEma) ema.v[e] = FromCompute<T>(FromDevice(ema_e));
   }
   StorePack<T, kN>(slots.var + offset, var);
   StorePack<T, kN>(slots.ms + offset, ms);
-  if constexpr (kCentered) StorePack<T, kN>(slots.mg + offset, mg);
-  if constexpr (kMomentum) StorePack<T, kN>(slots.mom + offset, mom);
-  if (has_ema) StorePack<T, kN>(slots.ema + offset, ema);
+  if constexpr (V::kCentered) StorePack<T, kN>(slots.mg + offset, mg);
+  if constexpr (V::kMomentum) StorePack<T, kN>(slots.mom + offset, mom);
+  if constexpr (V::kEma) StorePack<T, kN>(slots.ema + offset, ema);
 }
 
 template <typename T, int kN>
@@ -261,13 +253,14 @@ __device__ __forceinline__ void LoadGradient(const T* grad,
   for (int e = 0; e < kN; ++e) g[e] = ToDevice(ToCompute(p.v[e]));
 }
 
-template <typename T, bool kCentered, bool kMomentum, bool kExtras = false>
-__device__ __forceinline__ void UpdateOne(
-    const SlotPointers<T>& slots, const T* grad, int64_t i, const HyperOf<T>& h,
-    const rmsprop_math::Extras<DeviceReal<T>>* x = nullptr) {
+template <typename V, typename T>
+__device__ __forceinline__ void UpdateOne(const SlotPointers<T>& slots, const T* grad,
+                                          int64_t i,
+                                          const rmsprop_math::Hyper<DeviceReal<T>>& h,
+                                          const rmsprop_math::Extras<DeviceReal<T>>& x) {
   DeviceCompute<T> g[1];
   LoadGradient<T, 1>(grad + i, g);
-  UpdatePack<T, 1, kCentered, kMomentum, kExtras>(slots, i, g, h, x);
+  UpdatePack<V, T, 1>(slots, i, g, h, x);
 }
 
 // The number of blocks of `threads` threads the current device holds at once:
@@ -303,4 +296,4 @@ SlotPointers<D> AsDevice(const SlotPointers<T>& s) {
 }  // namespace gpu
 }  // namespace rmsprop_op
 
-#endif  // RMSPROP_OP_CC_KERNELS_RMSPROP_CUDA_COMMON_CU_H_
+#endif  // RMSPROP_OP_CC_KERNELS_CUDA_CUDA_COMMON_CU_H_

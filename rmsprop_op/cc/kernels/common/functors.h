@@ -1,60 +1,15 @@
 // Device functors of the fused RMSProp ops, declared once for CPU and GPU.
-#ifndef RMSPROP_OP_CC_KERNELS_RMSPROP_FUNCTORS_H_
-#define RMSPROP_OP_CC_KERNELS_RMSPROP_FUNCTORS_H_
+#ifndef RMSPROP_OP_CC_KERNELS_COMMON_FUNCTORS_H_
+#define RMSPROP_OP_CC_KERNELS_COMMON_FUNCTORS_H_
 
 #include <complex>
 #include <cstdint>
 
-#include "rmsprop_op/cc/kernels/rmsprop_math.h"
-
-// Every variable dtype of the ops, once: M(type) for each, for the kernel
-// registrations and the GPU functors. The ops' `T` attr
-// (cc/ops/rmsprop_ops.cc) lists the same dtypes by TensorFlow's names.
-#define RMSPROP_FOR_EACH_DTYPE(M)                                    \
-  M(Eigen::half) M(Eigen::bfloat16) M(float) M(double)               \
-  M(std::complex<float>) M(std::complex<double>)
-
-// The dtypes of the extras and of the squared norms.
-#define RMSPROP_FOR_EACH_REAL_DTYPE(M) \
-  M(Eigen::half) M(Eigen::bfloat16) M(float) M(double)
+#include "rmsprop_op/cc/kernels/common/dtypes.h"
+#include "rmsprop_op/cc/kernels/common/rmsprop_math.h"
+#include "rmsprop_op/cc/kernels/common/variant.h"
 
 namespace rmsprop_op {
-
-// Half-precision variables are updated in float and rounded once; complex
-// ones in rmsprop_math::Complex, whose bits are those of std::complex.
-template <typename T>
-struct ComputeTypeOf {
-  using type = float;
-};
-template <>
-struct ComputeTypeOf<double> {
-  using type = double;
-};
-template <typename R>
-struct ComputeTypeOf<std::complex<R>> {
-  using type = rmsprop_math::Complex<R>;
-};
-template <typename R>
-struct ComputeTypeOf<rmsprop_math::Complex<R>> {
-  using type = rmsprop_math::Complex<R>;
-};
-template <typename T>
-using ComputeType = typename ComputeTypeOf<T>::type;
-
-// The real type of a compute type: the type of the hyperparameters.
-template <typename C>
-struct RealOf {
-  using type = C;
-};
-template <typename R>
-struct RealOf<rmsprop_math::Complex<R>> {
-  using type = R;
-};
-
-template <typename T>
-using HyperOf = rmsprop_math::Hyper<typename RealOf<ComputeType<T>>::type>;
-template <typename T>
-using ExtrasOf = rmsprop_math::Extras<typename RealOf<ComputeType<T>>::type>;
 
 // The buffers one update writes; mg and mom are null when the update is not
 // centered or has no momentum slot, ema without an EMA slot (the grouped
@@ -71,6 +26,18 @@ struct SlotPointers {
   SlotPointers At(int64_t offset) const {
     return {var + offset, ms + offset, mg ? mg + offset : nullptr,
             mom ? mom + offset : nullptr, ema ? ema + offset : nullptr};
+  }
+
+  // The variant these slots call for; with `extras`, Keras's steps around
+  // the update, the weights decaying with `decay`.
+  rmsprop_math::VariantChoice Choice(bool extras = false, bool decay = false) const {
+    rmsprop_math::VariantChoice choice;
+    choice.centered = mg != nullptr;
+    choice.momentum = mom != nullptr;
+    choice.extras = extras;
+    choice.ema = extras && ema != nullptr;
+    choice.decay = extras && decay;
+    return choice;
   }
 };
 
@@ -98,8 +65,7 @@ struct DeviceStatus {
 };
 
 // The blocks of the squared norms: kNormLanes x kNormRows elements each,
-// summed on their own in a fixed order (rmsprop_cpu_loops.h's
-// SumOfSquaresBody), the block sums of a gradient then added in order.
+// summed on their own in a fixed order (cpu/squared_norms.h), , the block sums of a gradient then added in order.
 constexpr int kNormLanes = 256;
 constexpr int kNormRows = 64;
 constexpr int64_t kNormBlock = int64_t{kNormLanes} * kNormRows;
@@ -108,21 +74,14 @@ namespace functor {
 
 // Updates every element of one or more variables (the grouped op passes
 // many). All updates share the hyperparameters and the centered/momentum
-// choice.
+// choice. With `x` (real dtypes), Keras's steps around the update run in the
+// same pass (rmsprop_math::UpdateElement; each update's clip_divisor replaces
+// the extras'), the weights decaying with `decay`.
 template <typename Device, typename T>
 struct DenseApplyRMSProp {
   DeviceStatus operator()(const Device& d, const DenseUpdate<T>* updates,
-                          int num_updates, const HyperOf<T>& h);
-};
-
-// DenseApplyRMSProp with Keras's steps around the update fused into the same
-// pass (rmsprop_math::Extras; each update's clip_divisor replaces the
-// extras'). Real dtypes.
-template <typename Device, typename T>
-struct DenseApplyRMSPropWithExtras {
-  DeviceStatus operator()(const Device& d, const DenseUpdate<T>* updates,
                           int num_updates, const HyperOf<T>& h,
-                          const ExtrasOf<T>& x);
+                          const ExtrasOf<T>* x, bool decay);
 };
 
 // Sums of squares of `num_grads` gradients, each element divided by
@@ -141,7 +100,7 @@ struct SquaredNorms {
 // index-position order before the update. Returns -1 on success or, without
 // writing anything, the position of the first index outside [0, num_rows).
 // CPU only: on a GPU the update is enqueued and its answer arrives later
-// (EnqueueSparseApplyRMSProp, rmsprop_gpu_functors.h).
+// (EnqueueSparseApplyRMSProp, cuda/gpu_functors.h).
 template <typename Device, typename T, typename Tindex>
 struct SparseApplyRMSProp {
   int64_t operator()(const Device& d, const SlotPointers<T>& slots,
@@ -152,4 +111,4 @@ struct SparseApplyRMSProp {
 }  // namespace functor
 }  // namespace rmsprop_op
 
-#endif  // RMSPROP_OP_CC_KERNELS_RMSPROP_FUNCTORS_H_
+#endif  // RMSPROP_OP_CC_KERNELS_COMMON_FUNCTORS_H_

@@ -1,8 +1,8 @@
 // CPU functors and kernel registrations of the fused RMSProp ops.
 //
 // Work is split over TensorFlow's intra-op thread pool (no threads of our
-// own); each shard runs the element loop of rmsprop_cpu_loops.h chosen for
-// this processor.
+// own); each shard runs the element loop of element_loops.h chosen for this
+// processor and variant.
 #define EIGEN_USE_THREADS
 
 #include <algorithm>
@@ -11,11 +11,14 @@
 #include <numeric>
 #include <vector>
 
-#include "rmsprop_op/cc/kernels/rmsprop_cpu_loops.h"
-#include "rmsprop_op/cc/kernels/rmsprop_functors.h"
-#include "rmsprop_op/cc/kernels/rmsprop_op_kernels.h"
-#include "rmsprop_op/cc/kernels/sparse_row_groups.h"
-#include "rmsprop_op/cc/kernels/variable_access.h"
+#include "rmsprop_op/cc/kernels/common/functors.h"
+#include "rmsprop_op/cc/kernels/common/kernel_registration.h"
+#include "rmsprop_op/cc/kernels/common/op_kernels.h"
+#include "rmsprop_op/cc/kernels/common/variable_access.h"
+#include "rmsprop_op/cc/kernels/cpu/cost_model.h"
+#include "rmsprop_op/cc/kernels/cpu/element_loops.h"
+#include "rmsprop_op/cc/kernels/cpu/sparse_row_groups.h"
+#include "rmsprop_op/cc/kernels/cpu/squared_norms.h"
 #include "tensorflow/core/framework/op_kernel.h"
 #include "tensorflow/core/framework/register_types.h"
 #include "unsupported/Eigen/CXX11/Tensor"
@@ -70,47 +73,44 @@ void ShardUpdates(const CPUDevice& d, const DenseUpdate<T>* updates,
                 });
 }
 
+// The gradient step's loop (rmsprop_math::GradientTransform) for these
+// extras: neutral steps cost nothing, a power-of-two loss scale without clip
+// divisors multiplies.
+template <typename R>
+int GradientTransformOf(const std::vector<rmsprop_math::Extras<R>>& extras) {
+  const rmsprop_math::Extras<R>& x = extras[0];
+  const bool no_clip_divisors =
+      std::all_of(extras.begin(), extras.end(),
+                  [](const rmsprop_math::Extras<R>& e) { return e.clip_divisor == R(1); });
+  if (no_clip_divisors && x.grad_divisor == R(1) && x.clip_multiplier == R(1) &&
+      std::isinf(x.clip_value)) {
+    return rmsprop_math::kNoTransform;
+  }
+  return no_clip_divisors && rmsprop_math::IsPowerOfTwo(x.grad_divisor)
+             ? rmsprop_math::kMultiplyTransform
+             : rmsprop_math::kFullTransform;
+}
+
 template <typename T>
 struct DenseApplyRMSProp<CPUDevice, T> {
   DeviceStatus operator()(const CPUDevice& d, const DenseUpdate<T>* updates,
-                          int num_updates, const HyperOf<T>& h) {
-    const SlotPointers<T>& first = updates[0].slots;
-    const UpdateRangeFn<T, T> update_range =
-        SelectUpdateRange<T, T>(first.mg != nullptr, first.mom != nullptr);
-    const ExtrasOf<T> unused = {};
-    ShardUpdates(d, updates, num_updates, [&](int i, int64_t lo, int64_t hi) {
-      update_range(updates[i].slots, updates[i].grad, lo, hi, h, unused);
-    });
-    return {};
-  }
-};
-
-template <typename T>
-struct DenseApplyRMSPropWithExtras<CPUDevice, T> {
-  DeviceStatus operator()(const CPUDevice& d, const DenseUpdate<T>* updates,
                           int num_updates, const HyperOf<T>& h,
-                          const ExtrasOf<T>& x) {
-    const SlotPointers<T>& first = updates[0].slots;
-    using R = decltype(x.clip_divisor);
-    std::vector<ExtrasOf<T>> extras(num_updates, x);
-    bool neutral = x.grad_divisor == R(1) && x.clip_multiplier == R(1) &&
-                   std::isinf(x.clip_value);
-    for (int i = 0; i < num_updates; ++i) {
-      extras[i].clip_divisor = static_cast<R>(updates[i].clip_divisor);
-      neutral = neutral && extras[i].clip_divisor == R(1);
+                          const ExtrasOf<T>* x, bool decay) {
+    rmsprop_math::VariantChoice choice = updates[0].slots.Choice(x != nullptr, decay);
+    std::vector<ExtrasOf<T>> extras;
+    if (x != nullptr) {
+      extras.assign(num_updates, *x);
+      using R = decltype(x->clip_divisor);
+      for (int i = 0; i < num_updates; ++i) {
+        extras[i].clip_divisor = static_cast<R>(updates[i].clip_divisor);
+      }
+      choice.transform = GradientTransformOf(extras);
     }
-    const bool multiply = rmsprop_math::IsPowerOfTwo(x.grad_divisor) &&
-                          std::all_of(extras.begin(), extras.end(), [](const ExtrasOf<T>& e) {
-                            return e.clip_divisor == R(1);
-                          });
-    const int transform = neutral    ? rmsprop_math::kNoTransform
-                          : multiply ? rmsprop_math::kMultiplyTransform
-                                     : rmsprop_math::kFullTransform;
-    const UpdateRangeFn<T, T> update_range = SelectUpdateRange<T, T>(
-        first.mg != nullptr, first.mom != nullptr, /*extras=*/true, transform,
-        first.ema != nullptr);
+    const UpdateRangeFn<T, T> update_range = SelectUpdateRange<T, T>(choice);
+    const ExtrasOf<T> none = {};
     ShardUpdates(d, updates, num_updates, [&](int i, int64_t lo, int64_t hi) {
-      update_range(updates[i].slots, updates[i].grad, lo, hi, h, extras[i]);
+      update_range(updates[i].slots, updates[i].grad, lo, hi, h,
+                   x != nullptr ? extras[i] : none);
     });
     return {};
   }
@@ -194,11 +194,8 @@ struct SparseApplyRMSProp<CPUDevice, T, Tindex> {
                           const std::vector<int64_t>& starts,
                           PositionAt position_at, int64_t row_size,
                           const HyperOf<T>& h) {
-    const bool centered = slots.mg != nullptr;
-    const bool momentum = slots.mom != nullptr;
-    const UpdateRangeFn<T, T> update_row = SelectUpdateRange<T, T>(centered, momentum);
-    const UpdateRangeFn<T, C> update_summed_row =
-        SelectUpdateRange<T, C>(centered, momentum);
+    const UpdateRangeFn<T, T> update_row = SelectUpdateRange<T, T>(slots.Choice());
+    const UpdateRangeFn<T, C> update_summed_row = SelectUpdateRange<T, C>(slots.Choice());
     const ExtrasOf<T> unused = {};
     const int64_t num_groups = static_cast<int64_t>(rows.size());
     const int64_t row_bytes = row_size * static_cast<int64_t>(sizeof(T));

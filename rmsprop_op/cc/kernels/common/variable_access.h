@@ -12,8 +12,8 @@
 // own sparse ops turned it on) does it share the lock, checking the mode
 // again once it holds the locks (TensorFlow's does not), so that a tensor
 // read without a copy never changes afterwards.
-#ifndef RMSPROP_OP_CC_KERNELS_VARIABLE_ACCESS_H_
-#define RMSPROP_OP_CC_KERNELS_VARIABLE_ACCESS_H_
+#ifndef RMSPROP_OP_CC_KERNELS_COMMON_VARIABLE_ACCESS_H_
+#define RMSPROP_OP_CC_KERNELS_COMMON_VARIABLE_ACCESS_H_
 
 #include <algorithm>
 #include <memory>
@@ -205,4 +205,4 @@ class LockedVariables {
 
 }  // namespace rmsprop_op
 
-#endif  // RMSPROP_OP_CC_KERNELS_VARIABLE_ACCESS_H_
+#endif  // RMSPROP_OP_CC_KERNELS_COMMON_VARIABLE_ACCESS_H_

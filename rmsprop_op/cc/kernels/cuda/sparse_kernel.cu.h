@@ -1,7 +1,7 @@
 // The CUDA kernels of the sparse RMSProp updates (index validation, grouping
 // rows with cub, the row update) and their launcher.
-#ifndef RMSPROP_OP_CC_KERNELS_RMSPROP_CUDA_SPARSE_CU_H_
-#define RMSPROP_OP_CC_KERNELS_RMSPROP_CUDA_SPARSE_CU_H_
+#ifndef RMSPROP_OP_CC_KERNELS_CUDA_SPARSE_KERNEL_CU_H_
+#define RMSPROP_OP_CC_KERNELS_CUDA_SPARSE_KERNEL_CU_H_
 
 #include <cuda_runtime.h>
 
@@ -14,8 +14,9 @@
 #include <cub/device/device_radix_sort.cuh>
 #include <cub/device/device_select.cuh>
 
-#include "rmsprop_op/cc/kernels/rmsprop_cuda_common.cu.h"
-#include "rmsprop_op/cc/kernels/rmsprop_functors.h"
+#include "rmsprop_op/cc/kernels/common/functors.h"
+#include "rmsprop_op/cc/kernels/common/variant.h"
+#include "rmsprop_op/cc/kernels/cuda/cuda_common.cu.h"
 
 namespace rmsprop_op {
 namespace gpu {
@@ -50,8 +51,7 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-template <typename T, typename Key, typename P, int kN, bool kCentered,
-          bool kMomentum>
+template <typename V, typename T, typename Key, typename P, int kN>
 __global__ void __launch_bounds__(kThreads)
     SparseApplyKernel(const SlotPointers<T> slots, const T* __restrict__ grad,
                       const P* __restrict__ sorted_positions,
@@ -59,9 +59,11 @@ __global__ void __launch_bounds__(kThreads)
                       const P* __restrict__ run_starts,
                       const P* __restrict__ num_runs_ptr, int64_t num_indices,
                       int64_t row_size, int64_t chunks_per_row,
-                      const unsigned long long* bad, const HyperOf<T> h) {
+                      const unsigned long long* bad, const HyperOf<T> host_h) {
   using C = DeviceCompute<T>;  // the sums flush as the CPU's do
   if (*bad != kNoBadIndex) return;
+  const rmsprop_math::Hyper<DeviceReal<T>> h = ToDeviceReals<T>(host_h);
+  const rmsprop_math::Extras<DeviceReal<T>> no_extras = {};
   const int64_t num_runs = *num_runs_ptr;
   const int64_t num_items = num_runs * chunks_per_row;
   const int lane = threadIdx.x % kWarpSize;
@@ -100,8 +102,7 @@ __global__ void __launch_bounds__(kThreads)
       for (int e = 0; e < kN; ++e) sum[e] += g[e];
     }
     const int64_t row = static_cast<int64_t>(unique_rows[run]);
-    UpdatePack<T, kN, kCentered, kMomentum>(slots, row * row_size + col, sum,
-                                            h);
+    UpdatePack<V, T, kN>(slots, row * row_size + col, sum, h, no_extras);
   }
 }
 
@@ -146,8 +147,7 @@ class ScopedScratch {
   char* base_;
 };
 
-template <typename T, typename Key, typename P, int kN, bool kCentered,
-          bool kMomentum>
+template <typename V, typename T, typename Key, typename P, int kN>
 void LaunchSparseApplyKernel(cudaStream_t stream, int max_blocks,
                              const SlotPointers<T>& slots, const T* grad,
                              const P* sorted_positions, const Key* unique_rows,
@@ -160,14 +160,14 @@ void LaunchSparseApplyKernel(cudaStream_t stream, int max_blocks,
   const int64_t warps_needed = num_indices * chunks_per_row;
   const int blocks = static_cast<int>(std::min<int64_t>(
       CeilDiv(warps_needed, kThreads / kWarpSize), max_blocks));
-  SparseApplyKernel<T, Key, P, kN, kCentered, kMomentum>
+  SparseApplyKernel<V, T, Key, P, kN>
       <<<blocks, kThreads, 0, stream>>>(slots, grad, sorted_positions,
                                         unique_rows, run_starts, num_runs,
                                         num_indices, row_size, chunks_per_row,
                                         bad, h);
 }
 
-template <typename T, typename Key, typename P, bool kCentered, bool kMomentum>
+template <typename V, typename T, typename Key, typename P>
 void LaunchSparseApplyVariant(cudaStream_t stream, int max_blocks,
                               const SlotPointers<T>& slots, const T* grad,
                               const P* sorted_positions, const Key* unique_rows,
@@ -178,11 +178,11 @@ void LaunchSparseApplyVariant(cudaStream_t stream, int max_blocks,
   constexpr int kN = kVectorWidth<T>;
   // Rows are 16-byte aligned when the buffers are and a row is whole vectors.
   if (row_size % kN == 0 && SlotsAligned16(slots) && IsAligned16(grad)) {
-    LaunchSparseApplyKernel<T, Key, P, kN, kCentered, kMomentum>(
+    LaunchSparseApplyKernel<V, T, Key, P, kN>(
         stream, max_blocks, slots, grad, sorted_positions, unique_rows,
         run_starts, num_runs, num_indices, row_size, bad, h);
   } else {
-    LaunchSparseApplyKernel<T, Key, P, 1, kCentered, kMomentum>(
+    LaunchSparseApplyKernel<V, T, Key, P, 1>(
         stream, max_blocks, slots, grad, sorted_positions, unique_rows,
         run_starts, num_runs, num_indices, row_size, bad, h);
   }
@@ -270,21 +270,11 @@ cudaError_t LaunchSparseApplyWithPositions(
         static_cast<const P*>(positions), unique_rows, run_starts, num_runs, n,
         stream);
     if (err != cudaSuccess) return err;
-    const bool centered = slots.mg != nullptr;
-    const bool momentum = slots.mom != nullptr;
-    auto apply = [&](auto centered_tag, auto momentum_tag) {
-      LaunchSparseApplyVariant<T, Key, P, decltype(centered_tag)::value,
-                               decltype(momentum_tag)::value>(
+    rmsprop_math::DispatchVariant<false>(slots.Choice(), [&](auto variant) {
+      LaunchSparseApplyVariant<decltype(variant), T, Key, P>(
           stream, max_blocks, slots, grad, sorted_positions, unique_rows,
           run_starts, num_runs, num_indices, row_size, bad, h);
-    };
-    if (centered) {
-      momentum ? apply(std::true_type(), std::true_type())
-               : apply(std::true_type(), std::false_type());
-    } else {
-      momentum ? apply(std::false_type(), std::true_type())
-               : apply(std::false_type(), std::false_type());
-    }
+    });
     err = cudaGetLastError();
     if (err != cudaSuccess) return err;
   }
@@ -330,4 +320,4 @@ cudaError_t LaunchSparseApply(cudaStream_t stream, ScratchAllocator* scratch,
 }  // namespace gpu
 }  // namespace rmsprop_op
 
-#endif  // RMSPROP_OP_CC_KERNELS_RMSPROP_CUDA_SPARSE_CU_H_
+#endif  // RMSPROP_OP_CC_KERNELS_CUDA_SPARSE_KERNEL_CU_H_

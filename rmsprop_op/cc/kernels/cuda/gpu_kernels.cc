@@ -4,7 +4,7 @@
 // Built into a library of its own (_rmsprop_gpu_kernels.so), loaded after the
 // op library and only where TensorFlow sees a GPU. This half is compiled by
 // the host compiler with GOOGLE_CUDA and EIGEN_USE_GPU against TensorFlow's
-// headers; the functors it calls live in rmsprop_gpu_functors.cu.cc.
+// headers; the functors it calls live in gpu_functors.cu.cc.
 #if !GOOGLE_CUDA || !defined(EIGEN_USE_GPU)
 #error "build with -DGOOGLE_CUDA=1 -DEIGEN_USE_GPU"
 #endif
@@ -12,10 +12,11 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "rmsprop_op/cc/kernels/rmsprop_functors.h"
-#include "rmsprop_op/cc/kernels/rmsprop_gpu_functors.h"
-#include "rmsprop_op/cc/kernels/rmsprop_op_kernels.h"
-#include "rmsprop_op/cc/kernels/variable_access.h"
+#include "rmsprop_op/cc/kernels/common/functors.h"
+#include "rmsprop_op/cc/kernels/common/kernel_registration.h"
+#include "rmsprop_op/cc/kernels/common/op_kernels.h"
+#include "rmsprop_op/cc/kernels/common/variable_access.h"
+#include "rmsprop_op/cc/kernels/cuda/gpu_functors.h"
 #include "tensorflow/core/common_runtime/device/device_event_mgr.h"
 #include "tensorflow/core/framework/op_kernel.h"
 #include "unsupported/Eigen/CXX11/Tensor"
