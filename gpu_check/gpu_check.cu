@@ -24,11 +24,12 @@
 #include <type_traits>
 #include <vector>
 
-#include "rmsprop_op/cc/kernels/rmsprop_functors.h"
-#include "rmsprop_op/cc/kernels/rmsprop_cuda_common.cu.h"
-#include "rmsprop_op/cc/kernels/rmsprop_cuda_dense.cu.h"
-#include "rmsprop_op/cc/kernels/rmsprop_cuda_sparse.cu.h"
-#include "rmsprop_op/cc/kernels/rmsprop_math.h"
+#include "rmsprop_op/cc/kernels/common/functors.h"
+#include "rmsprop_op/cc/kernels/common/rmsprop_math.h"
+#include "rmsprop_op/cc/kernels/common/variant.h"
+#include "rmsprop_op/cc/kernels/cuda/cuda_common.cu.h"
+#include "rmsprop_op/cc/kernels/cuda/dense_kernel.cu.h"
+#include "rmsprop_op/cc/kernels/cuda/sparse_kernel.cu.h"
 
 namespace {
 

@@ -22,10 +22,15 @@ constexpr HyperSet kHyperSets[] = {
 template <typename T>
 HyperOf<T> MakeHyper(const HyperSet& s, bool momentum) {
   using R = decltype(HyperOf<T>{}.lr);
-  return {static_cast<R>(s.lr), static_cast<R>(s.rho),
-          static_cast<R>(1.0 - s.rho), static_cast<R>(momentum ? s.momentum : 0.0),
-          static_cast<R>(s.epsilon_after_sqrt ? 0.0 : s.epsilon),
-          static_cast<R>(s.epsilon_after_sqrt ? s.epsilon : 0.0)};
+  rmsprop_math::Hyper<double> h = {};
+  h.lr = s.lr;
+  h.rho = s.rho;
+  h.one_minus_rho = 1.0 - s.rho;
+  h.momentum = momentum ? s.momentum : 0.0;
+  h.epsilon = s.epsilon;
+  h.epsilon_in_sqrt = s.epsilon_after_sqrt ? 0.0 : s.epsilon;
+  h.epsilon_after_sqrt = s.epsilon_after_sqrt ? s.epsilon : 0.0;
+  return rmsprop_math::ConvertAll<R>(h, [](double v) { return static_cast<R>(v); });
 }
 
 // The timings' hyperparameters.
@@ -36,19 +41,20 @@ HyperOf<T> MakeHyper(bool momentum) {
 
 // The CPU reference: element i of the update with gradient g, as the CPU
 // kernels compute it.
-template <typename T, bool kCentered, bool kMomentum>
+template <typename T, typename V>
 void ReferenceElement(Slots<T>& s, int64_t i, ComputeType<T> g,
                       const HyperOf<T>& h) {
   using C = ComputeType<T>;
   C ms = gpu::ToCompute(s.ms[i]);
-  C mg = kCentered ? gpu::ToCompute(s.mg[i]) : C(0);
-  C mom = kMomentum ? gpu::ToCompute(s.mom[i]) : C(0);
+  C mg = V::kCentered ? gpu::ToCompute(s.mg[i]) : C(0);
+  C mom = V::kMomentum ? gpu::ToCompute(s.mom[i]) : C(0);
   C var = gpu::ToCompute(s.var[i]);
-  rmsprop_math::UpdateStored<kCentered, kMomentum, C>(g, var, ms, mg, mom, h);
+  C no_ema = C(0);
+  rmsprop_math::UpdateElement<V, C>(g, var, ms, mg, mom, no_ema, h, ExtrasOf<T>{});
   s.var[i] = gpu::FromCompute<T>(var);
   s.ms[i] = gpu::FromCompute<T>(ms);
-  if (kCentered) s.mg[i] = gpu::FromCompute<T>(mg);
-  if (kMomentum) s.mom[i] = gpu::FromCompute<T>(mom);
+  if (V::kCentered) s.mg[i] = gpu::FromCompute<T>(mg);
+  if (V::kMomentum) s.mom[i] = gpu::FromCompute<T>(mom);
 }
 
 template <typename T>
@@ -57,12 +63,12 @@ using ReferenceFn = void (*)(Slots<T>&, int64_t, ComputeType<T>,
 
 template <typename T>
 ReferenceFn<T> SelectReference(bool centered, bool momentum) {
-  if (centered) {
-    return momentum ? &ReferenceElement<T, true, true>
-                    : &ReferenceElement<T, true, false>;
-  }
-  return momentum ? &ReferenceElement<T, false, true>
-                  : &ReferenceElement<T, false, false>;
+  rmsprop_math::VariantChoice choice;
+  choice.centered = centered;
+  choice.momentum = momentum;
+  return rmsprop_math::DispatchVariant<rmsprop_math::ExtrasDispatch::kNone>(choice, [](auto variant) -> ReferenceFn<T> {
+    return &ReferenceElement<T, decltype(variant)>;
+  });
 }
 
 template <typename C>

@@ -2,7 +2,7 @@
 
 For graphs that XLA compiles (`jit_compile=True`), where the custom ops have
 no XLA kernel. `update` and `group_apply_rmsprop` have the signatures and
-semantics of those in `rmsprop_op`; the formula mirrors rmsprop_op/cc/kernels/rmsprop_math.h line
+semantics of those in `rmsprop_op`; the formula mirrors rmsprop_op/cc/kernels/common/rmsprop_math.h line
 for line, computing half-precision variables in float32 and rounding once.
 Complex variables follow TensorFlow's complex ops (g^2 = g*g, principal
 root), which round as the kernels' complex arithmetic does to a few ulps.
@@ -25,7 +25,7 @@ def _float64(x):
 
 
 def _formula(var, ms, mg, mom, g, lr, rho, momentum, epsilon, epsilon_after_sqrt):
-    """rmsprop_math::UpdateElement on tensors in the compute dtype.
+    """rmsprop_math::UpdateElement without the extras, on tensors in the compute dtype.
     Returns the new (var, ms, mg, mom); mg / mom None when absent."""
     c = g.dtype
     lr, rho, momentum, epsilon = (_float64(x) for x in (lr, rho, momentum, epsilon))
@@ -118,7 +118,7 @@ def update(var, ms, grad, *, mg=None, mom=None, indices=None, lr, rho, momentum=
 def _dense_with_extras(var, ms, mg, mom, ema, grad, clip_divisor, lr, rho, momentum, epsilon,
                        epsilon_after_sqrt, grad_divisor, clip_multiplier, clip_value, weight_decay,
                        ema_momentum):
-    """rmsprop_math::UpdateStoredWithExtras on tensors in the compute dtype."""
+    """rmsprop_math::UpdateElement with the extras, on tensors in the compute dtype."""
     c = _compute_dtype(var.dtype)
 
     def real(x):

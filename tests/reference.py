@@ -1,6 +1,6 @@
 """NumPy references for the RMSProp update.
 
-`rmsprop_step` mirrors rmsprop_op/cc/kernels/rmsprop_math.h line for line.
+`rmsprop_step` mirrors rmsprop_op/cc/kernels/common/rmsprop_math.h line for line.
 With compute_dtype=float64 it is the exact formula; with the op's own compute
 type (float32 for half, bfloat16 and float32 variables, the variable's own
 for float64 and complex) it reproduces the op bit for bit, since NumPy rounds
@@ -194,7 +194,7 @@ def rmsprop_step_with_extras(var, ms, mg, mom, ema, grad, lr, rho, momentum, eps
                              grad_divisor=1.0, clip_multiplier=1.0, clip_divisor=1.0,
                              clip_value=np.inf, weight_decay=None, ema_momentum=0.0,
                              compute_dtype=np.float64):
-    """rmsprop_math.h's UpdateStoredWithExtras for real dtypes: Keras's steps
+    """rmsprop_math.h's UpdateElement with the extras, for real dtypes: Keras's steps
     around the update (see there), everything in the compute type until the
     store. Returns new (var, ms, mg, mom, ema); ema None when absent."""
     c = np.dtype(compute_dtype).type

@@ -4,6 +4,7 @@
 
 #include <complex>
 #include <cstdint>
+#include <type_traits>
 
 #include "rmsprop_op/cc/kernels/common/dtypes.h"
 #include "rmsprop_op/cc/kernels/common/rmsprop_math.h"
@@ -28,15 +29,18 @@ struct SlotPointers {
             mom ? mom + offset : nullptr, ema ? ema + offset : nullptr};
   }
 
-  // The variant these slots call for; with `extras`, Keras's steps around
-  // the update, the weights decaying with `decay`.
-  rmsprop_math::VariantChoice Choice(bool extras = false, bool decay = false) const {
+  // The variant these slots call for; with extras `x`, Keras's steps around
+  // the update too.
+  template <typename X = void>
+  rmsprop_math::VariantChoice Choice(const X* x = nullptr) const {
     rmsprop_math::VariantChoice choice;
     choice.centered = mg != nullptr;
     choice.momentum = mom != nullptr;
-    choice.extras = extras;
-    choice.ema = extras && ema != nullptr;
-    choice.decay = extras && decay;
+    if constexpr (!std::is_void<X>::value) {
+      choice.extras = x != nullptr;
+      choice.ema = x != nullptr && ema != nullptr;
+      choice.decay = x != nullptr && x->decay;
+    }
     return choice;
   }
 };
@@ -76,12 +80,12 @@ namespace functor {
 // many). All updates share the hyperparameters and the centered/momentum
 // choice. With `x` (real dtypes), Keras's steps around the update run in the
 // same pass (rmsprop_math::UpdateElement; each update's clip_divisor replaces
-// the extras'), the weights decaying with `decay`.
+// the extras').
 template <typename Device, typename T>
 struct DenseApplyRMSProp {
   DeviceStatus operator()(const Device& d, const DenseUpdate<T>* updates,
                           int num_updates, const HyperOf<T>& h,
-                          const ExtrasOf<T>* x, bool decay);
+                          const ExtrasOf<T>* x);
 };
 
 // Sums of squares of `num_grads` gradients, each element divided by

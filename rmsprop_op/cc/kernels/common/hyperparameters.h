@@ -56,6 +56,10 @@ template <typename R>
 struct Extras {
   RMSPROP_EXTRAS(RMSPROP_FIELD)
   RMSPROP_EXTRAS_DERIVED(RMSPROP_FIELD)
+  // Whether the weights decay and an EMA slot is updated, for the variants
+  // that decide these at run time (variant.h).
+  bool decay;
+  bool ema;
 };
 #undef RMSPROP_FIELD
 
@@ -73,6 +77,8 @@ RMSPROP_HOST_DEVICE Extras<To> ConvertAll(const Extras<From>& in, Convert conver
   Extras<To> out;
   RMSPROP_EXTRAS(RMSPROP_CONVERT_FIELD)
   RMSPROP_EXTRAS_DERIVED(RMSPROP_CONVERT_FIELD)
+  out.decay = in.decay;
+  out.ema = in.ema;
   return out;
 }
 #undef RMSPROP_CONVERT_FIELD

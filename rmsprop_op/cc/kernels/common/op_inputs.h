@@ -98,6 +98,8 @@ absl::Status ReadExtras(tensorflow::OpKernelContext* ctx, int num_vars,
   x->grad_multiplier = R(1) / x->grad_divisor;
   x->clip_divisor = R(1);
   x->one_minus_ema_momentum = R(1) - x->ema_momentum;
+  x->decay = apply_weight_decay;
+  x->ema = has_ema;
   return absl::OkStatus();
 }
 

@@ -129,7 +129,7 @@ class DenseApplyRMSPropOp : public SingleVariableOpBase<Device, T, kCentered> {
     const DenseUpdate<T> update = {this->layout_.template Slots<T>(tensors, 0),
                                    grad->flat<T>().data(), var.NumElements()};
     const DeviceStatus status = functor::DenseApplyRMSProp<Device, T>()(
-        ctx->eigen_device<Device>(), &update, 1, h, /*x=*/nullptr, /*decay=*/false);
+        ctx->eigen_device<Device>(), &update, 1, h, /*x=*/nullptr);
     OP_REQUIRES(ctx, status.ok(), DeviceError(status));
   }
 };
@@ -221,7 +221,7 @@ class GroupApplyRMSPropOp : public tensorflow::OpKernel {
     if (updates.empty()) return;
     const DeviceStatus status = functor::DenseApplyRMSProp<Device, T>()(
         ctx->eigen_device<Device>(), updates.data(), static_cast<int>(updates.size()), h,
-        has_extras ? &extras : nullptr, apply_weight_decay_);
+        has_extras ? &extras : nullptr);
     OP_REQUIRES(ctx, status.ok(), DeviceError(status));
   }
 

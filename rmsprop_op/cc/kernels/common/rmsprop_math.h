@@ -222,23 +222,25 @@ RMSPROP_HOST_DEVICE C UpdatedAverage(C ema, C var, const Extras<R>& x) {
 // the variant V is compile-time so that every loop body is branch-free. With V::kExtras, Keras's steps around the update, in
 // Keras's order (real types only):
 //   g   <- TransformedGradient(g)
-//   var <- var - var * weight_decay * lr                        (V::kDecay)
+//   var <- var - var * weight_decay * lr                        (V::Decays)
 //   var, slots <- the update
-//   ema <- ema_momentum * ema + one_minus_ema_momentum * var    (V::kEma)
+//   ema <- ema_momentum * ema + one_minus_ema_momentum * var    (V::UpdatesEma)
 // mg, mom and ema are read and written only where V has them.
 template <typename V, typename C, typename R>
 RMSPROP_HOST_DEVICE void UpdateElement(C g, C& var, C& ms, C& mg, C& mom, C& ema,
                                        const Hyper<R>& h, const Extras<R>& x) {
   if constexpr (V::kExtras) {
     g = TransformedGradient<V::kTransform, C>(g, x);
-    if (V::kDecay) var = var - var * x.weight_decay * h.lr;
+    if (V::Decays(x)) var = var - var * x.weight_decay * h.lr;
   }
   const C delta = VariableDelta<V::kCentered, V::kMomentum, C>(g, ms, mg, mom, h);
   var = CanonicalNaN(var - delta);
   ms = CanonicalNaN(ms);
   if (V::kCentered) mg = CanonicalNaN(mg);
   if (V::kMomentum) mom = CanonicalNaN(mom);
-  if constexpr (V::kEma) ema = UpdatedAverage<C>(ema, var, x);
+  if constexpr (V::kExtras) {
+    if (V::UpdatesEma(x)) ema = UpdatedAverage<C>(ema, var, x);
+  }
 }
 
 // Whether d is a power of two whose reciprocal R holds as a normal number.

@@ -6,6 +6,8 @@
 
 #include <type_traits>
 
+#include "rmsprop_op/cc/kernels/common/hyperparameters.h"
+
 namespace rmsprop_math {
 
 // How a loop computes the gradient step, chosen per op so that neutral
@@ -18,9 +20,13 @@ enum GradientTransform { kNoTransform, kMultiplyTransform, kFullTransform };
 // A variant, fixed at compile time so that every loop body is branch-free:
 // which slots exist (mg when centered, mom with momentum) and, with kExtras,
 // Keras's steps around the update (the gradient step kTransform, weight
-// decay, an EMA slot).
+// decay, an EMA slot). With kStepsAtRunTime the decay and the EMA step are
+// decided per call instead, by Extras::decay and Extras::ema: one compiled
+// kernel for all four, where a branch costs nothing (the CUDA kernels are
+// memory-bound) and compile time is not.
 template <bool kCentered_, bool kMomentum_, bool kExtras_ = false,
-          int kTransform_ = kNoTransform, bool kEma_ = false, bool kDecay_ = false>
+          int kTransform_ = kNoTransform, bool kEma_ = false, bool kDecay_ = false,
+          bool kStepsAtRunTime_ = false>
 struct Variant {
   static constexpr bool kCentered = kCentered_;
   static constexpr bool kMomentum = kMomentum_;
@@ -28,6 +34,17 @@ struct Variant {
   static constexpr int kTransform = kTransform_;
   static constexpr bool kEma = kEma_;
   static constexpr bool kDecay = kDecay_;
+  static constexpr bool kStepsAtRunTime = kStepsAtRunTime_;
+
+  // Whether this call decays the weights and updates an EMA slot.
+  template <typename X>
+  RMSPROP_HOST_DEVICE static bool Decays(const X& x) {
+    return kDecay || (kStepsAtRunTime && x.decay);
+  }
+  template <typename X>
+  RMSPROP_HOST_DEVICE static bool UpdatesEma(const X& x) {
+    return kEma || (kStepsAtRunTime && x.ema);
+  }
 };
 
 // The same, known at run time.
@@ -57,16 +74,25 @@ decltype(auto) WithTransform(int transform, F&& f) {
   }
 }
 
-// Returns f(Variant<...>()) for the variant `choice` describes. With
-// kExtrasCompiled false (complex dtypes, the sparse update) the extras are
-// never compiled in and choice.extras must be false.
-template <bool kExtrasCompiled, typename F>
+// How a device compiles the extras: not at all (complex dtypes, the sparse
+// update; choice.extras must be false), every step fixed at compile time
+// (the CPU loops), or the general gradient step with the decay and the EMA
+// step at run time (the CUDA kernels).
+enum class ExtrasDispatch { kNone, kCompiled, kAtRunTime };
+
+// Returns f(Variant<...>()) for the variant `choice` describes.
+template <ExtrasDispatch kExtrasDispatch, typename F>
 decltype(auto) DispatchVariant(const VariantChoice& choice, F&& f) {
   return WithBool(choice.centered, [&](auto centered) {
     return WithBool(choice.momentum, [&](auto momentum) {
       constexpr bool kC = decltype(centered)::value;
       constexpr bool kM = decltype(momentum)::value;
-      if constexpr (kExtrasCompiled) {
+      if constexpr (kExtrasDispatch == ExtrasDispatch::kAtRunTime) {
+        if (choice.extras) {
+          return f(Variant<kC, kM, true, kFullTransform, false, false, true>());
+        }
+      }
+      if constexpr (kExtrasDispatch == ExtrasDispatch::kCompiled) {
         if (choice.extras) {
           return WithTransform(choice.transform, [&](auto transform) {
             return WithBool(choice.ema, [&](auto ema) {

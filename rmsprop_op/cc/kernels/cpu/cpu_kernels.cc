@@ -95,8 +95,8 @@ template <typename T>
 struct DenseApplyRMSProp<CPUDevice, T> {
   DeviceStatus operator()(const CPUDevice& d, const DenseUpdate<T>* updates,
                           int num_updates, const HyperOf<T>& h,
-                          const ExtrasOf<T>* x, bool decay) {
-    rmsprop_math::VariantChoice choice = updates[0].slots.Choice(x != nullptr, decay);
+                          const ExtrasOf<T>* x) {
+    rmsprop_math::VariantChoice choice = updates[0].slots.Choice(x);
     std::vector<ExtrasOf<T>> extras;
     if (x != nullptr) {
       extras.assign(num_updates, *x);

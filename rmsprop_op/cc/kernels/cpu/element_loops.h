@@ -162,7 +162,9 @@ void UpdateRangeBaseline(const SlotPointers<T>& slots, const G* grad, int64_t be
 template <typename T, typename G>
 UpdateRangeFn<T, G> SelectUpdateRange(const rmsprop_math::VariantChoice& choice) {
   const Isa isa = CurrentIsa();
-  return rmsprop_math::DispatchVariant<kIsReal<T>>(
+  constexpr auto kExtras = kIsReal<T> ? rmsprop_math::ExtrasDispatch::kCompiled
+                                      : rmsprop_math::ExtrasDispatch::kNone;
+  return rmsprop_math::DispatchVariant<kExtras>(
       choice, [isa](auto variant) -> UpdateRangeFn<T, G> {
         using V = decltype(variant);
         switch (isa) {

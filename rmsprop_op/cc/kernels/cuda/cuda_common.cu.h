@@ -213,6 +213,7 @@ __device__ __forceinline__ void UpdatePack(
     const rmsprop_math::Hyper<DeviceReal<T>>& h,
     const rmsprop_math::Extras<DeviceReal<T>>& x) {
   using C = DeviceCompute<T>;
+  const bool has_ema = V::kExtras && V::UpdatesEma(x);
   Pack<T, kN> var = LoadPack<T, kN>(slots.var + offset);
   Pack<T, kN> ms = LoadPack<T, kN>(slots.ms + offset);
   Pack<T, kN> mg;
@@ -220,7 +221,7 @@ __device__ __forceinline__ void UpdatePack(
   Pack<T, kN> ema;
   if constexpr (V::kCentered) mg = LoadPack<T, kN>(slots.mg + offset);
   if constexpr (V::kMomentum) mom = LoadPack<T, kN>(slots.mom + offset);
-  if constexpr (V::kEma) ema = LoadPack<T, kN>(slots.ema + offset);
+  if (has_ema) ema = LoadPack<T, kN>(slots.ema + offset);
 #pragma unroll
   for (int e = 0; e < kN; ++e) {
     C var_e = ToDevice(ToCompute(var.v[e]));
@@ -230,19 +231,19 @@ __device__ __forceinline__ void UpdatePack(
     C ema_e = C(0);
     if constexpr (V::kCentered) mg_e = ToDevice(ToCompute(mg.v[e]));
     if constexpr (V::kMomentum) mom_e = ToDevice(ToCompute(mom.v[e]));
-    if constexpr (V::kEma) ema_e = ToDevice(ToCompute(ema.v[e]));
+    if (has_ema) ema_e = ToDevice(ToCompute(ema.v[e]));
     rmsprop_math::UpdateElement<V, C>(g[e], var_e, ms_e, mg_e, mom_e, ema_e, h, x);
     var.v[e] = FromCompute<T>(FromDevice(var_e));
     ms.v[e] = FromCompute<T>(FromDevice(ms_e));
     if constexpr (V::kCentered) mg.v[e] = FromCompute<T>(FromDevice(mg_e));
     if constexpr (V::kMomentum) mom.v[e] = FromCompute<T>(FromDevice(mom_e));
-    if constexpr (V::kEma) ema.v[e] = FromCompute<T>(FromDevice(ema_e));
+    if (has_ema) ema.v[e] = FromCompute<T>(FromDevice(ema_e));
   }
   StorePack<T, kN>(slots.var + offset, var);
   StorePack<T, kN>(slots.ms + offset, ms);
   if constexpr (V::kCentered) StorePack<T, kN>(slots.mg + offset, mg);
   if constexpr (V::kMomentum) StorePack<T, kN>(slots.mom + offset, mom);
-  if constexpr (V::kEma) StorePack<T, kN>(slots.ema + offset, ema);
+  if (has_ema) StorePack<T, kN>(slots.ema + offset, ema);
 }
 
 template <typename T, int kN>

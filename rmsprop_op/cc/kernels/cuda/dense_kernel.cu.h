@@ -94,16 +94,16 @@ __global__ void __launch_bounds__(kThreads)
 
 // Enqueues the dense updates on `stream`. D is the CUDA storage type
 // (float, double, __half, __nv_bfloat16, rmsprop_math::Complex); T is the
-// caller's type of the same bits. All updates have the variant `choice` (the
-// gradient step is always the general one: the kernel is memory-bound).
+// caller's type of the same bits. All updates have the variant `choice`.
 template <typename D, typename T>
 cudaError_t LaunchDenseApply(cudaStream_t stream, const DenseUpdate<T>* updates,
                              int num_updates, const HyperOf<D>& h,
-                             const ExtrasOf<D>& x, rmsprop_math::VariantChoice choice) {
+                             const ExtrasOf<D>& x, const rmsprop_math::VariantChoice& choice) {
   if (num_updates <= 0) return cudaSuccess;
-  choice.transform = rmsprop_math::kFullTransform;
   const int max_blocks = ResidentBlocks(kThreads);
-  return rmsprop_math::DispatchVariant<kIsReal<D>>(choice, [&](auto variant) {
+  constexpr auto kExtras = kIsReal<D> ? rmsprop_math::ExtrasDispatch::kAtRunTime
+                                      : rmsprop_math::ExtrasDispatch::kNone;
+  return rmsprop_math::DispatchVariant<kExtras>(choice, [&](auto variant) {
     DenseBatch<D> batch;
     batch.num_tasks = 0;
     batch.num_tiles = 0;
@@ -131,6 +131,15 @@ cudaError_t LaunchDenseApply(cudaStream_t stream, const DenseUpdate<T>* updates,
     }
     return batch.num_tasks > 0 ? launch() : cudaSuccess;
   });
+}
+
+// The plain update, the variant of the first update's slots.
+template <typename D, typename T>
+cudaError_t LaunchDenseApply(cudaStream_t stream, const DenseUpdate<T>* updates,
+                             int num_updates, const HyperOf<D>& h) {
+  if (num_updates <= 0) return cudaSuccess;
+  return LaunchDenseApply<D>(stream, updates, num_updates, h, ExtrasOf<D>{},
+                             updates[0].slots.Choice());
 }
 
 }  // namespace gpu

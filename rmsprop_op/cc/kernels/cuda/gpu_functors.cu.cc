@@ -38,9 +38,8 @@ class TensorFlowScratch : public gpu::ScratchAllocator {
 
 template <typename T>
 DeviceStatus ApplyDense(const GPUDevice& d, const DenseUpdate<T>* updates,
-                        int num_updates, const HyperOf<T>& h, const ExtrasOf<T>* x,
-                        bool decay) {
-  const rmsprop_math::VariantChoice choice = updates[0].slots.Choice(x != nullptr, decay);
+                        int num_updates, const HyperOf<T>& h, const ExtrasOf<T>* x) {
+  const rmsprop_math::VariantChoice choice = updates[0].slots.Choice(x);
   return StatusOf(gpu::LaunchDenseApply<CudaType<T>>(GpuStream(d), updates, num_updates, h,
                                                      x != nullptr ? *x : ExtrasOf<T>{},
                                                      choice),
@@ -101,8 +100,8 @@ namespace functor {
   template <>                                                                \
   DeviceStatus DenseApplyRMSProp<GPUDevice, T>::operator()(                  \
       const GPUDevice& d, const DenseUpdate<T>* updates, int num_updates,    \
-      const HyperOf<T>& h, const ExtrasOf<T>* x, bool decay) {               \
-    return ApplyDense<T>(d, updates, num_updates, h, x, decay);              \
+      const HyperOf<T>& h, const ExtrasOf<T>* x) {                           \
+    return ApplyDense<T>(d, updates, num_updates, h, x);                     \
   }                                                                          \
   RMSPROP_DEFINE_GPU_SPARSE_FUNCTOR(T, int32_t)                              \
   RMSPROP_DEFINE_GPU_SPARSE_FUNCTOR(T, int64_t)

@@ -63,8 +63,7 @@ struct EnqueueSparseApplyRMSProp {
   template <>                                                               \
   DeviceStatus DenseApplyRMSProp<Eigen::GpuDevice, T>::operator()(          \
       const Eigen::GpuDevice& d, const DenseUpdate<T>* updates,             \
-      int num_updates, const HyperOf<T>& h, const ExtrasOf<T>* x,           \
-      bool decay);                                                          \
+      int num_updates, const HyperOf<T>& h, const ExtrasOf<T>* x);          \
   RMSPROP_DECLARE_GPU_SPARSE_FUNCTOR(T, int32_t);                           \
   RMSPROP_DECLARE_GPU_SPARSE_FUNCTOR(T, int64_t);
 

@@ -63,7 +63,7 @@ __global__ void __launch_bounds__(kThreads)
   using C = DeviceCompute<T>;  // the sums flush as the CPU's do
   if (*bad != kNoBadIndex) return;
   const rmsprop_math::Hyper<DeviceReal<T>> h = ToDeviceReals<T>(host_h);
-  const rmsprop_math::Extras<DeviceReal<T>> no_extras = {};
+  const rmsprop_math::Extras<DeviceReal<T>> no_extras = {};  // not read
   const int64_t num_runs = *num_runs_ptr;
   const int64_t num_items = num_runs * chunks_per_row;
   const int lane = threadIdx.x % kWarpSize;
@@ -270,7 +270,7 @@ cudaError_t LaunchSparseApplyWithPositions(
         static_cast<const P*>(positions), unique_rows, run_starts, num_runs, n,
         stream);
     if (err != cudaSuccess) return err;
-    rmsprop_math::DispatchVariant<false>(slots.Choice(), [&](auto variant) {
+    rmsprop_math::DispatchVariant<rmsprop_math::ExtrasDispatch::kNone>(slots.Choice(), [&](auto variant) {
       LaunchSparseApplyVariant<decltype(variant), T, Key, P>(
           stream, max_blocks, slots, grad, sorted_positions, unique_rows,
           run_starts, num_runs, num_indices, row_size, bad, h);
