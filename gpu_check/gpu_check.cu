@@ -36,6 +36,7 @@ namespace {
 namespace gpu = rmsprop_op::gpu;
 using rmsprop_op::ComputeType;
 using rmsprop_op::DenseUpdate;
+using rmsprop_op::ExtrasOf;
 using rmsprop_op::HyperOf;
 using rmsprop_op::RealOf;
 using rmsprop_op::SlotPointers;
