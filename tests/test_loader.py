@@ -112,7 +112,9 @@ def test_version_names_the_tensorflow_minor_of_the_library():
 def test_changelog_describes_this_version():
     with open(os.path.join(REPO, "CHANGELOG.md")) as f:
         changelog = f.read()
-    newest = next(line for line in changelog.splitlines() if line.startswith("## "))
+    # Changes since the last release gather under "## Unreleased" first.
+    newest = next(line for line in changelog.splitlines()
+                  if line.startswith("## ") and line != "## Unreleased")
     assert newest.startswith(f"## {_versions.VERSION} "), newest
 
 

@@ -78,7 +78,7 @@ class LockedVariables {
   // copies) takes the locks shared and writes in place, as those ops do.
   // We never turn copy-on-read on ourselves: every later read of the
   // variable would copy it whole, and Keras 3's Embedding reads its whole
-  // table each step (36 ms a step for a 200K x 64 table here).
+  // table each step (benchmarks/README.md, "Kernel notes").
   absl::Status Acquire(tensorflow::OpKernelContext* ctx,
                        std::vector<VariableInput> inputs,
                        tensorflow::DataType dtype, bool use_locking,
