@@ -148,7 +148,7 @@ gpu-check: cuda-compile-check
 # What a machine with a GPU runs once, in a few minutes: the checker (its
 # checks, timing table and compute-sanitizer runs), then the TensorFlow GPU
 # tests; everything they print is also kept in $(BUILD)/gpu_report.txt, the
-# source of the README's GPU table.
+# source of the README's GPU section.
 gpu-report: $(DEV_INSTALLED) build cuda-compile-check
 	@mkdir -p $(BUILD); \
 	$(MAKE) --no-print-directory gpu-check > $(BUILD)/gpu_report.txt 2>&1; checked=$$?; \
