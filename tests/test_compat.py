@@ -11,6 +11,7 @@ import tensorflow as tf
 import keras_optimizer
 from keras_optimizer import _compat, _extras
 from rmsprop_op import _versions
+from tests.processes import run_python
 
 
 def test_the_update_hook_keras_calls_still_exists_with_its_signature():
@@ -119,11 +120,10 @@ def test_tf_keras_below_the_window_is_refused():
     _compat.check_tf_keras("2.16.0")
 
 
+@pytest.mark.subprocess
 def test_old_keras_leaves_the_legacy_optimizer_importable(tmp_path):
     """With Keras 3 too old, `keras_optimizer.RMSprop` raises the reason where
     it is used; the package itself (and so keras_optimizer.legacy) imports."""
-    import subprocess
-    import sys
     code = (
         "import keras; keras.__version__ = '3.2.1'\n"
         "import keras_optimizer\n"
@@ -131,8 +131,7 @@ def test_old_keras_leaves_the_legacy_optimizer_importable(tmp_path):
         "    keras_optimizer.RMSprop\n"
         "except ImportError as e:\n"
         "    print('refused:', e)\n")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            timeout=300, env=dict(__import__("os").environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    result = run_python(code, env={"TF_CPP_MIN_LOG_LEVEL": "3"})
     assert result.returncode == 0, result.stderr[-2000:]
     assert "refused: Keras 3.2.1 is installed" in result.stdout
 
