@@ -25,11 +25,9 @@ HyperOf<T> MakeHyper(const HyperSet& s, bool momentum) {
   rmsprop_math::Hyper<double> h = {};
   h.lr = s.lr;
   h.rho = s.rho;
-  h.one_minus_rho = 1.0 - s.rho;
   h.momentum = momentum ? s.momentum : 0.0;
   h.epsilon = s.epsilon;
-  h.epsilon_in_sqrt = s.epsilon_after_sqrt ? 0.0 : s.epsilon;
-  h.epsilon_after_sqrt = s.epsilon_after_sqrt ? s.epsilon : 0.0;
+  rmsprop_math::Derive(h, s.epsilon_after_sqrt);
   return rmsprop_math::ConvertAll<R>(h, [](double v) { return static_cast<R>(v); });
 }
 

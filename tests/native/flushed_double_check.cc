@@ -136,10 +136,9 @@ void CheckUpdates(std::mt19937_64& rng, Tally* tally) {
     Hyper<double> h = {};
     h.lr = Draw(rng, -12, 0) * ((k & 1) ? 1 : -1);
     h.rho = rho;
-    h.one_minus_rho = 1.0 - rho;
     h.momentum = kMomentum ? 0.9 : 0.0;
-    h.epsilon_in_sqrt = (k % 3) ? 1e-300 : 0.0;
-    h.epsilon_after_sqrt = (k % 3) ? 0.0 : 1e-300;
+    h.epsilon = 1e-300;
+    rmsprop_math::Derive(h, /*epsilon_after_sqrt=*/k % 3 == 0);
     double want[5], got[5], ieee[5];
     std::memcpy(want, v, sizeof(v));
     std::memcpy(got, v, sizeof(v));

@@ -69,7 +69,8 @@ struct DeviceStatus {
 };
 
 // The blocks of the squared norms: kNormLanes x kNormRows elements each,
-// summed on their own in a fixed order (cpu/squared_norms.h), , the block sums of a gradient then added in order.
+// summed on their own in a fixed order (cpu/squared_norms.h), the block sums
+// of a gradient then added in order.
 constexpr int kNormLanes = 256;
 constexpr int kNormRows = 64;
 constexpr int64_t kNormBlock = int64_t{kNormLanes} * kNormRows;

@@ -57,11 +57,21 @@ struct Extras {
   RMSPROP_EXTRAS(RMSPROP_FIELD)
   RMSPROP_EXTRAS_DERIVED(RMSPROP_FIELD)
   // Whether the weights decay and an EMA slot is updated, for the variants
-  // that decide these at run time (variant.h).
+  // that decide these at run time (variant.h); whether every input leaves
+  // the gradient as it is (RMSPROP_EXTRAS' last column).
   bool decay;
   bool ema;
+  bool keeps_gradient;
 };
 #undef RMSPROP_FIELD
+
+// The derived fields of hyperparameters read in double (lr, rho, momentum,
+// epsilon set).
+inline void Derive(Hyper<double>& h, bool epsilon_after_sqrt) {
+  h.one_minus_rho = 1.0 - h.rho;
+  h.epsilon_in_sqrt = epsilon_after_sqrt ? 0.0 : h.epsilon;
+  h.epsilon_after_sqrt = epsilon_after_sqrt ? h.epsilon : 0.0;
+}
 
 // Every field converted by `convert` (to SIMD lanes, to the GPU's reals).
 #define RMSPROP_CONVERT_FIELD(name, ...) out.name = convert(in.name);
@@ -79,6 +89,7 @@ RMSPROP_HOST_DEVICE Extras<To> ConvertAll(const Extras<From>& in, Convert conver
   RMSPROP_EXTRAS_DERIVED(RMSPROP_CONVERT_FIELD)
   out.decay = in.decay;
   out.ema = in.ema;
+  out.keeps_gradient = in.keeps_gradient;
   return out;
 }
 #undef RMSPROP_CONVERT_FIELD

@@ -50,9 +50,7 @@ absl::Status ReadHyperparameters(tensorflow::OpKernelContext* ctx,
                      " but no momentum slot (mom) was given; pass a mom "
                      "variable or momentum=0"));
   }
-  in.one_minus_rho = 1.0 - in.rho;
-  in.epsilon_in_sqrt = epsilon_after_sqrt ? 0.0 : in.epsilon;
-  in.epsilon_after_sqrt = epsilon_after_sqrt ? in.epsilon : 0.0;
+  rmsprop_math::Derive(in, epsilon_after_sqrt);
   using R = decltype(h->lr);
   *h = rmsprop_math::ConvertAll<R>(in, [](double v) { return static_cast<R>(v); });
   return absl::OkStatus();
@@ -81,7 +79,7 @@ absl::Status ReadExtras(tensorflow::OpKernelContext* ctx, int num_vars,
   clip_divisors->assign(d.data(), d.data() + d.size());
   // clip_multiplier and clip_divisors may be NaN or infinite: Keras's clip
   // factors are, for gradients whose norm is, and the update then stores NaN.
-  *any = !clip_divisors->empty() || apply_weight_decay || has_ema;
+  in.keeps_gradient = true;
 #define RMSPROP_CHECK(name, requirement, valid, neutral)     \
   {                                                         \
     const double v = in.name;                               \
@@ -89,10 +87,11 @@ absl::Status ReadExtras(tensorflow::OpKernelContext* ctx, int num_vars,
       return absl::InvalidArgumentError(                    \
           absl::StrCat(#name " " requirement ", got ", v)); \
     }                                                       \
-    *any = *any || !(neutral);                              \
+    in.keeps_gradient = in.keeps_gradient && (neutral);     \
   }
   RMSPROP_EXTRAS(RMSPROP_CHECK)
 #undef RMSPROP_CHECK
+  *any = !in.keeps_gradient || !clip_divisors->empty() || apply_weight_decay || has_ema;
   using R = decltype(x->grad_divisor);
   *x = rmsprop_math::ConvertAll<R>(in, [](double v) { return static_cast<R>(v); });
   x->grad_multiplier = R(1) / x->grad_divisor;

@@ -218,9 +218,9 @@ RMSPROP_HOST_DEVICE C UpdatedAverage(C ema, C var, const Extras<R>& x) {
 }
 
 // One element of the update: what it stores, in the compute type, NaNs
-// canonical. Every kernel (CPU loops, SIMD lanes, CUDA) stores through this;
-// the variant V is compile-time so that every loop body is branch-free. With V::kExtras, Keras's steps around the update, in
-// Keras's order (real types only):
+// canonical. Every kernel (CPU loops, SIMD lanes, CUDA) stores through this,
+// the variant V fixed at compile time. With V::kExtras, Keras's steps around
+// the update, in Keras's order (real types only):
 //   g   <- TransformedGradient(g)
 //   var <- var - var * weight_decay * lr                        (V::Decays)
 //   var, slots <- the update

@@ -42,7 +42,7 @@ using cpu::RowGroups;
 using cpu::SelectUpdateRange;
 using cpu::UpdateRangeFn;
 
-// Runs update_range(update i, its local range, extras of update i) over
+// Runs range_of_update(i, begin, end), a range of update i's elements, over
 // every element of `updates`. Many variables: the concatenation of all their
 // elements is sharded, so that small variables share a thread and large ones
 // are split.
@@ -82,10 +82,7 @@ int GradientTransformOf(const std::vector<rmsprop_math::Extras<R>>& extras) {
   const bool no_clip_divisors =
       std::all_of(extras.begin(), extras.end(),
                   [](const rmsprop_math::Extras<R>& e) { return e.clip_divisor == R(1); });
-  if (no_clip_divisors && x.grad_divisor == R(1) && x.clip_multiplier == R(1) &&
-      std::isinf(x.clip_value)) {
-    return rmsprop_math::kNoTransform;
-  }
+  if (no_clip_divisors && x.keeps_gradient) return rmsprop_math::kNoTransform;
   return no_clip_divisors && rmsprop_math::IsPowerOfTwo(x.grad_divisor)
              ? rmsprop_math::kMultiplyTransform
              : rmsprop_math::kFullTransform;
@@ -194,8 +191,10 @@ struct SparseApplyRMSProp<CPUDevice, T, Tindex> {
                           const std::vector<int64_t>& starts,
                           PositionAt position_at, int64_t row_size,
                           const HyperOf<T>& h) {
-    const UpdateRangeFn<T, T> update_row = SelectUpdateRange<T, T>(slots.Choice());
-    const UpdateRangeFn<T, C> update_summed_row = SelectUpdateRange<T, C>(slots.Choice());
+    // A sparse update has no extras.
+    const UpdateRangeFn<T, T> update_row = SelectUpdateRange<T, T, false>(slots.Choice());
+    const UpdateRangeFn<T, C> update_summed_row =
+        SelectUpdateRange<T, C, false>(slots.Choice());
     const ExtrasOf<T> unused = {};
     const int64_t num_groups = static_cast<int64_t>(rows.size());
     const int64_t row_bytes = row_size * static_cast<int64_t>(sizeof(T));

@@ -33,6 +33,7 @@ template <typename V, typename T, typename G>
 __attribute__((always_inline)) inline void UpdateElements(
     const SlotPointers<T>& slots, const G* __restrict__ grad, int64_t begin,
     int64_t end, const HyperOf<T>& h, const ExtrasOf<T>& x) {
+  static_assert(!V::kStepsAtRunTime, "the CPU loops fix every step at compile time");
   using C = ComputeType<T>;
   T* __restrict__ var = slots.var;
   T* __restrict__ ms = slots.ms;
@@ -158,12 +159,13 @@ void UpdateRangeBaseline(const SlotPointers<T>& slots, const G* grad, int64_t be
   UpdateElements<V, T, G>(slots, grad, begin, end, h, x);
 }
 
-// The loop for `choice` on this processor (the extras only for real dtypes).
-template <typename T, typename G>
+// The loop for `choice` on this processor; kWithExtras: compile the extras'
+// loops too (real dtypes).
+template <typename T, typename G, bool kWithExtras = kIsReal<T>>
 UpdateRangeFn<T, G> SelectUpdateRange(const rmsprop_math::VariantChoice& choice) {
   const Isa isa = CurrentIsa();
-  constexpr auto kExtras = kIsReal<T> ? rmsprop_math::ExtrasDispatch::kCompiled
-                                      : rmsprop_math::ExtrasDispatch::kNone;
+  constexpr auto kExtras = kWithExtras ? rmsprop_math::ExtrasDispatch::kCompiled
+                                       : rmsprop_math::ExtrasDispatch::kNone;
   return rmsprop_math::DispatchVariant<kExtras>(
       choice, [isa](auto variant) -> UpdateRangeFn<T, G> {
         using V = decltype(variant);

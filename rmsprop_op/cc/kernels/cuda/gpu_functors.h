@@ -19,8 +19,6 @@
 
 namespace Eigen {
 struct GpuDevice;
-struct half;
-struct bfloat16;
 }  // namespace Eigen
 
 namespace rmsprop_op {
