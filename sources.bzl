@@ -1,10 +1,12 @@
 """The sources of the op libraries: the one list that the Makefile, setup.py
 (both through tools/tf_build_flags.py) and the Bazel BUILD file read."""
 
-# The ops and their CPU kernels: rmsprop_op/_rmsprop_ops.so.
+# The ops, their CPU kernels and their XLA kernels for the CPU:
+# rmsprop_op/_rmsprop_ops.so.
 CPU_SOURCES = [
     "rmsprop_op/cc/ops/rmsprop_ops.cc",
     "rmsprop_op/cc/kernels/cpu/cpu_kernels.cc",
+    "rmsprop_op/cc/kernels/xla/cpu_xla.cc",
 ]
 
 # The GPU kernels: rmsprop_op/_rmsprop_gpu_kernels.so. The registrations are

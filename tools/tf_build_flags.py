@@ -123,6 +123,32 @@ def llvm_include_flags(tf_include):
     return ["-isystem", found[-1].split("/llvm/ADT/")[0]]
 
 
+def xla_support(tf_include):
+    """Whether this TensorFlow lets an out-of-tree library add XLA kernels
+    that call our functors through XLA's typed FFI (rmsprop_op/cc/kernels/xla/):
+    (True, "") or (False, why not). The one place this is decided; the
+    library then reports it (rmsprop_op.xla_kernels_available())."""
+    needs = {"xla/ffi/api/ffi.h": "XLA's typed FFI", "tensorflow/compiler/tf2xla/xla_op_kernel.h": "tf2xla",
+             "xla/hlo/builder/xla_builder.h": "XLA's builder"}
+    for header, what in needs.items():
+        if not os.path.exists(os.path.join(tf_include, header)):
+            return False, f"its headers lack {what} ({header})"
+    with open(os.path.join(tf_include, "xla/ffi/api/ffi.h")) as f:
+        if "class ThreadPool" not in f.read():
+            return False, "its typed FFI has no thread pool for CPU handlers"
+    if not os.path.exists(os.path.join(os.path.dirname(tf_include), "libtensorflow_cc.so.2")):
+        return False, "it ships no libtensorflow_cc.so.2"
+    return True, ""
+
+
+def xla_flags(tf_include):
+    """The extra compile flags of the XLA kernels, [] where unsupported."""
+    if not xla_support(tf_include)[0]:
+        return []
+    external = os.path.join(tf_include, "external")
+    return ["-DRMSPROP_OP_XLA=1", f"-I{external}/highwayhash", f"-I{external}/farmhash_archive/src"]
+
+
 def tensorflow_flags():
     import tensorflow as tf  # imported late: `--help` must work without it
     return tf.sysconfig.get_compile_flags(), tf.sysconfig.get_link_flags(), tf.__version__
@@ -150,19 +176,20 @@ def main(argv=None):
     compile_flags, link_flags, version = tensorflow_flags()
     # The loader reads this stamp back to tell a stale library from a good one.
     stamp = f'-DRMSPROP_OP_TF_VERSION="{version}"'
+    include = next(f[2:] for f in compile_flags if f.startswith("-I"))
     if args.what == "cxxflags":
-        flags = CXXFLAGS + compile_flags + [stamp, "-I."]
+        flags = CXXFLAGS + compile_flags + [stamp, "-I."] + xla_flags(include)
     elif args.what == "nvccflags":
         flags = (NVCCFLAGS + gencode(cuda_archs())
                  + [f for f in compile_flags if f != "--std=c++17"] + [stamp, "-I."])
     elif args.what == "ldflags":
-        flags = link_flags
+        # The XLA kernels' base classes live in libtensorflow_cc.
+        flags = link_flags + (["-l:libtensorflow_cc.so.2"] if xla_flags(include) else [])
     elif args.what == "gpu-cxxflags":
         # The registrations compile against the CUDA headers TensorFlow ships,
         # which match the CUDA structures TensorFlow hands over. The CUDA
         # release and architectures stamped here are what the loader checks
         # the driver and the GPUs against.
-        include = next(f[2:] for f in compile_flags if f.startswith("-I"))
         archs = " ".join(cuda_archs())
         flags = CXXFLAGS + compile_flags + [
             stamp, f'-DRMSPROP_OP_CUDA_VERSION="{checked_cuda_version(nvcc())}"',

@@ -33,15 +33,16 @@ inline absl::Status ReadScalar(tensorflow::OpKernelContext* ctx, const char* nam
   return absl::OkStatus();
 }
 
-// The hyperparameters in the real type of the compute type. (1 - rho) is
-// formed in double, as Keras does with its Python float rho; epsilon goes
-// under the root or, with the op's epsilon_after_sqrt attr, after it.
-template <typename T>
-absl::Status ReadHyperparameters(tensorflow::OpKernelContext* ctx,
-                                 bool has_momentum_slot,
+// The hyperparameters in the real type of the compute type, each read by
+// `read(name, &value)` (an op's host input, or an XLA custom call's operand).
+// (1 - rho) is formed in double, as Keras does with its Python float rho;
+// epsilon goes under the root or, with the op's epsilon_after_sqrt attr,
+// after it.
+template <typename T, typename Read>
+absl::Status HyperparametersFrom(const Read& read, bool has_momentum_slot,
                                  bool epsilon_after_sqrt, HyperOf<T>* h) {
   rmsprop_math::Hyper<double> in = {};
-#define RMSPROP_READ(name) TF_RETURN_IF_ERROR(ReadScalar(ctx, #name, &in.name));
+#define RMSPROP_READ(name) TF_RETURN_IF_ERROR(read(#name, &in.name));
   RMSPROP_HYPERPARAMETERS(RMSPROP_READ)
 #undef RMSPROP_READ
   if (!has_momentum_slot && in.momentum != 0.0) {
@@ -56,27 +57,27 @@ absl::Status ReadHyperparameters(tensorflow::OpKernelContext* ctx,
   return absl::OkStatus();
 }
 
-// Reads and checks the grouped op's extras (rmsprop_math::Extras). Sets
-// *any to whether one of them changes the update; clip_divisors gets one
-// divisor per variable, or stays empty.
 template <typename T>
-absl::Status ReadExtras(tensorflow::OpKernelContext* ctx, int num_vars,
+absl::Status ReadHyperparameters(tensorflow::OpKernelContext* ctx,
+                                 bool has_momentum_slot,
+                                 bool epsilon_after_sqrt, HyperOf<T>* h) {
+  return HyperparametersFrom<T>(
+      [ctx](const char* name, double* v) { return ReadScalar(ctx, name, v); },
+      has_momentum_slot, epsilon_after_sqrt, h);
+}
+
+// Checks the grouped op's extras (rmsprop_math::Extras), each read by
+// `read(name, &value)`, and forms them in the real type of the compute type.
+// Sets *any to whether one of them changes the update; num_clip_divisors is
+// 0 or one per variable.
+template <typename T, typename Read>
+absl::Status ExtrasFrom(const Read& read, int64_t num_clip_divisors,
                         bool apply_weight_decay, bool has_ema, ExtrasOf<T>* x,
-                        std::vector<double>* clip_divisors, bool* any) {
+                        bool* any) {
   rmsprop_math::Extras<double> in = {};
-#define RMSPROP_READ(name, ...) TF_RETURN_IF_ERROR(ReadScalar(ctx, #name, &in.name));
+#define RMSPROP_READ(name, ...) TF_RETURN_IF_ERROR(read(#name, &in.name));
   RMSPROP_EXTRAS(RMSPROP_READ)
 #undef RMSPROP_READ
-  const tensorflow::Tensor* divisors;
-  TF_RETURN_IF_ERROR(ctx->input("clip_divisors", &divisors));
-  if (!tensorflow::TensorShapeUtils::IsVector(divisors->shape()) ||
-      (divisors->dim_size(0) != 0 && divisors->dim_size(0) != num_vars)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "clip_divisors must be a vector of 0 or ", num_vars,
-        " values (one per variable), got shape ", divisors->shape().DebugString()));
-  }
-  const auto d = divisors->flat<double>();
-  clip_divisors->assign(d.data(), d.data() + d.size());
   // clip_multiplier and clip_divisors may be NaN or infinite: Keras's clip
   // factors are, for gradients whose norm is, and the update then stores NaN.
   in.keeps_gradient = true;
@@ -91,7 +92,7 @@ absl::Status ReadExtras(tensorflow::OpKernelContext* ctx, int num_vars,
   }
   RMSPROP_EXTRAS(RMSPROP_CHECK)
 #undef RMSPROP_CHECK
-  *any = !in.keeps_gradient || !clip_divisors->empty() || apply_weight_decay || has_ema;
+  *any = !in.keeps_gradient || num_clip_divisors > 0 || apply_weight_decay || has_ema;
   using R = decltype(x->grad_divisor);
   *x = rmsprop_math::ConvertAll<R>(in, [](double v) { return static_cast<R>(v); });
   x->grad_multiplier = R(1) / x->grad_divisor;
@@ -100,6 +101,33 @@ absl::Status ReadExtras(tensorflow::OpKernelContext* ctx, int num_vars,
   x->decay = apply_weight_decay;
   x->ema = has_ema;
   return absl::OkStatus();
+}
+
+// The error for clip_divisors of the wrong shape.
+inline absl::Status ClipDivisorsShapeError(int num_vars,
+                                           const tensorflow::TensorShape& shape) {
+  return absl::InvalidArgumentError(absl::StrCat(
+      "clip_divisors must be a vector of 0 or ", num_vars,
+      " values (one per variable), got shape ", shape.DebugString()));
+}
+
+// The grouped op's extras read from its inputs; clip_divisors gets one
+// divisor per variable, or stays empty.
+template <typename T>
+absl::Status ReadExtras(tensorflow::OpKernelContext* ctx, int num_vars,
+                        bool apply_weight_decay, bool has_ema, ExtrasOf<T>* x,
+                        std::vector<double>* clip_divisors, bool* any) {
+  const tensorflow::Tensor* divisors;
+  TF_RETURN_IF_ERROR(ctx->input("clip_divisors", &divisors));
+  if (!tensorflow::TensorShapeUtils::IsVector(divisors->shape()) ||
+      (divisors->dim_size(0) != 0 && divisors->dim_size(0) != num_vars)) {
+    return ClipDivisorsShapeError(num_vars, divisors->shape());
+  }
+  const auto d = divisors->flat<double>();
+  clip_divisors->assign(d.data(), d.data() + d.size());
+  return ExtrasFrom<T>(
+      [ctx](const char* name, double* v) { return ReadScalar(ctx, name, v); },
+      d.size(), apply_weight_decay, has_ema, x, any);
 }
 
 // Where each variable of an update sits among the resources an op locks:
@@ -175,6 +203,21 @@ std::vector<tensorflow::Tensor> TensorsOf(const LockedVariables<Device>& vars) {
   tensors.reserve(vars.size());
   for (int i = 0; i < vars.size(); ++i) tensors.push_back(vars.tensor(i));
   return tensors;
+}
+
+// The error for a sparse update's index outside the rows of var.
+inline absl::Status BadIndexError(int64_t position, int64_t num_rows) {
+  return absl::InvalidArgumentError(absl::StrCat(
+      "indices[", position, "] is out of range: every index must be in [0, ",
+      num_rows, "), the rows of var; nothing was updated"));
+}
+
+// The squared norms' divisor (the loss scale factor) must be finite and
+// nonzero.
+inline absl::Status CheckNormsDivisor(double divisor) {
+  if (divisor != 0.0 && std::isfinite(divisor)) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat(
+      "divisor (the loss scale factor) must be finite and nonzero, got ", divisor));
 }
 
 // What a sparse update needs once its inputs are validated.

@@ -92,12 +92,6 @@ class SingleVariableOpBase : public Base {
     return absl::OkStatus();
   }
 
-  static absl::Status BadIndexError(int64_t position, int64_t num_rows) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "indices[", position, "] is out of range: every index must be in [0, ",
-        num_rows, "), the rows of var; nothing was updated"));
-  }
-
   bool use_locking_;
   bool epsilon_after_sqrt_;
   VariableLayout layout_;
@@ -149,7 +143,7 @@ class SparseApplyRMSPropOp : public SingleVariableOpBase<Device, T, kCentered> {
     const int64_t bad = functor::SparseApplyRMSProp<Device, T, Tindex>()(
         ctx->eigen_device<Device>(), u.slots, u.grad, u.indices,
         u.num_indices, u.num_rows, u.row_size, h);
-    OP_REQUIRES(ctx, bad < 0, this->BadIndexError(bad, u.num_rows));
+    OP_REQUIRES(ctx, bad < 0, BadIndexError(bad, u.num_rows));
   }
 };
 
@@ -251,10 +245,7 @@ class GradientSquaredNormsOp : public tensorflow::OpKernel {
                     "divisor must be a scalar, got shape ",
                     divisor.shape().DebugString())));
     const double div = divisor.scalar<double>()();
-    OP_REQUIRES(ctx, div != 0.0 && std::isfinite(div),
-                absl::InvalidArgumentError(absl::StrCat(
-                    "divisor (the loss scale factor) must be finite and nonzero, got ",
-                    div)));
+    OP_REQUIRES_OK(ctx, CheckNormsDivisor(div));
     tensorflow::Tensor* out;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(
                             0, tensorflow::TensorShape({grads.size()}), &out));
