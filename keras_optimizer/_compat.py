@@ -46,7 +46,7 @@ def stock_default_name():
 
 def compiled_by_xla():
     """True while tracing a function that XLA will compile (jit_compile=True),
-    where the custom ops have no kernel."""
+    where the ops need XLA kernels (rmsprop_op.XLA_KERNELS)."""
     if tf.executing_eagerly():
         return False
     return control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph())

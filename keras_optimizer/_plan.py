@@ -21,8 +21,7 @@ _FUSABLE_DTYPES = (tf.float16, tf.bfloat16, tf.float32, tf.float64)
 class UpdatePlan:
     """grouped: dense gradients of several variables of one dtype and device
     may go to one grouped op: no tf.distribute strategy (under one, every
-    variable goes through its own `extended.update`), outside XLA (where the
-    ops have no kernel) and the stock `update_step` (a subclass that
+    variable goes through its own `extended.update`) and the stock `update_step` (a subclass that
     overrides it is called once per variable, as Keras does).
 
     extras: Keras's steps the grouped op does in this call, or None when
@@ -34,8 +33,7 @@ class UpdatePlan:
 def plan(optimizer, grads, trainable_variables):
     """The UpdatePlan of one `apply(grads, trainable_variables)`.
     `trainable_variables` is None or a list (never a one-shot iterator)."""
-    grouped = (_compat.without_strategy(optimizer) and not _compat.compiled_by_xla()
-               and optimizer._can_group())
+    grouped = _compat.without_strategy(optimizer) and optimizer._can_group()
     if not grouped:
         return UpdatePlan(grouped=False)
     return UpdatePlan(grouped=True,

@@ -25,9 +25,13 @@ __all__ = [
     "group_apply_rmsprop",
     "gradient_squared_norms",
     "GPU_KERNELS_LOADED",
+    "XLA_KERNELS",
 ]
 
 GPU_KERNELS_LOADED = _loader.GPU_KERNELS_LOADED
+# The device types ("CPU", "GPU") where XLA compiles the ops into custom calls
+# of our kernels (jit_compile=True); elsewhere XLA cannot compile them.
+XLA_KERNELS = _loader.XLA_KERNELS
 # The TensorFlow the loaded library was built against (its build stamp), and
 # the version with that TensorFlow minor, e.g. "0.2.0+tf2.21", as pip shows it.
 BUILT_AGAINST_TENSORFLOW = _loader.BUILT_AGAINST

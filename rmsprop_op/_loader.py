@@ -175,15 +175,26 @@ def _gpu_unsupported_reason(gpus):
     return gpu_support_problem(stamp, _cuda_driver_version(), capabilities)
 
 
+# Set to 1, this keeps the GPU library unloaded: variables on a GPU then
+# take the plain-TensorFlow formula, with and without XLA.
+NO_GPU_KERNELS_VARIABLE = "RMSPROP_OP_NO_GPU_KERNELS"
+
+
+def gpu_kernels_disabled():
+    return os.environ.get(NO_GPU_KERNELS_VARIABLE, "").strip() not in ("", "0")
+
+
 def load_gpu_kernels():
-    """Loads the CUDA kernels where they were built and a GPU is visible.
+    """Loads the CUDA kernels where they were built and a GPU is visible,
+    unless $RMSPROP_OP_NO_GPU_KERNELS is set.
 
     Returns True when the GPU kernels are registered. A GPU library that is
     present but cannot run here gives a warning, never an error: the ops keep
     their CPU kernels, and the optimizers update variables placed on a GPU
     with the plain-TensorFlow formula (rmsprop_op.plain_tf).
     """
-    if not os.path.exists(GPU_LIBRARY) or not tf.test.is_built_with_cuda():
+    if (gpu_kernels_disabled() or not os.path.exists(GPU_LIBRARY)
+            or not tf.test.is_built_with_cuda()):
         return False
     gpus = tf.config.list_physical_devices("GPU")
     if not gpus:
@@ -199,6 +210,22 @@ def load_gpu_kernels():
     return True
 
 
+def xla_kernels(path):
+    """The device types ("CPU") on which XLA can compile our ops, as the
+    loaded library at `path` reports (cc/kernels/xla/cpu_xla.cc); warns
+    when it was loaded too late for XLA to take its kernels."""
+    state = ctypes.CDLL(path).rmsprop_op_xla_kernels()
+    if state < 0:
+        warnings.warn(
+            "rmsprop_op: imported after TensorFlow compiled its first XLA function, so XLA "
+            "cannot compile the fused ops in this process: inside jit_compile=True the "
+            "optimizers use the same formula in plain TensorFlow ops. Import keras_optimizer "
+            "(or rmsprop_op) before the first jit_compile=True function runs.",
+            RuntimeWarning, stacklevel=2)
+    return frozenset({"CPU"}) if state > 0 else frozenset()
+
+
 ops = _load(CPU_LIBRARY)
 BUILT_AGAINST = built_against(CPU_LIBRARY)
 GPU_KERNELS_LOADED = load_gpu_kernels()
+XLA_KERNELS = xla_kernels(CPU_LIBRARY)
