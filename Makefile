@@ -7,7 +7,8 @@
 #   make cuda-compile-check  compile and link the GPU library and the checker
 #                            (with the CUDA 12 toolkit of tools/cuda_toolkit.py)
 #   make gpu-check           run the standalone GPU checker (skips without a GPU)
-#   make gpu-report          the checker and the GPU tests, output kept in out/gpu_report.txt
+#   make gpu-report          the checker, the GPU tests and the XLA tests on the GPU, output
+#                            kept in out/gpu_report.txt
 #   make bench               the benchmark (benchmarks/)
 #   make fuzz                the property-based tests with the long profile
 #   make sanitize            op tests against an ASan/UBSan build of the library
@@ -152,7 +153,7 @@ gpu-check: cuda-compile-check
 gpu-report: $(DEV_INSTALLED) build cuda-compile-check
 	@mkdir -p $(BUILD); \
 	$(MAKE) --no-print-directory gpu-check > $(BUILD)/gpu_report.txt 2>&1; checked=$$?; \
-	$(PY) -m pytest -q -rs tests/test_gpu.py >> $(BUILD)/gpu_report.txt 2>&1; tested=$$?; \
+	$(PY) -m pytest -q -rs tests/test_gpu.py tests/test_xla.py >> $(BUILD)/gpu_report.txt 2>&1; tested=$$?; \
 	cat $(BUILD)/gpu_report.txt; \
 	[ $$checked -eq 0 ] && [ $$tested -eq 0 ]
 
@@ -228,7 +229,8 @@ SAN_OBJS := $(patsubst %.cc,$(SAN_BUILD)/%.o,$(CPU_SRCS))
 # a SEGV with its stack anyway.
 SAN_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
 	-fno-sanitize=null,nonnull-attribute,returns-nonnull-attribute -fno-sanitize-recover=all
-SAN_TESTS := tests/test_ops.py tests/test_op_errors.py tests/test_fuzz.py tests/test_concurrency.py
+SAN_TESTS := tests/test_ops.py tests/test_op_errors.py tests/test_fuzz.py tests/test_concurrency.py \
+	tests/test_xla.py
 SAN_ENV = LD_PRELOAD="$$($(CXX) -print-file-name=libasan.so) $$($(CXX) -print-file-name=libubsan.so)" \
 	ASAN_OPTIONS=detect_leaks=0:halt_on_error=1:abort_on_error=1:detect_stack_use_after_return=1 \
 	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \

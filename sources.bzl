@@ -13,6 +13,7 @@ CPU_SOURCES = [
 # compiled by the host compiler against TensorFlow, the functors by nvcc.
 GPU_REGISTRATION_SOURCES = [
     "rmsprop_op/cc/kernels/cuda/gpu_kernels.cc",
+    "rmsprop_op/cc/kernels/xla/gpu_xla.cc",
 ]
 GPU_CUDA_SOURCES = [
     "rmsprop_op/cc/kernels/cuda/gpu_functors.cu.cc",

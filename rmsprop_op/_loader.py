@@ -210,22 +210,24 @@ def load_gpu_kernels():
     return True
 
 
-def xla_kernels(path):
-    """The device types ("CPU") on which XLA can compile our ops, as the
-    loaded library at `path` reports (cc/kernels/xla/cpu_xla.cc); warns
-    when it was loaded too late for XLA to take its kernels."""
-    state = ctypes.CDLL(path).rmsprop_op_xla_kernels()
-    if state < 0:
+def xla_kernels(cpu_library, gpu_library=None):
+    """The device types ("CPU", "GPU") on which XLA can compile our ops, as
+    the loaded libraries report (cc/kernels/xla/); warns when they were
+    loaded too late for XLA to take their kernels."""
+    states = {"CPU": ctypes.CDLL(cpu_library).rmsprop_op_xla_kernels()}
+    if gpu_library is not None:
+        states["GPU"] = ctypes.CDLL(gpu_library).rmsprop_op_gpu_xla_kernels()
+    if min(states.values()) < 0:
         warnings.warn(
             "rmsprop_op: imported after TensorFlow compiled its first XLA function, so XLA "
             "cannot compile the fused ops in this process: inside jit_compile=True the "
             "optimizers use the same formula in plain TensorFlow ops. Import keras_optimizer "
             "(or rmsprop_op) before the first jit_compile=True function runs.",
             RuntimeWarning, stacklevel=2)
-    return frozenset({"CPU"}) if state > 0 else frozenset()
+    return frozenset(device for device, state in states.items() if state > 0)
 
 
 ops = _load(CPU_LIBRARY)
 BUILT_AGAINST = built_against(CPU_LIBRARY)
 GPU_KERNELS_LOADED = load_gpu_kernels()
-XLA_KERNELS = xla_kernels(CPU_LIBRARY)
+XLA_KERNELS = xla_kernels(CPU_LIBRARY, GPU_LIBRARY if GPU_KERNELS_LOADED else None)

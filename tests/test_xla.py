@@ -15,9 +15,13 @@ from tests.helpers import (as_numpy, as_variables, assert_bitwise_equal, initial
 from tests.processes import run_python
 from tests.reference import NUMPY_DTYPES
 
+# Where the variables of these tests live (TensorFlow's default placement):
+# the GPU on a machine with one (`make gpu-report`), else the CPU.
+DEVICE = "GPU" if rmsprop_op.GPU_KERNELS_LOADED else "CPU"
 pytestmark = pytest.mark.skipif(
-    "CPU" not in rmsprop_op.XLA_KERNELS,
-    reason=f"TensorFlow {tf.__version__}: no XLA kernels (see the README's compatibility table)")
+    DEVICE not in rmsprop_op.XLA_KERNELS,
+    reason=f"TensorFlow {tf.__version__}: no XLA kernels for the {DEVICE} "
+           "(see the README's compatibility table)")
 
 DTYPES = list(NUMPY_DTYPES)
 HYPER = dict(lr=0.01, rho=0.9, momentum=0.5, epsilon=1e-7)

@@ -195,13 +195,15 @@ def main(argv=None):
             stamp, f'-DRMSPROP_OP_CUDA_VERSION="{checked_cuda_version(nvcc())}"',
             f'-DRMSPROP_OP_CUDA_ARCHS="{archs}"', "-I.",
             "-DGOOGLE_CUDA=1", "-DEIGEN_USE_GPU",
-            f"-I{include}/third_party/gpus/cuda/include", *llvm_include_flags(include)]
+            f"-I{include}/third_party/gpus/cuda/include", *llvm_include_flags(include),
+            *xla_flags(include)]
     elif args.what == "gpu-ldflags":
         # No CUDA runtime of our own: libtensorflow_framework exports the
         # runtime's API (forwarding to the libcudart TensorFlow loads), so the
         # kernels run on TensorFlow's CUDA runtime, as TensorFlow's own do.
         # --no-undefined proves that every CUDA call resolves there.
-        flags = link_flags + ["-ldl", "-lrt", "-lpthread", "-Wl,--no-undefined"]
+        flags = (link_flags + (["-l:libtensorflow_cc.so.2"] if xla_flags(include) else [])
+                 + ["-ldl", "-lrt", "-lpthread", "-Wl,--no-undefined"])
     else:
         flags = [version]
     print(shlex.join(flags))

@@ -3,23 +3,13 @@
 // run the CPU functors on the thread pool XLA gives them. Built where
 // tools/tf_build_flags.py finds what it needs in TensorFlow (RMSPROP_OP_XLA).
 
-#include <string>
-
-#include "tensorflow/core/framework/op_kernel.h"
+#include "rmsprop_op/cc/kernels/xla/registration_state.h"
 
 // Whether XLA can compile our ops on the CPU (read by rmsprop_op._loader):
-// 1 when it can, 0 when this library was built without XLA kernels, -1 when
-// XLA made its compilation kernels before this library was loaded (it does
-// so once, at the first XLA compilation, from the XLA kernels registered so
-// far; ours then never join).
+// RegistrationState, or 0 when this library was built without XLA kernels.
 extern "C" __attribute__((visibility("default"))) int rmsprop_op_xla_kernels() {
 #ifdef RMSPROP_OP_XLA
-  const auto on_xla_cpu = [](const char* op) {
-    return tensorflow::KernelsRegisteredForOp(op).find("device='XLA_CPU_JIT'") !=
-           std::string::npos;
-  };
-  if (!on_xla_cpu("Identity")) return 1;  // not made yet: ours will be
-  return on_xla_cpu("FusedResourceApplyRMSProp") ? 1 : -1;
+  return rmsprop_op::xla_kernels::RegistrationState("XLA_CPU_JIT");
 #else
   return 0;
 #endif
@@ -77,6 +67,7 @@ struct HostBackend {
     std::memcpy(out, src, n * sizeof(double));
   }
   void Copy(void* dst, const void* src, size_t bytes) const { std::memcpy(dst, src, bytes); }
+  ffi::Error Failure() const { return ffi::Error::Success(); }
 
   FfiThreadPool pool;
   Eigen::ThreadPoolDevice eigen;

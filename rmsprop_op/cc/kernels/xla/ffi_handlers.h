@@ -1,8 +1,8 @@
 // The bodies of our XLA FFI handlers, for any device: decode the custom
 // call's operands (custom_calls.h), check the values as the op kernels do
 // (op_inputs.h), and call the same device functors. A Backend supplies the
-// device: its functor Device, `device()`, and `ReadDoubles` / `Copy` for
-// its memory.
+// device: its functor Device, `device()`, `ReadDoubles` / `Copy` for its
+// memory, and `Failure()`, an error from them (or success).
 #ifndef RMSPROP_OP_CC_KERNELS_XLA_FFI_HANDLERS_H_
 #define RMSPROP_OP_CC_KERNELS_XLA_FFI_HANDLERS_H_
 
@@ -145,6 +145,7 @@ ffi::Error Apply(Backend& backend, const CallLayout& layout, const Buffers& b) {
     using T = typename decltype(tag)::type;
     HyperOf<T> h;
     const ScalarReader<Backend> hyper(backend, b, first_scalar, HyperparameterNames());
+    if (ffi::Error e = backend.Failure(); e.failure()) return e;
     absl::Status status =
         HyperparametersFrom<T>(hyper, layout.momentum, layout.epsilon_after_sqrt, &h);
     if (!status.ok()) return ToFfiError(status);
@@ -157,6 +158,7 @@ ffi::Error Apply(Backend& backend, const CallLayout& layout, const Buffers& b) {
       const ffi::AnyBuffer& divisors = b.args[first_extra + ExtrasNames().size()];
       clip_divisors.resize(divisors.element_count());
       backend.ReadDoubles(divisors.untyped_data(), clip_divisors.data(), clip_divisors.size());
+      if (ffi::Error e = backend.Failure(); e.failure()) return e;
       status = ExtrasFrom<T>(read, clip_divisors.size(), layout.apply_weight_decay,
                              layout.ema, &extras, &has_extras);
       if (!status.ok()) return ToFfiError(status);
@@ -188,6 +190,7 @@ ffi::Error SquaredNorms(Backend& backend, const Buffers& b) {
   const size_t n = b.args.size() - 1;
   double divisor;
   backend.ReadDoubles(b.args[n].untyped_data(), &divisor, 1);
+  if (ffi::Error e = backend.Failure(); e.failure()) return e;
   absl::Status status = CheckNormsDivisor(divisor);
   if (!status.ok() || n == 0) return ToFfiError(status);
   return ForEachDtype(b.args[0].element_type(), [&](auto tag) -> ffi::Error {
