@@ -14,7 +14,8 @@ Deliberate differences (README.md) set the tolerance or leave a value
 uncompared: inside a graph TensorFlow rewrites stock's x / sqrt(d); norms are
 summed in float64; half precision is computed in float32; sparse updates
 touch only the rows in the batch (so a row left out of some batch is not
-compared); under XLA ours is plain TensorFlow. Everything else is bit for bit.
+compared); under XLA, XLA compiles stock's formula its own way. Everything
+else is bit for bit.
 
 The variables' devices vary where the process has several CPU devices:
 `test_across_devices` runs this file and the regression cases again in a
@@ -61,7 +62,7 @@ def tolerance_of(config, pattern):
     reasons = []
     if pattern["mode"] != "eager":
         # TensorFlow's graph optimizer rewrites stock's x / sqrt(d) into
-        # x * rsqrt(d); under XLA ours is plain TensorFlow, also rewritten.
+        # x * rsqrt(d); under XLA, XLA compiles stock's formula its own way.
         reasons.append(Tolerance(2e-5, 1e-6, "graph rewrite of x / sqrt(d)"))
     if config.get("clipnorm") or config.get("global_clipnorm"):
         reasons.append(Tolerance(1e-5, 1e-7, "norms summed in float64"))

@@ -128,7 +128,8 @@ def test_eager_fit_matches_stock_bit_for_bit():
 
 @pytest.mark.parametrize("kwargs", [dict(momentum=0.9), dict(centered=True)])
 def test_fit_under_xla_matches_the_fused_ops(kwargs):
-    """jit_compile=True: the plain-TF mirror of the formula runs inside XLA."""
+    """jit_compile=True: our kernels inside XLA where it can compile them
+    (tests/test_xla.py), the plain-TF mirror of the formula elsewhere."""
     xla = _fit(_dense_model(), keras_optimizer.RMSprop(**kwargs), jit_compile=True)
     fused = _fit(_dense_model(), keras_optimizer.RMSprop(**kwargs), jit_compile=False)
     for a, b in zip(xla, fused):

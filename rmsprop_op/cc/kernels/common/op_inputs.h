@@ -150,6 +150,7 @@ struct VariableLayout {
   int ema_slot(int i) const {
     return ema ? (2 + centered + momentum) * num_vars + i : -1;
   }
+  int num_variables() const { return (2 + centered + momentum + ema) * num_vars; }
 
   // The op's resource inputs in this order, looked up by name.
   absl::Status Inputs(tensorflow::OpKernelContext* ctx,

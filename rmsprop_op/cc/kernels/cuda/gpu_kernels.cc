@@ -82,9 +82,7 @@ class GpuSparseApplyRMSPropOp
     auto finish = [ctx, done, first_bad, num_rows]() {
       const uint64_t bad = first_bad.scalar<tensorflow::uint64>()();
       if (bad != functor::kNoBadIndex) {
-        ctx->SetStatus(SingleVariableOpBase<Device, T, kCentered,
-                                            tensorflow::AsyncOpKernel>::
-                           BadIndexError(static_cast<int64_t>(bad), num_rows));
+        ctx->SetStatus(BadIndexError(static_cast<int64_t>(bad), num_rows));
       }
       done();
     };

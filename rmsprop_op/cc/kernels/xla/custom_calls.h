@@ -7,6 +7,8 @@
 #include <utility>
 #include <vector>
 
+#include "rmsprop_op/cc/kernels/common/op_inputs.h"
+
 namespace rmsprop_op {
 namespace xla_kernels {
 
@@ -21,32 +23,23 @@ constexpr char kSparseApplyTarget[] = "rmsprop_op_sparse_apply";
 // Squared norms. Operands: the gradients, divisor. Result: float64[n].
 constexpr char kSquaredNormsTarget[] = "rmsprop_op_squared_norms";
 
-// Which variables an update has, and where each sits among the first
-// operands: num_vars variables, then one block of num_vars per slot, in the
-// order var, ms, mg, mom, ema (mg, mom and ema only when present). The
-// attributes of the update's custom call carry it.
-struct CallLayout {
-  int64_t num_vars = 1;
-  bool centered = false;
-  bool momentum = false;
-  bool ema = false;
-  bool grouped = false;  // the grouped op: extras and clip_divisors follow
+// An update's variables are its first operands and its results, in the
+// order of the op kernels' VariableLayout (var, ms, mg, mom, ema, each a
+// block of num_vars; `indexed` marks the grouped op, whose extras and
+// clip_divisors follow the hyperparameters). The custom call's attributes
+// carry it, with the op's attrs.
+struct CallLayout : VariableLayout {
   bool epsilon_after_sqrt = false;
   bool apply_weight_decay = false;
 
-  int var(int i) const { return i; }
-  int ms(int i) const { return num_vars + i; }
-  int mg(int i) const { return centered ? 2 * num_vars + i : -1; }
-  int mom(int i) const { return momentum ? (centered ? 3 : 2) * num_vars + i : -1; }
-  int ema_slot(int i) const { return ema ? (2 + centered + momentum) * num_vars + i : -1; }
-  int num_variables() const { return (2 + centered + momentum + ema) * num_vars; }
+  CallLayout() : VariableLayout{1, false, false, false} {}
 
   std::vector<std::pair<const char*, int64_t>> Attributes() const {
     return {{"num_vars", num_vars},
             {"centered", centered},
             {"momentum", momentum},
             {"ema", ema},
-            {"grouped", grouped},
+            {"grouped", indexed},
             {"epsilon_after_sqrt", epsilon_after_sqrt},
             {"apply_weight_decay", apply_weight_decay}};
   }

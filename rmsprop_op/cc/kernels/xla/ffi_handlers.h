@@ -58,7 +58,7 @@ inline CallLayout LayoutOf(int64_t num_vars, int64_t centered, int64_t momentum,
   layout.centered = centered;
   layout.momentum = momentum;
   layout.ema = ema;
-  layout.grouped = grouped;
+  layout.indexed = grouped;
   layout.epsilon_after_sqrt = epsilon_after_sqrt;
   layout.apply_weight_decay = apply_weight_decay;
   return layout;
@@ -152,7 +152,7 @@ ffi::Error Apply(Backend& backend, const CallLayout& layout, const Buffers& b) {
     ExtrasOf<T> extras;
     bool has_extras = false;
     std::vector<double> clip_divisors;
-    if (layout.grouped) {
+    if (layout.indexed) {
       const size_t first_extra = first_scalar + HyperparameterNames().size();
       const ScalarReader<Backend> read(backend, b, first_extra, ExtrasNames());
       const ffi::AnyBuffer& divisors = b.args[first_extra + ExtrasNames().size()];

@@ -144,7 +144,7 @@ class CallBuilder {
 // The variables of an update in the custom calls' order (custom_calls.h):
 // var, ms, mg, mom, ema, each a block of num_vars.
 inline absl::Status AddUpdateVariables(CallBuilder* call, const CallLayout& layout) {
-  const bool indexed = layout.grouped;
+  const bool indexed = layout.indexed;
   TF_RETURN_IF_ERROR(call->AddVariables("var", indexed));
   TF_RETURN_IF_ERROR(call->AddVariables("ms", indexed));
   if (layout.centered) TF_RETURN_IF_ERROR(call->AddVariables("mg", indexed));
@@ -190,7 +190,7 @@ class DenseApplyXlaOp : public XlaOpKernel {
     layout_.centered = num_mg > 0;
     layout_.momentum = num_mom > 0;
     layout_.ema = num_ema > 0;
-    layout_.grouped = kGrouped;
+    layout_.indexed = kGrouped;
   }
 
   void Compile(XlaOpKernelContext* ctx) override {
