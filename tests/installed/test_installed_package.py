@@ -70,6 +70,25 @@ def test_model_fit_matches_the_stock_optimizer():
     np.testing.assert_allclose(ours, stock, rtol=1e-4)
 
 
+def test_jit_compile_runs_the_installed_kernels():
+    """Built against a TensorFlow whose wheel has XLA's typed FFI (2.20+), the
+    wheel's library has XLA kernels, and a compiled step calls them."""
+    wanted = tuple(int(p) for p in tf.__version__.split(".")[:2]) >= (2, 20)
+    assert ("CPU" in rmsprop_op.XLA_KERNELS) == wanted
+    if not wanted:
+        pytest.skip(f"TensorFlow {tf.__version__}: no XLA kernels")
+    var, ms = tf.Variable([1.0, 2.0]), tf.Variable([0.0, 0.0])
+
+    def step():
+        rmsprop_op.update(var, ms, tf.ones(2), lr=0.1, rho=0.9, epsilon=1e-7)
+    compiled = tf.function(step, jit_compile=True)
+    assert "rmsprop_op_apply" in compiled.experimental_get_compiler_ir()(stage="hlo")
+    compiled()
+    expected = tf.Variable([1.0, 2.0]), tf.Variable([0.0, 0.0])
+    rmsprop_op.update(*expected, tf.ones(2), lr=0.1, rho=0.9, epsilon=1e-7)
+    np.testing.assert_array_equal(var.numpy(), expected[0].numpy())
+
+
 def test_saved_model_loads_and_trains_in_a_fresh_process(tmp_path):
     class Trainer(tf.Module):
         def __init__(self):
