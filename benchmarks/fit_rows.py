@@ -76,24 +76,35 @@ def _fit_models(quick):
     }
 
 
+def timed_fit(model_entry, cls, jit_compile="auto"):
+    """(seconds per step, final loss) of one model.fit of a `_fit_models`
+    entry with optimizer class `cls`, from the same seed: timed per step by a
+    callback (fit calls its train function once a step), median after the
+    first 5 steps. `jit_compile` goes to model.compile ("auto", its default,
+    is no XLA on a CPU-only machine)."""
+    build, (x, y), batch, loss, kwargs = model_entry
+    keras.utils.set_random_seed(0)
+    model = build()
+    model.compile(optimizer=cls(**kwargs), loss=loss, jit_compile=jit_compile)
+    if jit_compile is True and not model.jit_compile:
+        raise RuntimeError("Keras turned jit_compile=True off for this model")
+    timer = _StepTimer()
+    history = model.fit(x, y, batch_size=batch, epochs=1, verbose=0, callbacks=[timer],
+                        shuffle=False)
+    return statistics.median(timer.times[5:]), history.history["loss"][-1]
+
+
 def fit_rows(bench, quick):
     """Whole training steps: model.fit of the same model with stock Keras's
-    RMSprop and ours, in this process, timed per step by a callback (fit calls
-    its train function once a step), median after the first 5 steps, the two
-    fits in turn and the faster of two rounds each. The final losses must
-    agree: both train the same model the same way."""
-    for case, (build, (x, y), batch, loss, kwargs) in _fit_models(quick).items():
+    RMSprop and ours, in this process (`timed_fit`), the two fits in turn and
+    the faster of two rounds each. The final losses must agree: both train
+    the same model the same way."""
+    for case, entry in _fit_models(quick).items():
         final_loss = {}
 
         def fit(name, cls):
-            keras.utils.set_random_seed(0)
-            model = build()
-            model.compile(optimizer=cls(**kwargs), loss=loss)
-            timer = _StepTimer()
-            history = model.fit(x, y, batch_size=batch, epochs=1, verbose=0, callbacks=[timer],
-                                shuffle=False)
-            final_loss[name] = history.history["loss"][-1]
-            return statistics.median(timer.times[5:])
+            seconds, final_loss[name] = timed_fit(entry, cls)
+            return seconds
 
         # The two fits in turn, best of two rounds.
         best = best_in_turn({"keras stock": lambda: fit("keras stock", keras.optimizers.RMSprop),

@@ -1,7 +1,8 @@
 """Draws a run of `make bench` as a PNG: time per update against size for
 our op, TensorFlow's op, stock Keras and the bandwidth limit (float32,
 momentum 0.9), and the speed-up against stock Keras of whole training steps
-per model and of Keras's steps around the update (the extras rows).
+per model, of Keras's steps around the update (the extras rows) and of the
+update and steps compiled by XLA (the xla rows).
 
 `python -m benchmarks.plot [results.json [picture.png]]`; by default the
 published results, drawn beside them."""
@@ -57,8 +58,15 @@ def draw(results, path):
     extras = [(f"update {r['case'].split()[0]}, " + r["case"].split(" ", 1)[1].replace(
                "none", "no option"), r["ours_speedup"])
               for r in rows if r["group"] == "extras" and r["impl"] == "keras stock"]
+    # Under XLA (jit_compile=True), against stock Keras under XLA where it compiles.
+    xla = [(("XLA update " + r["case"].split()[0]) if "of_limit" in r else
+            "XLA fit: " + r["case"].rsplit(", batch", 1)[0] +
+            ("" if r["impl"].endswith("XLA") else " (stock no XLA)"), r["ours_speedup"])
+           for r in rows if r["group"] == "xla" and r["impl"].startswith("keras stock")
+           and (r["impl"].endswith("XLA") or "final_loss" in r)]
     bars = [(f"fit: {name}", value, "tab:blue") for name, value in fits] + [
-        (name, value, "tab:orange") for name, value in extras]
+        (name, value, "tab:orange") for name, value in extras] + [
+        (name, value, "tab:green") for name, value in xla]
     right.barh([b[0] for b in bars], [b[1] for b in bars], color=[b[2] for b in bars])
     for i, (_, value, _) in enumerate(bars):
         right.text(value, i, f" {value:.2f}x", va="center", fontsize=8)
@@ -67,7 +75,7 @@ def draw(results, path):
     right.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
     right.axvline(1.0, color="k", linewidth=1)
     right.set_xlabel("speed-up against stock Keras (log scale)")
-    right.set_title("Keras: whole fit steps, and the steps around the update")
+    right.set_title("Keras: fit steps, steps around the update, XLA")
     right.invert_yaxis()
     machine = results["machine"]
     fig.suptitle(f"{machine['cpu']}, {machine['cores']} cores, TensorFlow "

@@ -31,6 +31,7 @@ from benchmarks.op_rows import (SWEEP_SIZES, compute_floor_rows,  # noqa: E402
 from benchmarks.sparse_rows import sparse_rows  # noqa: E402
 from benchmarks.targets import summarize  # noqa: E402
 from benchmarks.timing import HERE, BandwidthProbe, Bench  # noqa: E402
+from benchmarks.xla_rows import xla_rows  # noqa: E402
 
 
 def machine():
@@ -53,8 +54,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="small sizes only (a smoke run)")
-    parser.add_argument("--only", nargs="+", choices=["dense", "sweep", "sparse", "many", "fit", "extras"],
-                        default=["dense", "sweep", "sparse", "many", "fit", "extras"])
+    groups = ["dense", "sweep", "sparse", "many", "fit", "extras", "xla"]
+    parser.add_argument("--only", nargs="+", choices=groups, default=groups)
     parser.add_argument("--output", default=os.path.join(HERE, "results", "run.json"))
     parser.add_argument("--compute-floor-worker", nargs=2, type=float, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -86,6 +87,8 @@ def main(argv=None):
         fit_rows(bench, args.quick)
     if "extras" in args.only:
         extras_rows(bench, args.quick)
+    if "xla" in args.only:
+        xla_rows(bench, args.quick)
     targets = summarize(bench.rows)
     os.makedirs(os.path.dirname(args.output), exist_ok=True)
     with open(args.output, "w") as f:

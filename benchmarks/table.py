@@ -32,9 +32,10 @@ def _about(results):
 
 def render(results):
     lines = [
-        _about(results) + " Times are per update (per step for `fit`), the median of repeated "
+        _about(results) + " Times are per update (per step for the fits), the median of repeated "
         "runs after warm-up; the implementations of a case and its limit are measured in turn, "
-        "the best of three rounds (two for `fit`). \"limit\" is the bandwidth probe moving the "
+        "the best of three rounds (two for the `fit` rows and the `xla` fits). \"limit\" is "
+        "the bandwidth probe moving the "
         "same bytes; \"of limit\" = limit / time. Every implementation of a case makes the same number of updates per "
         "`tf.function` call (\"eager\": none).",
         "",

@@ -65,6 +65,25 @@ def summarize(rows):
             if label == "all three":
                 checks.append((f"extras {r['case']}: ours >= 80% of the bandwidth limit",
                                ours["of_limit"], ours["of_limit"] >= 0.8))
+    for r in rows:
+        if r["group"] != "xla":
+            continue
+        if r["impl"] == "keras stock, XLA" and "of_limit" in r:
+            checks.append((f"xla {r['case']}: >= 1.5x stock Keras under XLA",
+                           r["ours_speedup"], r["ours_speedup"] >= 1.5))
+        elif r["impl"] == "ours (keras)" and "of_limit" in r:
+            checks.append((f"xla {r['case']}: >= 0.9x ours without XLA", r["ours_speedup"],
+                           r["ours_speedup"] >= 0.9))
+        elif r["impl"] == "keras stock" and "final_loss" in r:
+            checks.append((f"fit jit_compile=True {r['case']}: >= 1.5x stock Keras per step "
+                           "(stock without XLA: it fails to compile)", r["ours_speedup"],
+                           r["ours_speedup"] >= 1.5))
+        elif r["impl"] == "keras stock, XLA" and "final_loss" in r:
+            checks.append((f"fit jit_compile=True {r['case']}: >= 1.5x stock Keras per step",
+                           r["ours_speedup"], r["ours_speedup"] >= 1.5))
+        elif r["impl"] == "ours (keras), XLA" and "losses_agree" in r:
+            checks.append((f"fit jit_compile=True {r['case']}: final loss agrees with stock "
+                           "Keras (1 = yes)", float(r["losses_agree"]), r["losses_agree"]))
     # The arithmetic alone, on every thread of the run: the in-cache time of
     # one thread divided by the thread count (1.0: compute-bound).
     floors = {r["impl"]: r["ns_per_element"] / r["threads_of_run"]

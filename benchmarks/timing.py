@@ -109,12 +109,12 @@ class Timed:
     timed without most of the cost of calling the function from Python (which
     grows with the number of variables it captures; a tf.while_loop would
     instead pay per iteration for every captured variable); `seconds()` is
-    per update."""
+    per update. `jit_compile=True`: the function is compiled by XLA."""
 
-    def __init__(self, fn, per_call=1):
+    def __init__(self, fn, per_call=1, jit_compile=None):
         self.per_call = per_call
 
-        @tf.function(autograph=False)  # a plain Python loop, unrolled
+        @tf.function(autograph=False, jit_compile=jit_compile)  # a plain Python loop, unrolled
         def run():
             for _ in range(per_call):  # unrolled; automatic control deps keep the order
                 fn()

@@ -30,3 +30,18 @@ def test_quick_benchmark_writes_results(tmp_path):
         assert row["ms"] > 0 and 0 < row["of_limit"]
     assert results["machine"]["cores"] >= 1
     assert all("met" in t for t in results["targets"])
+
+
+@pytest.mark.slow
+@pytest.mark.subprocess  # make builds the bandwidth probe
+def test_quick_xla_rows(tmp_path):
+    subprocess.run(["make", "benchmarks/_bandwidth_probe.so"], cwd=os.path.dirname(run.HERE),
+                   check=True, capture_output=True)
+    output = tmp_path / "results.json"
+    assert run.main(["--quick", "--only", "xla", "--output", str(output)]) == 0
+    rows = json.loads(output.read_text())["rows"]
+    assert {r["impl"] for r in rows} >= {"ours (keras), XLA", "keras stock, XLA", "ours (keras)",
+                                         "keras stock"}
+    assert all(r["group"] == "xla" and r["ms"] > 0 for r in rows)
+    fits = [r for r in rows if r["impl"] == "ours (keras), XLA" and "final_loss" in r]
+    assert len(fits) == 2 and all(r["losses_agree"] for r in fits)
