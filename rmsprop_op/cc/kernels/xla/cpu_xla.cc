@@ -5,15 +5,8 @@
 
 #include "rmsprop_op/cc/kernels/xla/registration_state.h"
 
-// Whether XLA can compile our ops on the CPU (read by rmsprop_op._loader):
-// RegistrationState, or 0 when this library was built without XLA kernels.
-extern "C" __attribute__((visibility("default"))) int rmsprop_op_xla_kernels() {
-#ifdef RMSPROP_OP_XLA
-  return rmsprop_op::xla_kernels::RegistrationState("XLA_CPU_JIT");
-#else
-  return 0;
-#endif
-}
+// Whether XLA can compile our ops here (read by rmsprop_op._loader).
+RMSPROP_DEFINE_XLA_STATE(rmsprop_op_xla_kernels, "XLA_CPU_JIT")
 
 #ifdef RMSPROP_OP_XLA
 #define EIGEN_USE_THREADS
@@ -27,11 +20,6 @@ extern "C" __attribute__((visibility("default"))) int rmsprop_op_xla_kernels() {
 #include "rmsprop_op/cc/kernels/xla/xla_op_kernels.h"
 #include "tsl/platform/denormal.h"
 #include "unsupported/Eigen/CXX11/ThreadPool"
-
-// Exported by libtensorflow_framework; declared in XLA's internal ffi_api.h.
-namespace xla::ffi {
-const XLA_FFI_Api* GetXlaFfiApi();
-}  // namespace xla::ffi
 
 namespace rmsprop_op {
 namespace xla_kernels {
@@ -97,30 +85,13 @@ ffi::Error SparseApplyHost(ffi::ThreadPool pool, int64_t num_vars, int64_t cente
   HostBackend backend(std::move(pool));
   const CallLayout layout = LayoutOf(num_vars, centered, momentum, ema, grouped,
                                      epsilon_after_sqrt, apply_weight_decay);
-  const size_t grad = layout.num_variables();
-  const ffi::AnyBuffer& indices = b.args[grad + 1];
-  return ForEachDtype(b.args[0].element_type(), [&](auto tag) -> ffi::Error {
-    using T = typename decltype(tag)::type;
-    HyperOf<T> h;
-    const ScalarReader<HostBackend> hyper(backend, b, grad + 2, HyperparameterNames());
-    const absl::Status status =
-        HyperparametersFrom<T>(hyper, layout.momentum, layout.epsilon_after_sqrt, &h);
-    if (!status.ok()) return ToFfiError(status);
-    const ffi::AnyBuffer& var = b.args[0];
-    const int64_t num_rows = var.dimensions()[0];
-    const int64_t row_size = num_rows > 0 ? var.element_count() / num_rows : 0;
-    auto update = [&](auto* index_data) -> ffi::Error {
-      using Tindex = std::remove_const_t<std::remove_pointer_t<decltype(index_data)>>;
-      const int64_t bad = functor::SparseApplyRMSProp<CPUDevice, T, Tindex>()(
-          backend.device(), ResultSlots<T>(backend, b, layout, 0),
-          static_cast<const T*>(b.args[grad].untyped_data()), index_data,
-          indices.element_count(), num_rows, row_size, h);
-      return ToFfiError(bad < 0 ? absl::OkStatus() : BadIndexError(bad, num_rows));
-    };
-    if (indices.element_type() == ffi::DataType::S32) {
-      return update(static_cast<const int32_t*>(indices.untyped_data()));
-    }
-    return update(static_cast<const int64_t*>(indices.untyped_data()));
+  return SparseApply(backend, layout, b, [&](const auto& call, const auto* indices) {
+    using T = std::remove_pointer_t<decltype(call.grad)>;
+    using Tindex = std::remove_const_t<std::remove_pointer_t<decltype(indices)>>;
+    const int64_t bad = functor::SparseApplyRMSProp<CPUDevice, std::remove_const_t<T>, Tindex>()(
+        backend.device(), call.slots, call.grad, indices, call.num_indices, call.num_rows,
+        call.row_size, call.h);
+    return ToFfiError(bad < 0 ? absl::OkStatus() : BadIndexError(bad, call.num_rows));
   });
 }
 
@@ -133,24 +104,9 @@ ffi::Error SquaredNormsHost(ffi::ThreadPool pool, ffi::RemainingArgs args,
   return SquaredNorms(backend, b);
 }
 
-// The update handlers' binding: the layout's attributes, then every operand
-// and result.
-auto BindUpdate() {
-  return ffi::Ffi::Bind()
-      .Ctx<ffi::ThreadPool>()
-      .Attr<int64_t>("num_vars")
-      .Attr<int64_t>("centered")
-      .Attr<int64_t>("momentum")
-      .Attr<int64_t>("ema")
-      .Attr<int64_t>("grouped")
-      .Attr<int64_t>("epsilon_after_sqrt")
-      .Attr<int64_t>("apply_weight_decay")
-      .RemainingArgs()
-      .RemainingRets();
-}
-
-XLA_FFI_DEFINE_HANDLER(kApplyHost, ApplyHost, BindUpdate());
-XLA_FFI_DEFINE_HANDLER(kSparseApplyHost, SparseApplyHost, BindUpdate());
+XLA_FFI_DEFINE_HANDLER(kApplyHost, ApplyHost, BindUpdate(ffi::Ffi::Bind().Ctx<ffi::ThreadPool>()));
+XLA_FFI_DEFINE_HANDLER(kSparseApplyHost, SparseApplyHost,
+                       BindUpdate(ffi::Ffi::Bind().Ctx<ffi::ThreadPool>()));
 XLA_FFI_DEFINE_HANDLER(kSquaredNormsHost, SquaredNormsHost,
                        ffi::Ffi::Bind().Ctx<ffi::ThreadPool>().RemainingArgs().RemainingRets());
 

@@ -20,10 +20,31 @@
 #include "xla/ffi/api/ffi.h"
 #include "xla/primitive_util.h"
 
+// Exported by libtensorflow_framework; declared in XLA's internal ffi_api.h.
+namespace xla::ffi {
+const XLA_FFI_Api* GetXlaFfiApi();
+}  // namespace xla::ffi
+
 namespace rmsprop_op {
 namespace xla_kernels {
 
 namespace ffi = ::xla::ffi;
+
+// What every update handler binds after its device's context: the layout's
+// attributes (CallLayout::Attributes), then every operand and result.
+template <typename Binding>
+auto BindUpdate(Binding binding) {
+  return std::move(binding)
+      .template Attr<int64_t>("num_vars")
+      .template Attr<int64_t>("centered")
+      .template Attr<int64_t>("momentum")
+      .template Attr<int64_t>("ema")
+      .template Attr<int64_t>("grouped")
+      .template Attr<int64_t>("epsilon_after_sqrt")
+      .template Attr<int64_t>("apply_weight_decay")
+      .RemainingArgs()
+      .RemainingRets();
+}
 
 inline ffi::Error ToFfiError(const absl::Status& status) {
   if (status.ok()) return ffi::Error::Success();
@@ -182,6 +203,52 @@ ffi::Error Apply(Backend& backend, const CallLayout& layout, const Buffers& b) {
         has_extras ? &extras : nullptr);
     return ToFfiError(done.ok() ? absl::OkStatus() : DeviceError(done));
   });
+}
+
+// A sparse update's checked inputs, for the device's sparse functor.
+template <typename T>
+struct SparseCall {
+  SlotPointers<T> slots;
+  const T* grad;
+  int64_t num_indices;
+  int64_t num_rows;
+  int64_t row_size;
+  HyperOf<T> h;
+};
+
+// kSparseApplyTarget: `run(call, indices)` runs the device's functor on a
+// SparseCall<T> and the indices (const int32_t* or const int64_t*).
+template <typename Backend, typename Run>
+ffi::Error SparseApply(Backend& backend, const CallLayout& layout, const Buffers& b,
+                       const Run& run) {
+  const size_t grad = layout.num_variables();
+  const ffi::AnyBuffer& indices = b.args[grad + 1];
+  return ForEachDtype(b.args[0].element_type(), [&](auto tag) -> ffi::Error {
+    using T = typename decltype(tag)::type;
+    SparseCall<T> call;
+    const ScalarReader<Backend> hyper(backend, b, grad + 2, HyperparameterNames());
+    if (ffi::Error e = backend.Failure(); e.failure()) return e;
+    const absl::Status status =
+        HyperparametersFrom<T>(hyper, layout.momentum, layout.epsilon_after_sqrt, &call.h);
+    if (!status.ok()) return ToFfiError(status);
+    const ffi::AnyBuffer& var = b.args[0];
+    call.num_rows = var.dimensions()[0];
+    call.row_size = call.num_rows > 0 ? var.element_count() / call.num_rows : 0;
+    call.num_indices = indices.element_count();
+    if (call.num_indices == 0) return ffi::Error::Success();
+    call.slots = ResultSlots<T>(backend, b, layout, 0);
+    call.grad = static_cast<const T*>(b.args[grad].untyped_data());
+    if (indices.element_type() == ffi::DataType::S32) {
+      return run(call, static_cast<const int32_t*>(indices.untyped_data()));
+    }
+    return run(call, static_cast<const int64_t*>(indices.untyped_data()));
+  });
+}
+
+// A handler's answer: its body's error, else the backend's.
+template <typename Backend>
+ffi::Error Finish(const Backend& backend, ffi::Error error) {
+  return error.failure() ? std::move(error) : backend.Failure();
 }
 
 // kSquaredNormsTarget.

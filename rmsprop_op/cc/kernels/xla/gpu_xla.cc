@@ -12,15 +12,8 @@
 
 #include "rmsprop_op/cc/kernels/xla/registration_state.h"
 
-// Whether XLA can compile our ops on a GPU (read by rmsprop_op._loader):
-// RegistrationState, or 0 when this library was built without XLA kernels.
-extern "C" __attribute__((visibility("default"))) int rmsprop_op_gpu_xla_kernels() {
-#ifdef RMSPROP_OP_XLA
-  return rmsprop_op::xla_kernels::RegistrationState("XLA_GPU_JIT");
-#else
-  return 0;
-#endif
-}
+// Whether XLA can compile our ops here (read by rmsprop_op._loader).
+RMSPROP_DEFINE_XLA_STATE(rmsprop_op_gpu_xla_kernels, "XLA_GPU_JIT")
 
 #ifdef RMSPROP_OP_XLA
 #include <cuda_runtime_api.h>
@@ -34,11 +27,6 @@ extern "C" __attribute__((visibility("default"))) int rmsprop_op_gpu_xla_kernels
 #include "rmsprop_op/cc/kernels/xla/ffi_handlers.h"
 #include "rmsprop_op/cc/kernels/xla/xla_op_kernels.h"
 #include "unsupported/Eigen/CXX11/Tensor"
-
-// Exported by libtensorflow_framework; declared in XLA's internal ffi_api.h.
-namespace xla::ffi {
-const XLA_FFI_Api* GetXlaFfiApi();
-}  // namespace xla::ffi
 
 namespace rmsprop_op {
 namespace xla_kernels {
@@ -108,14 +96,10 @@ ffi::Error ApplyCuda(cudaStream_t stream, ffi::ScratchAllocator scratch, int64_t
   Buffers b;
   if (ffi::Error e = Decode(args, rets, &b); e.failure()) return e;
   CudaBackend backend(stream, std::move(scratch));
-  if (ffi::Error e = Apply(backend,
-                           LayoutOf(num_vars, centered, momentum, ema, grouped,
-                                    epsilon_after_sqrt, apply_weight_decay),
-                           b);
-      e.failure()) {
-    return e;
-  }
-  return backend.Failure();
+  return Finish(backend, Apply(backend,
+                               LayoutOf(num_vars, centered, momentum, ema, grouped,
+                                        epsilon_after_sqrt, apply_weight_decay),
+                               b));
 }
 
 // A sparse update is enqueued whole; its index check's answer arrives on the
@@ -129,41 +113,21 @@ ffi::Error SparseApplyCuda(cudaStream_t stream, ffi::ScratchAllocator scratch, i
   CudaBackend backend(stream, std::move(scratch));
   const CallLayout layout = LayoutOf(num_vars, centered, momentum, ema, grouped,
                                      epsilon_after_sqrt, apply_weight_decay);
-  const size_t grad = layout.num_variables();
-  const ffi::AnyBuffer& indices = b.args[grad + 1];
-  return ForEachDtype(b.args[0].element_type(), [&](auto tag) -> ffi::Error {
-    using T = typename decltype(tag)::type;
-    HyperOf<T> h;
-    const ScalarReader<CudaBackend> hyper(backend, b, grad + 2, HyperparameterNames());
-    if (ffi::Error e = backend.Failure(); e.failure()) return e;
-    const absl::Status status =
-        HyperparametersFrom<T>(hyper, layout.momentum, layout.epsilon_after_sqrt, &h);
-    if (!status.ok()) return ToFfiError(status);
-    const ffi::AnyBuffer& var = b.args[0];
-    const int64_t num_rows = var.dimensions()[0];
-    const int64_t row_size = num_rows > 0 ? var.element_count() / num_rows : 0;
-    const int64_t num_indices = indices.element_count();
-    if (num_indices == 0) return ffi::Error::Success();
+  return Finish(backend, SparseApply(backend, layout, b, [&](const auto& call,
+                                                             const auto* indices) {
+    using T = std::remove_const_t<std::remove_pointer_t<decltype(call.grad)>>;
+    using Tindex = std::remove_const_t<std::remove_pointer_t<decltype(indices)>>;
     uint64_t first_bad = functor::kNoBadIndex;
-    auto update = [&](auto* index_data) -> DeviceStatus {
-      using Tindex = std::remove_const_t<std::remove_pointer_t<decltype(index_data)>>;
-      return functor::EnqueueSparseApplyRMSProp<T, Tindex>()(
-          backend.device(), ResultSlots<T>(backend, b, layout, 0),
-          static_cast<const T*>(b.args[grad].untyped_data()), index_data, num_indices,
-          num_rows, row_size, h, &first_bad);
-    };
-    const DeviceStatus done =
-        indices.element_type() == ffi::DataType::S32
-            ? update(static_cast<const int32_t*>(indices.untyped_data()))
-            : update(static_cast<const int64_t*>(indices.untyped_data()));
+    const DeviceStatus done = functor::EnqueueSparseApplyRMSProp<T, Tindex>()(
+        backend.device(), call.slots, call.grad, indices, call.num_indices, call.num_rows,
+        call.row_size, call.h, &first_bad);
     if (!done.ok()) return ToFfiError(DeviceError(done));
     backend.Check(cudaStreamSynchronize(stream), "waiting for the index check");
     if (ffi::Error e = backend.Failure(); e.failure()) return e;
-    if (first_bad != functor::kNoBadIndex) {
-      return ToFfiError(BadIndexError(static_cast<int64_t>(first_bad), num_rows));
-    }
-    return ffi::Error::Success();
-  });
+    return ToFfiError(first_bad == functor::kNoBadIndex
+                          ? absl::OkStatus()
+                          : BadIndexError(static_cast<int64_t>(first_bad), call.num_rows));
+  }));
 }
 
 ffi::Error SquaredNormsCuda(cudaStream_t stream, ffi::ScratchAllocator scratch,
@@ -171,8 +135,7 @@ ffi::Error SquaredNormsCuda(cudaStream_t stream, ffi::ScratchAllocator scratch,
   Buffers b;
   if (ffi::Error e = Decode(args, rets, &b); e.failure()) return e;
   CudaBackend backend(stream, std::move(scratch));
-  if (ffi::Error e = SquaredNorms(backend, b); e.failure()) return e;
-  return backend.Failure();
+  return Finish(backend, SquaredNorms(backend, b));
 }
 
 auto BindCuda() {
@@ -181,21 +144,8 @@ auto BindCuda() {
       .Ctx<ffi::ScratchAllocator>();
 }
 
-auto BindUpdate() {
-  return BindCuda()
-      .Attr<int64_t>("num_vars")
-      .Attr<int64_t>("centered")
-      .Attr<int64_t>("momentum")
-      .Attr<int64_t>("ema")
-      .Attr<int64_t>("grouped")
-      .Attr<int64_t>("epsilon_after_sqrt")
-      .Attr<int64_t>("apply_weight_decay")
-      .RemainingArgs()
-      .RemainingRets();
-}
-
-XLA_FFI_DEFINE_HANDLER(kApplyCuda, ApplyCuda, BindUpdate());
-XLA_FFI_DEFINE_HANDLER(kSparseApplyCuda, SparseApplyCuda, BindUpdate());
+XLA_FFI_DEFINE_HANDLER(kApplyCuda, ApplyCuda, BindUpdate(BindCuda()));
+XLA_FFI_DEFINE_HANDLER(kSparseApplyCuda, SparseApplyCuda, BindUpdate(BindCuda()));
 XLA_FFI_DEFINE_HANDLER(kSquaredNormsCuda, SquaredNormsCuda,
                        BindCuda().RemainingArgs().RemainingRets());
 

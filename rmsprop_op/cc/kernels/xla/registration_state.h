@@ -26,4 +26,16 @@ inline int RegistrationState(const char* jit_device) {
 }  // namespace xla_kernels
 }  // namespace rmsprop_op
 
+// Defines the exported `int FUNCTION()` the loader calls: RegistrationState
+// of JIT_DEVICE, or 0 where the library was built without XLA kernels.
+#ifdef RMSPROP_OP_XLA
+#define RMSPROP_DEFINE_XLA_STATE(FUNCTION, JIT_DEVICE)                  \
+  extern "C" __attribute__((visibility("default"))) int FUNCTION() {    \
+    return ::rmsprop_op::xla_kernels::RegistrationState(JIT_DEVICE);    \
+  }
+#else
+#define RMSPROP_DEFINE_XLA_STATE(FUNCTION, JIT_DEVICE) \
+  extern "C" __attribute__((visibility("default"))) int FUNCTION() { return 0; }
+#endif
+
 #endif  // RMSPROP_OP_CC_KERNELS_XLA_REGISTRATION_STATE_H_
