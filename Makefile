@@ -19,6 +19,10 @@
 #   make clean               every build output
 
 PYTHON ?= python3
+# Independent compiles run side by side (one job per core) unless -j is given.
+ifeq ($(filter -j%,$(MAKEFLAGS)),)
+MAKEFLAGS += -j$(shell nproc 2>/dev/null || echo 1)
+endif
 VENV := .venv
 PY := $(VENV)/bin/python
 # requirements.txt (the package and the demo), then requirements-dev.txt

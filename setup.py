@@ -3,6 +3,7 @@ environment: `pip install --no-build-isolation .` in the environment that will
 run them, or `make wheel` for a wheel. TensorFlow's C++ ABI changes with every
 minor release, so the package requires the minor it was built against and
 says so in its version (e.g. 0.2.0+tf2.21)."""
+import concurrent.futures
 import importlib.metadata
 import os
 import runpy
@@ -99,24 +100,32 @@ class BuildTensorFlowOps(build_ext):
             if ext.name.endswith("_gpu_kernels"):
                 self._build_gpu(ext, output)
             else:
-                self._compile_and_link(ext.sources, [], output)
+                self._compile_and_link(ext.sources, output)
         except (subprocess.CalledProcessError, OSError) as e:
             if ext.optional:
                 print(f"warning: skipping optional {ext.name}: {e}")
                 return
             raise
 
-    def _compile_and_link(self, cc_sources, extra_objects, output, cflags=None, ldflags=None):
+    def _compile_and_link(self, cc_sources, output):
         cxx = os.environ.get("CXX", "g++")
-        cflags = _flags("cxxflags") if cflags is None else cflags
-        ldflags = _flags("ldflags") if ldflags is None else ldflags
-        objects = []
-        for source in cc_sources:
-            obj = os.path.join(self.build_temp, source + ".o")
+        cflags, ldflags = _flags("cxxflags"), _flags("ldflags")
+        objects = self._compile_all([[cxx, *cflags, "-c", source] for source in cc_sources],
+                                    cc_sources)
+        self.spawn([cxx, "-shared", *objects, "-o", output, *ldflags])
+
+    def _compile_all(self, commands, sources):
+        """Runs `command -o <object>` for each source, side by side (one per
+        core: the translation units are independent and each takes minutes),
+        and returns the objects."""
+        objects = [os.path.join(self.build_temp, source + ".o") for source in sources]
+        for obj in objects:
             os.makedirs(os.path.dirname(obj), exist_ok=True)
-            self.spawn([cxx, *cflags, "-c", source, "-o", obj])
-            objects.append(obj)
-        self.spawn([cxx, "-shared", *objects, *extra_objects, "-o", output, *ldflags])
+        with concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+            for done in [pool.submit(self.spawn, [*command, "-o", obj])
+                         for command, obj in zip(commands, objects)]:
+                done.result()
+        return objects
 
     def _build_gpu(self, ext, output):
         import tensorflow as tf
@@ -128,14 +137,14 @@ class BuildTensorFlowOps(build_ext):
             print("note: no CUDA 12 nvcc (run `python tools/cuda_toolkit.py`, which assembles one "
                   "in .cuda/, or set NVCC); building CPU kernels only")
             return
-        cu_objects = []
-        for source in GPU_CU_SOURCES:
-            obj = os.path.join(self.build_temp, source + ".o")
-            os.makedirs(os.path.dirname(obj), exist_ok=True)
-            self.spawn([nvcc, *_flags("nvccflags"), "-c", source, "-o", obj])
-            cu_objects.append(obj)
-        self._compile_and_link(ext.sources, cu_objects, output, _flags("gpu-cxxflags"),
-                               _flags("gpu-ldflags"))
+        cxx = os.environ.get("CXX", "g++")
+        nvcc_flags, cxx_flags = _flags("nvccflags"), _flags("gpu-cxxflags")
+        # nvcc's units and the host units compile side by side too.
+        sources = [*GPU_CU_SOURCES, *ext.sources]
+        commands = ([[nvcc, *nvcc_flags, "-c", source] for source in GPU_CU_SOURCES]
+                    + [[cxx, *cxx_flags, "-c", source] for source in ext.sources])
+        objects = self._compile_all(commands, sources)
+        self.spawn([cxx, "-shared", *objects, "-o", output, *_flags("gpu-ldflags")])
 
 PACKAGE_VERSION, INSTALL_REQUIRES, TF_KERAS = _requirements()
 
@@ -173,6 +182,8 @@ setup(
     ],
     cmdclass={"build_ext": BuildTensorFlowOps, "bdist_wheel": PlatformWheel},
     # setuptools' work folders beside, not inside, `make build`'s objects.
-    options={"build": {"build_base": "out/setuptools"}},
+    # The CPU and GPU libraries build side by side.
+    options={"build": {"build_base": "out/setuptools"},
+             "build_ext": {"parallel": os.cpu_count() or 1}},
     zip_safe=False,
 )
