@@ -65,6 +65,18 @@ def add_slots(optimizer, var_list, name):
     return [optimizer.add_variable_from_reference(v, name) for v in var_list]
 
 
+def add_slot_of_dtype(optimizer, reference, name, dtype, shape=None):
+    """One zero-initialized optimizer variable for `reference` in `dtype`
+    (and `shape`, by default the reference's), named as Keras names its
+    slots: `add_variable_from_reference` would force the reference's dtype."""
+    if hasattr(reference, "path"):
+        name = f"{reference.path.replace('/', '_')}_{name}"
+    else:
+        name = f"{str(reference.name).replace('/', '_').replace(':', '_')}_{name}"
+    return optimizer.add_variable(shape=reference.shape if shape is None else shape,
+                                  initializer="zeros", dtype=dtype, name=name)
+
+
 def tf_variable(variable):
     """The tf.Variable behind a Keras variable; a tf.Variable as it is.
 

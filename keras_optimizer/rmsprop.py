@@ -7,7 +7,7 @@ import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import rmsprop_op  # noqa: E402
-from rmsprop_op import plain_tf  # noqa: E402
+from rmsprop_op import compact_state, plain_tf  # noqa: E402
 from rmsprop_op._hyperparameters import check as check_hyperparameter  # noqa: E402
 from keras_optimizer import _extras, _plan  # noqa: E402
 from keras_optimizer._implementation import fused_kernels_for, ops_for  # noqa: E402
@@ -64,6 +64,16 @@ class RMSprop(_compat.KerasHooks, keras.optimizers.Optimizer):
             square root. Defaults to 1e-7.
         centered: If True, gradients are normalized by the estimated variance
             of the gradient. Defaults to False.
+        state_dtype: None (default) keeps the slots in the variable's dtype,
+            as the stock optimizer does. `"bfloat16"` keeps them in bfloat16,
+            `"int8"` block-wise quantized in 8 bits (uint8 / int8 codes plus one
+            float32 scale per block of 256 elements): a half or about a quarter of
+            the state memory. Applies to float32 variables of at least 4096
+            elements; others keep full-precision state. The formats are
+            described in `rmsprop_op.compact_state`.
+        stochastic_rounding: With `state_dtype="bfloat16"`, round the state
+            stochastically (reproducibly: the noise is a function of the step
+            and the slot) instead of to nearest. Defaults to False.
         **kwargs: every keyword of `keras.optimizers.Optimizer` (`clipnorm`,
             `clipvalue`, `global_clipnorm`, `weight_decay`, `use_ema`,
             `ema_momentum`, `ema_overwrite_frequency`, `loss_scale_factor`,
@@ -97,6 +107,8 @@ class RMSprop(_compat.KerasHooks, keras.optimizers.Optimizer):
         loss_scale_factor=None,
         gradient_accumulation_steps=None,
         name=_compat.stock_default_name(),
+        state_dtype=None,
+        stochastic_rounding=False,
         **kwargs,
     ):
         super().__init__(
@@ -120,6 +132,8 @@ class RMSprop(_compat.KerasHooks, keras.optimizers.Optimizer):
         self.momentum = momentum
         self.epsilon = epsilon
         self.centered = centered
+        self.state_dtype = compact_state.check_format(state_dtype, stochastic_rounding)
+        self.stochastic_rounding = bool(stochastic_rounding)
 
     def build(self, var_list):
         # Slots named, ordered and shaped as keras.optimizers.RMSprop's, so
@@ -127,21 +141,63 @@ class RMSprop(_compat.KerasHooks, keras.optimizers.Optimizer):
         if self.built:
             return
         super().build(var_list)
-        self._velocities = _compat.add_slots(self, var_list, "velocity")
+        self._velocities = self._add_slots(var_list, "velocity")
         self._momentums = []
         if self.momentum > 0:
-            self._momentums = _compat.add_slots(self, var_list, "momentum")
+            self._momentums = self._add_slots(var_list, "momentum")
         self._average_gradients = []
         if self.centered:
-            self._average_gradients = _compat.add_slots(self, var_list, "average_gradient")
+            self._average_gradients = self._add_slots(var_list, "average_gradient")
+        # int8 state's block scales, after every slot (None where not int8).
+        self._state_scales = {}
+        if self.state_dtype == "int8":
+            for name, slots in (("velocity", self._velocities), ("momentum", self._momentums),
+                                ("average_gradient", self._average_gradients)):
+                self._state_scales[name] = [
+                    _compat.add_slot_of_dtype(self, v, f"{name}_scale", "float32",
+                                              compact_state.scales_shape(v.shape))
+                    if self._has_compact_state(v) else None
+                    for v, _ in zip(var_list, slots)]
+
+    def _has_compact_state(self, variable):
+        return compact_state.uses_compact_state(variable, self.state_dtype)
+
+    def _add_slots(self, var_list, name):
+        """One slot per variable: the stock ones, or in the compact format where
+        it applies (int8: the codes; the scales come after all slots)."""
+        if self.state_dtype is None or not any(self._has_compact_state(v) for v in var_list):
+            return _compat.add_slots(self, var_list, name)
+        code_dtype = "uint8" if name == "velocity" else "int8"
+        dtype = code_dtype if self.state_dtype == "int8" else "bfloat16"
+        return [_compat.add_slot_of_dtype(self, v, name, dtype) if self._has_compact_state(v)
+                else _compat.add_slots(self, [v], name)[0] for v in var_list]
 
     def _slots(self, variable):
-        """(ms, mg, mom) of a model variable as tf.Variables; mg / mom None when absent."""
+        """(ms, mg, mom) of a model variable as tf.Variables, or as
+        rmsprop_op.compact_state objects for compact state; mg / mom None
+        when absent."""
         index = _compat.variable_index(self, variable)
-        ms = _compat.tf_variable(self._velocities[index])
-        mg = _compat.tf_variable(self._average_gradients[index]) if self.centered else None
-        mom = _compat.tf_variable(self._momentums[index]) if self.momentum > 0 else None
+        ms = self._slot("velocity", self._velocities, index, variable, 0)
+        mg = (self._slot("average_gradient", self._average_gradients, index, variable, 1)
+              if self.centered else None)
+        mom = (self._slot("momentum", self._momentums, index, variable, 2)
+               if self.momentum > 0 else None)
         return ms, mg, mom
+
+    def _slot(self, name, slots, index, variable, number):
+        slot = _compat.tf_variable(slots[index])
+        if not self._has_compact_state(variable):
+            return slot
+        if self.state_dtype == "int8":
+            return compact_state.Int8State(
+                slot, _compat.tf_variable(self._state_scales[name][index]))
+        noise_seed = None
+        if self.stochastic_rounding:
+            # A different stream for each slot and step, the same on every run.
+            def noise_seed():
+                step = tf.cast(self.iterations, tf.int32)
+                return tf.stack([tf.constant(3 * index + number, tf.int32), step])
+        return compact_state.Bfloat16State(slot, noise_seed)
 
     def _hyperparameters(self, learning_rate):
         momentum = self.momentum if self.momentum > 0 else 0.0
@@ -191,7 +247,7 @@ class RMSprop(_compat.KerasHooks, keras.optimizers.Optimizer):
             return self._per_variable_updates(distribution, grads_and_vars, learning_rate)
         dense_groups = {}
         for grad, var in zip((g for g, _ in grads_and_vars), variables):
-            if isinstance(grad, tf.IndexedSlices):
+            if isinstance(grad, tf.IndexedSlices) or self._has_compact_state(var):
                 self.update_step(grad, var, learning_rate)
             else:
                 dense_groups.setdefault((var.dtype, var.device), []).append((grad, var))
@@ -256,6 +312,8 @@ class RMSprop(_compat.KerasHooks, keras.optimizers.Optimizer):
                 "momentum": self.momentum,
                 "epsilon": self.epsilon,
                 "centered": self.centered,
+                "state_dtype": self.state_dtype,
+                "stochastic_rounding": self.stochastic_rounding,
             }
         )
         return config

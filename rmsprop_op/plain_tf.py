@@ -10,6 +10,7 @@ Sparse updates touch only the named rows, duplicates summed first.
 """
 import tensorflow as tf
 
+from rmsprop_op import compact_state
 from rmsprop_op._hyperparameters import check_named
 
 
@@ -52,15 +53,26 @@ def _formula(var, ms, mg, mom, g, lr, rho, momentum, epsilon, epsilon_after_sqrt
 
 
 def _read(v, c):
-    return None if v is None else tf.cast(v.read_value(), c)
+    """A variable or slot in the compute dtype; a compact slot
+    (rmsprop_op.compact_state) reads as float32, its variable's dtype."""
+    if v is None:
+        return None
+    return v.read() if compact_state.is_compact(v) else tf.cast(v.read_value(), c)
+
+
+def _write(v, x, touched_rows=None):
+    """Stores `x`, computed in the compute dtype; a compact slot re-encodes
+    (with `touched_rows`, only the blocks of those rows)."""
+    if compact_state.is_compact(v):
+        return v.write(x, touched_rows)
+    return v.assign(tf.cast(x, v.dtype))
 
 
 def _dense(var, ms, mg, mom, grad, *hyper):
     c = _compute_dtype(var.dtype)
     new = _formula(_read(var, c), _read(ms, c), _read(mg, c), _read(mom, c),
                    tf.cast(grad, c), *hyper)
-    return tf.group([v.assign(tf.cast(x, v.dtype)) for v, x in zip((var, ms, mg, mom), new)
-                     if v is not None])
+    return tf.group([_write(v, x) for v, x in zip((var, ms, mg, mom), new) if v is not None])
 
 
 def _bad_index_message(position, num_rows):
@@ -96,12 +108,21 @@ def _sparse(var, ms, mg, mom, grad, indices, *hyper):
     with tf.control_dependencies([_check_indices(indices, num_rows)]):
         indices = tf.identity(indices)
     summed = tf.math.unsorted_segment_sum(tf.cast(grad, c), indices, num_rows)
-    touched = tf.math.unsorted_segment_max(tf.ones_like(indices, tf.int32), indices, num_rows) > 0
-    touched = tf.reshape(touched, [-1] + [1] * (len(var.shape) - 1))
-    old = [None if v is None else v.read_value() for v in (var, ms, mg, mom)]
+    touched_rows = tf.math.unsorted_segment_max(tf.ones_like(indices, tf.int32), indices,
+                                                num_rows) > 0
+    touched = tf.reshape(touched_rows, [-1] + [1] * (len(var.shape) - 1))
+    old = [_stored(v) for v in (var, ms, mg, mom)]
     new = _formula(*[None if x is None else tf.cast(x, c) for x in old], summed, *hyper)
-    return tf.group([v.assign(tf.where(touched, tf.cast(x, v.dtype), o))
+    return tf.group([_write(v, tf.where(touched, x, o), touched_rows) if compact_state.is_compact(v)
+                     else v.assign(tf.where(touched, tf.cast(x, v.dtype), o))
                      for v, x, o in zip((var, ms, mg, mom), new, old) if v is not None])
+
+
+def _stored(v):
+    # Untouched rows are written back as read (a compact slot's as float32).
+    if v is None:
+        return None
+    return v.read() if compact_state.is_compact(v) else v.read_value()
 
 
 def update(var, ms, grad, *, mg=None, mom=None, indices=None, lr, rho, momentum=0.0, epsilon,

@@ -214,3 +214,74 @@ def rmsprop_step_with_extras(var, ms, mg, mom, ema, grad, lr, rho, momentum, eps
         m = c(ema_momentum)
         ema_ = canonical_nan(m * ema.astype(c) + (c(1) - m) * v)
     return tuple(None if x is None else x.astype(storage) for x in (v, ms_, mg_, mom_, ema_))
+
+
+# Compact state (rmsprop_op/compact_state.py), re-derived from its
+# description rather than from its code.
+
+def dynamic_map_by_bits(bits):
+    """The dynamic map decoded code by code: for a magnitude code m > 0 of
+    `bits` bits, its leading zero bits are the decimal exponent e and the
+    bits after its first 1 a fraction f of k = bits-1-e bits; the value is
+    10**-e * (0.1 + 0.9 * (f + 1) / 2**k). Code 0 is 0."""
+    values = [0.0]
+    for m in range(1, 2 ** bits):
+        top = m.bit_length() - 1
+        e, k = bits - 1 - top, top
+        f = m - (1 << top)
+        values.append(10.0 ** -e * (0.1 + 0.9 * (f + 1) / 2 ** k))
+    return np.array(values, np.float64).astype(np.float32)
+
+
+def _layout(shape):
+    rows = shape[0] if len(shape) else 1
+    columns = int(np.prod(shape[1:], dtype=np.int64))
+    rows_per_block = max(1, 256 // max(columns, 1))
+    columns_per_block = min(columns, 256)
+    return rows, columns, rows_per_block, columns_per_block
+
+
+def compact_blocks(shape):
+    """Every block of a variable of `shape` as (row block, column block,
+    row slice, column slice) of its [rows, columns] view."""
+    rows, columns, rpb, cpb = _layout(shape)
+    for rb, r in enumerate(range(0, rows, rpb)):
+        for cb, c in enumerate(range(0, columns, max(cpb, 1))):
+            yield rb, cb, slice(r, min(r + rpb, rows)), slice(c, min(c + cpb, columns))
+
+
+def compact_quantize(values, signed):
+    """(codes, scales) of float32 `values` (see compact_state)."""
+    shape = values.shape
+    rows, columns, rpb, cpb = _layout(shape)
+    view = values.reshape(rows, columns)
+    table = dynamic_map_by_bits(7 if signed else 8)
+    midpoints = ((table[1:].astype(np.float64) + table[:-1]) / 2).astype(np.float32)
+    scales = np.zeros((-(-rows // rpb), -(-columns // max(cpb, 1))), np.float32)
+    codes = np.zeros((rows, columns), np.int8 if signed else np.uint8)
+    for rb, cb, rs, cs in compact_blocks(shape):
+        block = view[rs, cs]
+        scale = np.float32(np.nan) if np.isnan(block).any() else np.abs(block).max()
+        scales[rb, cb] = scale
+        with np.errstate(invalid="ignore"):
+            x = block / scale if scale > 0 else np.zeros_like(block)
+        x = np.where(np.isnan(x), np.float32(0), x)  # inf / inf: code 0, read back as NaN
+        if signed:
+            magnitude = np.searchsorted(midpoints, np.abs(x), side="left")
+            codes[rs, cs] = np.where(x < 0, -magnitude, magnitude)
+        else:
+            code = np.searchsorted(midpoints, x, side="left")
+            codes[rs, cs] = np.where(block > 0, np.maximum(code, 1), code)
+    return codes.reshape(shape), scales
+
+
+def compact_dequantize(codes, scales, signed):
+    shape = codes.shape
+    rows, columns, _, _ = _layout(shape)
+    table = dynamic_map_by_bits(7 if signed else 8)
+    c = codes.reshape(rows, columns).astype(np.int32)
+    values = (np.where(c < 0, -1, 1) * table[np.minimum(np.abs(c), 127)] if signed
+              else table[c]).astype(np.float32)
+    for rb, cb, rs, cs in compact_blocks(shape):
+        values[rs, cs] = values[rs, cs] * scales[rb, cb]
+    return values.reshape(shape)

@@ -1,0 +1,251 @@
+"""Compact optimizer state (rmsprop_op.compact_state and RMSprop(state_dtype=...)):
+the formats against the NumPy reference of tests/reference.py, the update
+with compact slots bit for bit against reference, and the optimizer's slots,
+configuration, saving and memory."""
+import ml_dtypes
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import rmsprop_op
+from rmsprop_op import compact_state, plain_tf
+from tests import reference
+
+SHAPES = [(5000,), (1000, 64), (300, 700), (3, 3, 64, 128), (5000, 1), (4099, 3)]
+HYPER = dict(lr=0.01, rho=0.9, epsilon=1e-7)
+
+
+def _values(shape, seed, signed=True):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(shape).astype(np.float32) * np.exp(
+        rng.standard_normal(shape) * 2).astype(np.float32)
+    return x if signed else np.square(x)
+
+
+# The format.
+
+def test_the_maps_are_the_documented_decoding_of_their_codes():
+    np.testing.assert_array_equal(compact_state.UNSIGNED_MAP, reference.dynamic_map_by_bits(8))
+    np.testing.assert_array_equal(compact_state.SIGNED_MAGNITUDES, reference.dynamic_map_by_bits(7))
+    for table, smallest in ((compact_state.UNSIGNED_MAP, 1e-7), (compact_state.SIGNED_MAGNITUDES, 1e-6)):
+        assert table[0] == 0 and table[-1] == 1 and np.all(np.diff(table) > 0)
+        assert table[1] == np.float32(smallest)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("signed", [True, False])
+def test_quantize_is_the_reference_and_round_trips(shape, signed):
+    x = _values(shape, 1, signed)
+    x.reshape(-1)[:300] = 0  # a block (or more) of zeros
+    codes, scales = compact_state.quantize(tf.constant(x), signed)
+    want_codes, want_scales = reference.compact_quantize(x, signed)
+    np.testing.assert_array_equal(codes.numpy(), want_codes)
+    np.testing.assert_array_equal(scales.numpy(), want_scales)
+    assert codes.dtype == (tf.int8 if signed else tf.uint8)
+    assert scales.shape == compact_state.scales_shape(shape)
+    back = compact_state.dequantize(codes, scales, signed)
+    np.testing.assert_array_equal(back.numpy(), reference.compact_dequantize(want_codes, want_scales, signed))
+    again = compact_state.quantize(back, signed)
+    np.testing.assert_array_equal(again[0].numpy(), want_codes)
+    np.testing.assert_array_equal(again[1].numpy(), want_scales)
+
+
+@pytest.mark.parametrize("shape", [(5000,), (300, 700), (1000, 64)])
+def test_scales_are_exactly_each_blocks_largest_magnitude(shape):
+    x = _values(shape, 2)
+    _, scales = compact_state.quantize(tf.constant(x), True)
+    view = x.reshape(shape[0], -1)
+    for rb, cb, rs, cs in reference.compact_blocks(shape):
+        assert scales.numpy()[rb, cb] == np.abs(view[rs, cs]).max()
+
+
+def test_blocks_lie_within_rows_and_hold_up_to_256_elements():
+    assert compact_state.block_layout((1000, 64)) == (1000, 64, 4, 64)
+    assert compact_state.block_layout((300, 700)) == (300, 700, 1, 256)
+    assert compact_state.block_layout((5000,)) == (5000, 1, 256, 1)
+    assert compact_state.scales_shape((1000, 64)) == [250, 1]
+    assert compact_state.scales_shape((300, 700)) == [300, 3]
+    assert compact_state.scales_shape((100, 100)) == [50, 1]
+
+
+def test_a_positive_mean_square_never_reads_back_as_zero():
+    x = np.full((4096,), 1e-30, np.float32)
+    x[0] = 1.0  # every block's other values are far below the map's 1e-7
+    x[256] = 1e30
+    codes, scales = compact_state.quantize(tf.constant(x), signed=False)
+    assert codes.numpy().min() == 1
+    assert np.all(compact_state.dequantize(codes, scales, False).numpy() > 0)
+
+
+def test_nearest_code_within_float32_rounding():
+    x = np.random.default_rng(3).uniform(-1, 1, 4096).astype(np.float32)
+    codes, scales = compact_state.quantize(tf.constant(x), True)
+    x = x / np.repeat(scales.numpy()[:, 0], 256)
+    table = np.concatenate([-compact_state.SIGNED_MAGNITUDES[:0:-1], compact_state.SIGNED_MAGNITUDES])
+    chosen = np.abs(table[codes.numpy().astype(int) + 127] - x)
+    best = np.abs(table[None, :] - x[:, None]).min(axis=1)
+    assert np.all(chosen <= best + 1e-7)
+
+
+def test_non_finite_blocks_read_back_as_nan():
+    x = np.ones((1024,), np.float32)
+    x[3], x[300] = np.nan, np.inf
+    codes, scales = compact_state.quantize(tf.constant(x), True)
+    back = compact_state.dequantize(codes, scales, True).numpy()
+    assert np.all(np.isnan(back[:512])) and np.all(back[512:] == 1)
+    want = reference.compact_quantize(x, True)
+    np.testing.assert_array_equal(codes.numpy(), want[0])
+    np.testing.assert_array_equal(scales.numpy(), want[1])
+
+
+def test_bfloat16_rounds_to_nearest_or_stochastically_without_bias():
+    x = np.random.default_rng(4).standard_normal(4096).astype(np.float32)
+    np.testing.assert_array_equal(compact_state.round_to_bfloat16(tf.constant(x)).numpy(),
+                                  x.astype(ml_dtypes.bfloat16))
+    rounds = [compact_state.round_to_bfloat16(
+        tf.constant(x), tf.random.stateless_uniform([4096], [1, i], 0, 1 << 16, tf.int32)).numpy()
+        for i in range(200)]
+    down = x.astype(ml_dtypes.bfloat16)
+    for r in rounds[:3]:  # one of the two neighbours, always
+        lower = np.minimum(r.astype(np.float32), down.astype(np.float32))
+        assert np.all(np.abs(r.astype(np.float32) - x) <= np.abs(x) * 2 ** -7)
+        del lower
+    mean = np.mean([r.astype(np.float32) for r in rounds], axis=0)
+    # Unbiased: the mean of 200 roundings is far closer than one bfloat16 ulp.
+    assert np.abs(mean - x).max() < np.abs(x).max() * 2 ** -8 * 0.3
+    assert np.abs(np.mean(mean - x)) < np.abs(down.astype(np.float32) - x).mean() * 0.2
+
+
+# The update with compact slots, against the NumPy reference.
+
+def _state(kind, values, signed, noise_seed=None):
+    if kind == "bfloat16":
+        return compact_state.Bfloat16State(tf.Variable(values.astype(ml_dtypes.bfloat16)), noise_seed)
+    codes, scales = reference.compact_quantize(values, signed)
+    return compact_state.Int8State(tf.Variable(codes), tf.Variable(scales))
+
+
+def _read_reference(kind, state):
+    if kind == "bfloat16":
+        return state.variable.numpy().astype(np.float32)
+    return reference.compact_dequantize(state.codes.numpy(), state.scales.numpy(), state.signed)
+
+
+def _store_reference(kind, values, old, touched_rows=None):
+    """What the slot holds after storing `values`: bfloat16, or (codes, scales)
+    with the blocks of untouched rows as they were."""
+    if kind == "bfloat16":
+        return values.astype(ml_dtypes.bfloat16)
+    signed = old.signed
+    codes, scales = reference.compact_quantize(values, signed)
+    if touched_rows is not None:
+        old_codes, old_scales = old.codes.numpy(), old.scales.numpy()
+        view_codes = codes.reshape(values.shape[0], -1)
+        for rb, cb, rs, cs in reference.compact_blocks(values.shape):
+            if not touched_rows[rs].any():
+                view_codes[rs, cs] = old_codes.reshape(values.shape[0], -1)[rs, cs]
+                scales[rb, cb] = old_scales[rb, cb]
+    return codes, scales
+
+
+def _assert_holds(kind, state, want):
+    if kind == "bfloat16":
+        np.testing.assert_array_equal(state.variable.numpy().view(np.uint16), want.view(np.uint16))
+    else:
+        np.testing.assert_array_equal(state.codes.numpy(), want[0])
+        np.testing.assert_array_equal(state.scales.numpy(), want[1])
+
+
+# Independent random slots give some elements a negative variance (an
+# infinite step) and NaN: those must match too.
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+@pytest.mark.parametrize("kind", ["int8", "bfloat16"])
+@pytest.mark.parametrize("centered", [False, True])
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
+@pytest.mark.parametrize("sparse", [False, True])
+@pytest.mark.parametrize("shape", [(1000, 64), (300, 700), (5000,)])
+def test_update_with_compact_slots_is_the_reference(kind, centered, momentum, sparse, shape):
+    rng = np.random.default_rng(5)
+    var = rng.standard_normal(shape).astype(np.float32)
+    slots = {"ms": _state(kind, _values(shape, 6, signed=False) * 1e-3, False)}
+    if centered:
+        slots["mg"] = _state(kind, _values(shape, 7) * 1e-2, True)
+    if momentum:
+        slots["mom"] = _state(kind, _values(shape, 8) * 1e-2, True)
+    v = tf.Variable(var)
+    for step in range(3):
+        if sparse:
+            indices = rng.integers(0, shape[0], 40)
+            indices[:3] = indices[0]  # duplicates
+            grad = rng.standard_normal((40,) + shape[1:]).astype(np.float32)
+        else:
+            indices, grad = None, rng.standard_normal(shape).astype(np.float32)
+        old = {k: _read_reference(kind, s) for k, s in slots.items()}
+        args = (v.numpy(), old["ms"], old.get("mg"), old.get("mom"))
+        if sparse:
+            new = reference.sparse_rmsprop_step(*args, grad, indices, momentum=momentum,
+                                                compute_dtype=np.float32, **HYPER)
+            touched = np.zeros(shape[0], bool)
+            touched[indices] = True
+        else:
+            new = reference.rmsprop_step(*args, grad, momentum=momentum, compute_dtype=np.float32,
+                                         **HYPER)
+            touched = None
+        want = {k: _store_reference(kind, x, slots[k], touched)
+                for k, x in zip(("ms", "mg", "mom"), new[1:]) if k in slots}
+        plain_tf.update(v, slots["ms"], tf.constant(grad), mg=slots.get("mg"), mom=slots.get("mom"),
+                        indices=None if indices is None else tf.constant(indices),
+                        momentum=momentum, **HYPER)
+        np.testing.assert_array_equal(v.numpy(), new[0], err_msg=f"step {step}")
+        for k, s in slots.items():
+            _assert_holds(kind, s, want[k])
+
+
+def test_a_sparse_update_leaves_the_blocks_of_other_rows_untouched():
+    shape = (1000, 64)
+    ms = _state("int8", _values(shape, 9, signed=False), False)
+    codes, scales = ms.codes.numpy(), ms.scales.numpy()
+    v = tf.Variable(np.zeros(shape, np.float32))
+    plain_tf.update(v, ms, tf.ones((2, 64)), indices=tf.constant([5, 900]), **HYPER)
+    changed_blocks = np.nonzero(np.any(ms.scales.numpy() != scales, axis=1))[0]
+    assert set(changed_blocks) <= {5 // 4, 900 // 4}
+    keep = np.ones(shape[0], bool)
+    keep[4:8] = keep[900:904] = False
+    np.testing.assert_array_equal(ms.codes.numpy()[keep], codes[keep])
+
+
+@pytest.mark.parametrize("kind", ["int8", "bfloat16"])
+def test_trajectory_stays_close_to_full_precision_state(kind):
+    """500 noisy steps toward a target: the variable with compact state
+    follows the one with float32 state to a small part of the distance it moved."""
+    shape = (64, 128)
+    rng = np.random.default_rng(10)
+    target = rng.standard_normal(shape).astype(np.float32)
+    start = np.zeros(shape, np.float32)
+    full = [tf.Variable(start), tf.Variable(np.zeros(shape, np.float32)),
+            tf.Variable(np.zeros(shape, np.float32))]
+    compact = tf.Variable(start)
+    ms = _state(kind, np.zeros(shape, np.float32), False)
+    mom = _state(kind, np.zeros(shape, np.float32), True)
+    for step in range(500):
+        noise = rng.standard_normal(shape).astype(np.float32) * 0.5
+        for var, slot_ms, slot_mom in ((full[0], full[1], full[2]), (compact, ms, mom)):
+            grad = tf.constant(var.numpy() - target + noise)
+            plain_tf.update(var, slot_ms, grad, mom=slot_mom, lr=1e-3, rho=0.9, momentum=0.9,
+                            epsilon=1e-7)
+    moved = np.abs(full[0].numpy() - start).mean()
+    apart = np.abs(full[0].numpy() - compact.numpy()).mean()
+    assert np.all(np.isfinite(compact.numpy()))
+    assert apart < 0.02 * moved, (apart, moved)
+
+
+def test_stochastic_rounding_is_reproducible():
+    def run():
+        v = tf.Variable(np.ones((4096,), np.float32))
+        ms = compact_state.Bfloat16State(tf.Variable(tf.zeros((4096,), tf.bfloat16)),
+                                         lambda: tf.constant([1, 2], tf.int32))
+        plain_tf.update(v, ms, tf.fill((4096,), 0.3), **HYPER)
+        return ms.variable.numpy().view(np.uint16)
+    first = run()
+    np.testing.assert_array_equal(first, run())
+    assert len(np.unique(first)) == 2  # both neighbours of 0.009 occur
