@@ -249,3 +249,194 @@ def test_stochastic_rounding_is_reproducible():
     first = run()
     np.testing.assert_array_equal(first, run())
     assert len(np.unique(first)) == 2  # both neighbours of 0.009 occur
+
+
+# The optimizer.
+
+def _model(seed=0):
+    import keras
+    keras.utils.set_random_seed(seed)
+    return keras.Sequential([keras.Input((64,)), keras.layers.Dense(128, activation="relu"),
+                             keras.layers.Dense(10)])
+
+
+def _data():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((256, 64)).astype(np.float32)
+    return x, x[:, :10].argmax(1)
+
+
+def _compiled(state_dtype, seed=0, **kwargs):
+    from keras_optimizer import RMSprop
+    model = _model(seed)
+    model.compile(RMSprop(1e-3, momentum=0.9, centered=True, state_dtype=state_dtype, **kwargs),
+                  "sparse_categorical_crossentropy")
+    return model
+
+
+def _optimizer_arrays(optimizer):
+    return [np.asarray(v.numpy()) for v in optimizer.variables]
+
+
+@pytest.mark.parametrize("state_dtype, codes", [("int8", ("uint8", "int8")),
+                                                ("bfloat16", ("bfloat16", "bfloat16"))])
+def test_slots_of_large_float32_variables_are_compact(state_dtype, codes):
+    model = _compiled(state_dtype)
+    optimizer = model.optimizer
+    optimizer.build(model.trainable_variables)
+    by_name = {v.path.split("/")[-1]: v for v in optimizer.variables}
+    kernel = "sequential_dense_kernel" if "sequential_dense_kernel_velocity" in by_name else None
+    kernel = kernel or next(k[:-len("_velocity")] for k in by_name
+                            if k.endswith("kernel_velocity") and by_name[k].shape == (64, 128))
+    assert by_name[kernel + "_velocity"].dtype == codes[0]
+    assert by_name[kernel + "_momentum"].dtype == codes[1]
+    assert by_name[kernel + "_average_gradient"].dtype == codes[1]
+    small = [k for k, v in by_name.items() if k.endswith("_velocity") and v.shape != (64, 128)]
+    assert len(small) == 3 and all(by_name[k].dtype == "float32" for k in small)
+    scales = [k for k in by_name if k.endswith("_scale")]
+    if state_dtype == "int8":
+        assert sorted(scales) == sorted(kernel + s for s in ("_velocity_scale", "_momentum_scale",
+                                                             "_average_gradient_scale"))
+        assert all(by_name[k].shape == (32, 1) and by_name[k].dtype == "float32" for k in scales)
+    else:
+        assert scales == []
+
+
+def test_bad_state_arguments_are_refused():
+    from keras_optimizer import RMSprop
+    with pytest.raises(ValueError, match="state_dtype"):
+        RMSprop(state_dtype="float8")
+    with pytest.raises(ValueError, match="stochastic_rounding"):
+        RMSprop(state_dtype="int8", stochastic_rounding=True)
+    assert RMSprop(state_dtype=tf.bfloat16).state_dtype == "bfloat16"
+
+
+def test_state_memory_of_a_million_row_table():
+    """1M x 64 with momentum and centered, counted from optimizer.variables:
+    int8 at least 3.8x and bfloat16 at least 1.95x smaller than float32."""
+    import keras
+    from keras_optimizer import RMSprop
+    table = keras.Variable(tf.zeros((1_000_000, 64)))
+    state = {}
+    for state_dtype in (None, "bfloat16", "int8"):
+        optimizer = RMSprop(momentum=0.9, centered=True, state_dtype=state_dtype)
+        optimizer.build([table])
+        state[state_dtype] = sum(np.dtype(v.dtype).itemsize * int(np.prod(v.shape))
+                                 for v in optimizer.variables[2:])  # after iterations, lr
+        del optimizer
+    assert state[None] == 3 * 4 * 64_000_000
+    assert state[None] / state["bfloat16"] >= 1.95
+    assert state[None] / state["int8"] >= 3.8
+
+
+@pytest.mark.parametrize("state_dtype", ["int8", "bfloat16"])
+def test_config_save_and_resume_bit_for_bit(state_dtype, tmp_path):
+    import keras
+    from keras_optimizer import RMSprop
+    x, y = _data()
+    model = _compiled(state_dtype, stochastic_rounding=state_dtype == "bfloat16")
+    config = model.optimizer.get_config()
+    assert config["state_dtype"] == state_dtype
+    again = RMSprop.from_config(config)
+    assert (again.state_dtype, again.stochastic_rounding) == (state_dtype, state_dtype == "bfloat16")
+    model.fit(x, y, batch_size=64, epochs=1, shuffle=False, verbose=0)
+    path = str(tmp_path / "model.keras")
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    assert loaded.optimizer.state_dtype == state_dtype
+    for a, b in zip(_optimizer_arrays(model.optimizer), _optimizer_arrays(loaded.optimizer)):
+        np.testing.assert_array_equal(a, b)
+    checkpointed = _compiled(state_dtype, seed=1, stochastic_rounding=state_dtype == "bfloat16")
+    checkpointed.optimizer.build(checkpointed.trainable_variables)
+    tf.train.Checkpoint(model=model, optimizer=model.optimizer).write(str(tmp_path / "ckpt"))
+    tf.train.Checkpoint(model=checkpointed, optimizer=checkpointed.optimizer).read(
+        str(tmp_path / "ckpt")).assert_consumed()
+    for other in (loaded, checkpointed):
+        other.fit(x, y, batch_size=64, epochs=1, shuffle=False, verbose=0)
+    model.fit(x, y, batch_size=64, epochs=1, shuffle=False, verbose=0)
+    for other in (loaded, checkpointed):
+        for a, b in zip(model.get_weights() + _optimizer_arrays(model.optimizer),
+                        other.get_weights() + _optimizer_arrays(other.optimizer)):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_state_is_set_as_codes_and_scales():
+    """Keras 3 optimizers have no `set_weights`; their state is set through
+    `load_own_variables` (or by assigning `optimizer.variables`), which takes
+    what `save_own_variables` gives: for int8 state the codes (uint8 / int8)
+    and block scales (float32), in optimizer.variables order."""
+    x, y = _data()
+    model = _compiled("int8")
+    model.fit(x, y, batch_size=64, epochs=1, shuffle=False, verbose=0)
+    other = _compiled("int8")
+    other.set_weights(model.get_weights())
+    other.optimizer.build(other.trainable_variables)
+    store = {}
+    model.optimizer.save_own_variables(store)
+    assert {np.asarray(a).dtype.name for a in store.values()} >= {"uint8", "int8", "float32"}
+    other.optimizer.load_own_variables(store)
+    for m in (model, other):
+        m.fit(x, y, batch_size=64, epochs=1, shuffle=False, verbose=0)
+    for a, b in zip(model.get_weights(), other.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_documented_example_holds_with_compact_state():
+    from keras_optimizer import RMSprop
+    opt = RMSprop(learning_rate=0.1, state_dtype="int8")
+    var1 = tf.Variable(10.0)
+    assert opt.minimize(lambda: (var1 ** 2) / 2.0, [var1]).numpy() == 1
+    assert var1.numpy() == np.float32(9.683772)
+
+
+@pytest.mark.parametrize("state_dtype", ["int8", "bfloat16"])
+def test_fused_op_is_the_plain_tf_path(state_dtype):
+    """Ten training steps through the optimizer (the fused op where the
+    kernels are loaded) give the same bits as through plain_tf."""
+    import keras_optimizer._implementation as implementation
+    x, y = _data()
+    fused = _compiled(state_dtype)
+    fused.fit(x, y, batch_size=32, epochs=1, shuffle=False, verbose=0)
+    plain = _compiled(state_dtype)
+    original = implementation.ops_for
+    implementation_ops_for = lambda *a, **k: plain_tf  # noqa: E731
+    try:
+        import keras_optimizer.rmsprop as rmsprop_module
+        rmsprop_module.ops_for = implementation_ops_for
+        plain.fit(x, y, batch_size=32, epochs=1, shuffle=False, verbose=0)
+    finally:
+        rmsprop_module.ops_for = original
+    for a, b in zip(fused.get_weights() + _optimizer_arrays(fused.optimizer),
+                    plain.get_weights() + _optimizer_arrays(plain.optimizer)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_jit_compiled_fit_with_compact_state_follows_the_unjitted_one():
+    import keras
+    from keras_optimizer import RMSprop
+    x, y = _data()
+    losses = []
+    for jit in (False, True):
+        model = _model()
+        model.compile(RMSprop(1e-3, momentum=0.9, state_dtype="int8"),
+                      "sparse_categorical_crossentropy", jit_compile=jit)
+        losses.append(model.fit(x, y, batch_size=64, epochs=3, shuffle=False, verbose=0)
+                      .history["loss"])
+    np.testing.assert_allclose(losses[1], losses[0], rtol=1e-3)
+    del keras
+
+
+def test_embedding_rows_outside_the_batch_keep_their_state():
+    import keras
+    from keras_optimizer import RMSprop
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((2,), dtype="int32"), keras.layers.Embedding(10_000, 64),
+                              keras.layers.GlobalAveragePooling1D(), keras.layers.Dense(1)])
+    model.compile(RMSprop(momentum=0.9, state_dtype="int8"), "mse")
+    model.fit(np.array([[1, 2], [9000, 2]], np.int32), np.ones((2, 1), np.float32), verbose=0)
+    by_name = {v.path.split("/")[-1]: v.numpy() for v in model.optimizer.variables}
+    codes = next(v for k, v in by_name.items() if k.endswith("embeddings_velocity"))
+    scales = next(v for k, v in by_name.items() if k.endswith("embeddings_velocity_scale"))
+    touched_blocks = {0, 9000 // 4}
+    assert set(np.nonzero(scales[:, 0])[0]) == touched_blocks
+    assert set(np.nonzero(codes.any(axis=1))[0]) == {1, 2, 9000}
