@@ -78,6 +78,11 @@ class RMSprop(_compat.LegacyHooks, tf_keras.optimizers.legacy.Optimizer):
         name="RMSprop",
         **kwargs,
     ):
+        if "state_dtype" in kwargs or "stochastic_rounding" in kwargs:
+            # tf_keras's add_slot makes every slot in its variable's dtype.
+            raise TypeError("Compact optimizer state (state_dtype, stochastic_rounding) is an "
+                            "argument of keras_optimizer.RMSprop (Keras 3) only: tf_keras "
+                            "creates every slot in its variable's dtype.")
         super().__init__(name, **kwargs)
         _compat.legacy_set_hyper(self, "learning_rate", kwargs.get("lr", learning_rate))
         _compat.legacy_set_hyper(self, "decay", _compat.legacy_initial_decay(self))

@@ -8,7 +8,7 @@ process), so the tests start this script in subprocesses:
 
 MODE is one of
   mirrored  MirroredStrategy over 2 logical CPUs, against the stock optimizer
-            and against one device;
+            and against one device, with full-precision and int8 state;
   worker    one MultiWorkerMirroredStrategy worker (TF_CONFIG from the
             environment); every worker writes a checkpoint, the chief's
             to OUT_DIR/ckpt_<kind>;
@@ -176,6 +176,25 @@ def _placement(model, optimizer):
     }
 
 
+def _compact_fit(strategy):
+    """(model, optimizer) after one epoch of `fit` with int8 optimizer state
+    (a 64 x 64 kernel: large enough to have it)."""
+    import keras
+    import keras_optimizer
+
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((GLOBAL_BATCH * STEPS, 64)).astype("float32")
+    y = rng.standard_normal((GLOBAL_BATCH * STEPS, 1)).astype("float32")
+    with strategy.scope():
+        model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(64, activation="tanh"),
+                                  keras.layers.Dense(1)])
+        optimizer = keras_optimizer.RMSprop(**KWARGS, state_dtype="int8")
+        model.compile(optimizer=optimizer, loss="mse")
+    model.fit(x, y, batch_size=GLOBAL_BATCH, epochs=1, shuffle=False, verbose=0)
+    return model, optimizer
+
+
 def mirrored(out):
     _split_cpu(2)
     import keras
@@ -190,6 +209,12 @@ def mirrored(out):
         _save(out, f"mirrored_{kind}_ours", _state(model, optimizer))
         _save(out, f"mirrored_{kind}_initial", _model(kind).get_weights())
     facts["sparse_gradient_shapes"] = list(sparse_shapes)
+    model, optimizer = _compact_fit(strategy)
+    facts["compact"] = dict(_placement(model, optimizer),
+                            dtypes=[str(v.dtype) for v in optimizer.variables])
+    _save(out, "mirrored_compact_ours", _state(model, optimizer))
+    model, optimizer = _compact_fit(tf.distribute.get_strategy())
+    _save(out, "mirrored_compact_one_device", _state(model, optimizer))
     model, optimizer = _fit("dense", keras.optimizers.RMSprop, strategy)
     _save(out, "mirrored_dense_stock", _state(model, optimizer))
     # Whether this Keras's fit under MirroredStrategy is what one device

@@ -214,6 +214,12 @@ def test_momentum_out_of_range_is_rejected_like_stock():
         RMSprop(momentum=1.5)
 
 
+def test_compact_state_is_refused_with_where_to_find_it():
+    for kwargs in (dict(state_dtype="int8"), dict(stochastic_rounding=True)):
+        with pytest.raises(TypeError, match="Keras 3"):
+            RMSprop(**kwargs)
+
+
 # Sparse: rows 9..11 are never in a batch, rows 0..8 now and then, with
 # duplicates in every batch.
 ROWS, COLS, NEVER = 12, 3, 9
