@@ -23,6 +23,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from benchmarks.compact_rows import compact_rows  # noqa: E402
 from benchmarks.extras_rows import extras_rows  # noqa: E402
 from benchmarks.fit_rows import fit_rows  # noqa: E402
 from benchmarks.many_rows import many_variable_rows  # noqa: E402
@@ -54,7 +55,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="small sizes only (a smoke run)")
-    groups = ["dense", "sweep", "sparse", "many", "fit", "extras", "xla"]
+    groups = ["dense", "sweep", "sparse", "many", "fit", "extras", "xla", "compact"]
     parser.add_argument("--only", nargs="+", choices=groups, default=groups)
     parser.add_argument("--output", default=os.path.join(HERE, "results", "run.json"))
     parser.add_argument("--compute-floor-worker", nargs=2, type=float, help=argparse.SUPPRESS)
@@ -89,6 +90,8 @@ def main(argv=None):
         extras_rows(bench, args.quick)
     if "xla" in args.only:
         xla_rows(bench, args.quick)
+    if "compact" in args.only:
+        compact_rows(bench, args.quick)
     targets = summarize(bench.rows)
     os.makedirs(os.path.dirname(args.output), exist_ok=True)
     with open(args.output, "w") as f:

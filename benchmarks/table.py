@@ -43,12 +43,14 @@ def render(results):
         "|---|---|---|---:|---:|---:|---:|---:|",
     ]
     for r in results["rows"]:
-        speedup = next((r[k] for k in ("ours_speedup", "grouped_speedup", "per_byte_vs_float32")
+        speedup = next((r[k] for k in ("ours_speedup", "grouped_speedup", "per_byte_vs_float32",
+                                       "vs_float32_state", "smaller_than_float32")
                         if r.get(k) is not None), None)
         per_call = r.get("per_call")
-        lines.append("| {} | {} | {} | {} | {:.3f} | {} | {} | {} |".format(
+        lines.append("| {} | {} | {} | {} | {} | {} | {} | {} |".format(
             r["group"], r["case"], r["impl"],
-            "" if per_call is None else "eager" if per_call == 0 else per_call, r["ms"],
+            "" if per_call is None else "eager" if per_call == 0 else per_call,
+            "" if r["ms"] is None else f"{r['ms']:.3f}",
             f"{r['limit_ms']:.3f}" if "limit_ms" in r else "",
             f"{r['of_limit']:.0%}" if "of_limit" in r else "",
             f"{speedup:.2f}x" if speedup is not None else ""))

@@ -84,6 +84,17 @@ def summarize(rows):
         elif r["impl"] == "ours (keras), XLA" and "losses_agree" in r:
             checks.append((f"fit jit_compile=True {r['case']}: final loss agrees with stock "
                            "Keras (1 = yes)", float(r["losses_agree"]), r["losses_agree"]))
+    for r in rows:
+        if r["group"] != "compact":
+            continue
+        fmt = r["impl"].split()[0]
+        if "smaller_than_float32" in r and fmt != "float32":
+            wanted = 3.8 if fmt == "int8" else 1.95
+            checks.append((f"compact {r['case']}: {fmt} state >= {wanted}x smaller than float32",
+                           r["smaller_than_float32"], r["smaller_than_float32"] >= wanted))
+        elif "vs_float32_state" in r and fmt == "int8":
+            checks.append((f"compact {r['case']}: int8 state no slower than float32 state",
+                           r["vs_float32_state"], r["vs_float32_state"] >= 1.0))
     # The arithmetic alone, on every thread of the run: the in-cache time of
     # one thread divided by the thread count (1.0: compute-bound).
     floors = {r["impl"]: r["ns_per_element"] / r["threads_of_run"]

@@ -88,8 +88,10 @@ class Bench:
     def add(self, group, case, impl, seconds, num_bytes=None, num_arrays=None, limit_seconds=None,
             **extra):
         """A row; its limit is the probe's for (num_bytes, num_arrays), or
-        `limit_seconds` for rows of several passes."""
-        row = dict(group=group, case=case, impl=impl, ms=seconds * 1e3, **extra)
+        `limit_seconds` for rows of several passes. `seconds` None: a row
+        that is not timed (its numbers are in `extra`)."""
+        row = dict(group=group, case=case, impl=impl,
+                   ms=None if seconds is None else seconds * 1e3, **extra)
         if num_bytes:
             limit = limit_seconds or self.probe.seconds(num_bytes, num_arrays)
             row.update(bytes=num_bytes, gb_per_s=num_bytes / seconds / 1e9,
@@ -99,8 +101,10 @@ class Bench:
         limit_ms = f"{row['limit_ms']:9.3f}" if "limit_ms" in row else " " * 9
         per_call = extra.get("per_call")
         calls = "eager" if per_call == 0 else "-" if per_call is None else str(per_call)
-        print(f"{group:<9} {case:<34} {impl:<24} {calls:>8} {row['ms']:10.3f} {limit_ms} {fraction}",
-              flush=True)
+        ms = " " * 10 if row["ms"] is None else f"{row['ms']:10.3f}"
+        print(f"{group:<9} {case:<34} {impl:<24} {calls:>8} {ms} {limit_ms} {fraction}"
+              + "".join(f" {k}={v:.3g}" for k, v in extra.items()
+                        if seconds is None and isinstance(v, float)), flush=True)
         return row
 
 

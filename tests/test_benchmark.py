@@ -45,3 +45,32 @@ def test_quick_xla_rows(tmp_path):
     assert all(r["group"] == "xla" and r["ms"] > 0 for r in rows)
     fits = [r for r in rows if r["impl"] == "ours (keras), XLA" and "final_loss" in r]
     assert len(fits) == 2 and all(r["losses_agree"] for r in fits)
+
+
+@pytest.mark.slow
+@pytest.mark.subprocess  # make builds the bandwidth probe
+def test_quick_compact_rows(tmp_path):
+    subprocess.run(["make", "benchmarks/_bandwidth_probe.so"], cwd=os.path.dirname(run.HERE),
+                   check=True, capture_output=True)
+    output = tmp_path / "results.json"
+    assert run.main(["--quick", "--only", "compact", "--output", str(output)]) == 0
+    results = json.loads(output.read_text())
+    rows = results["rows"]
+    assert all(r["group"] == "compact" for r in rows)
+    memory = {r["impl"]: r for r in rows if "state_bytes_per_parameter" in r}
+    assert set(memory) == {"float32 state", "bfloat16 state", "int8 state"}
+    # Three slots (momentum, centered) of 4, 2 and 1 bytes, int8 with a
+    # float32 scale per 256 elements; the step counter and learning rate.
+    for impl, per_element in (("float32 state", 12), ("bfloat16 state", 6),
+                              ("int8 state", 3 * (1 + 4 / 256))):
+        assert memory[impl]["state_bytes_per_parameter"] == pytest.approx(per_element, rel=1e-5)
+    timed = [r for r in rows if r["ms"] is not None]
+    cases = {r["case"] for r in timed}
+    assert len(cases) == 2  # the dense and the sparse update
+    for case in cases:
+        sides = [r for r in timed if r["case"] == case]
+        assert {r["impl"] for r in sides} == set(memory)
+        assert len({r["per_call"] for r in sides}) == 1  # the same calls on every side
+        assert all(r["ms"] > 0 and r["of_limit"] > 0 for r in sides)
+    targets = [t["target"] for t in results["targets"]]
+    assert sum("compact" in t for t in targets) == 4
