@@ -30,6 +30,10 @@ def _case(n):
     return f"{n:.3g}".replace("e+0", "e")
 
 
+def _table(rows, dim):
+    return (f"{rows // 1_000_000}M" if rows % 1_000_000 == 0 else f"{rows // 1000}K") + f"x{dim}"
+
+
 def state_bytes(optimizer):
     """Bytes of every variable the optimizer holds (slots, int8 scales, the
     step counter and the learning rate)."""
@@ -40,7 +44,7 @@ def memory_rows(bench, table_rows, dim=64):
     """An Embedding-sized table's state, momentum and centered (three slots),
     counted from `optimizer.variables` after `optimizer.build`."""
     var = keras.Variable(np.zeros((table_rows, dim), np.float32))
-    case = f"state of {table_rows // 1000}Kx{dim} m=0.9 c=1"
+    case = f"state of {_table(table_rows, dim)} m=0.9 c=1"
     per_parameter = {}
     for name, state_dtype in FORMATS:
         opt = keras_optimizer.RMSprop(centered=True, state_dtype=state_dtype, **HYPER)
@@ -97,13 +101,14 @@ def sparse_rows(bench, table_rows, batch, dim=64):
     (duplicates summed, as an Embedding's gradient has them), momentum 0.9,
     through `optimizer.apply` with the IndexedSlices gradient; the same
     updates per call on every side. The limit is the probe moving the bytes
-    of the touched rows (int8: their blocks' codes and scales)."""
+    of the gradient and of the touched rows (var and each slot read and
+    written; int8: the codes and a scale per 256 elements)."""
     rng = np.random.default_rng(5)
     ids = zipf_ids(rng, batch, table_rows)
     unique = len(np.unique(ids))
     values = tf.constant(rng.standard_normal((batch, dim)).astype(np.float32))
     grad = tf.IndexedSlices(values, tf.constant(ids), tf.constant([table_rows, dim]))
-    case = f"{batch} Zipf ids ({unique} rows) of {table_rows // 1000}Kx{dim} m=0.9"
+    case = f"{batch} Zipf ids ({unique} rows) of {_table(table_rows, dim)} m=0.9"
     k = updates_per_call(batch * dim)
     var = keras.Variable(np.full((table_rows, dim), 0.5, np.float32))
     timed, num_bytes = {}, {}
