@@ -6,6 +6,7 @@
 CPU_SOURCES = [
     "rmsprop_op/cc/ops/rmsprop_ops.cc",
     "rmsprop_op/cc/kernels/cpu/cpu_kernels.cc",
+    "rmsprop_op/cc/kernels/cpu/compact_cpu_kernels.cc",
     "rmsprop_op/cc/kernels/xla/cpu_xla.cc",
 ]
 

@@ -10,8 +10,9 @@ instead of sqrt(ms + epsilon), as tf_keras's RMSprop does without momentum.
 See README.md for the exact formula.
 """
 import tensorflow as tf
+from tensorflow.python.ops import control_flow_util  # private: the XLA context
 
-from rmsprop_op import _loader, _versions
+from rmsprop_op import _loader, _versions, compact_state, plain_tf
 from rmsprop_op._hyperparameters import as_float64 as _float64
 
 __all__ = [
@@ -45,6 +46,10 @@ for _name in (
     "FusedResourceSparseApplyRMSProp",
     "FusedResourceSparseApplyCenteredRMSProp",
     "FusedResourceGroupApplyRMSProp",
+    "FusedResourceApplyCompactRMSProp",
+    "FusedResourceApplyCenteredCompactRMSProp",
+    "FusedResourceSparseApplyCompactRMSProp",
+    "FusedResourceSparseApplyCenteredCompactRMSProp",
     "FusedGradientSquaredNorms",
 ):
     tf.no_gradient(_name)
@@ -86,8 +91,14 @@ def update(var, ms, grad, *, mg=None, mom=None, indices=None, lr, rho, momentum=
 
     `mg` (the mean gradient) makes it centered; `mom` is the momentum slot
     (without it `momentum` must be 0); `indices` makes `grad` the rows
-    `indices` of a sparse gradient, duplicates summed first.
+    `indices` of a sparse gradient, duplicates summed first. The slots may
+    be kept in a compact format (`rmsprop_op.compact_state`'s Int8State or
+    Bfloat16State objects instead of variables).
     """
+    if any(compact_state.is_compact(slot) for slot in (ms, mg, mom)):
+        return _compact_update(var, ms, grad, mg=mg, mom=mom, indices=indices, lr=lr, rho=rho,
+                               momentum=momentum, epsilon=epsilon, use_locking=use_locking,
+                               epsilon_after_sqrt=epsilon_after_sqrt)
     lr, rho, momentum_t, epsilon = _hyperparameters(lr, rho, momentum, epsilon)
     inputs = dict(var=_handle(var, "var"), ms=_handle(ms, "ms"), mom=_momentum_slot(mom, momentum),
                   grad=grad, lr=lr, rho=rho, momentum=momentum_t, epsilon=epsilon,
@@ -106,6 +117,60 @@ _OPS = {
     (False, True): _ops.fused_resource_sparse_apply_rms_prop,
     (True, True): _ops.fused_resource_sparse_apply_centered_rms_prop,
 }
+
+
+# (centered, sparse) -> the op with compact slots.
+_COMPACT_OPS = {
+    (False, False): _ops.fused_resource_apply_compact_rms_prop,
+    (True, False): _ops.fused_resource_apply_centered_compact_rms_prop,
+    (False, True): _ops.fused_resource_sparse_apply_compact_rms_prop,
+    (True, True): _ops.fused_resource_sparse_apply_centered_compact_rms_prop,
+}
+
+
+def _fused_compact(var, slots, sparse):
+    """Whether the fused op takes these compact slots: all of one kind,
+    rounded to nearest (stochastic rounding stays in plain TF), a float32
+    variable on a device with our kernels (the GPU's: dense only), outside
+    XLA (no XLA kernels)."""
+    kind = getattr(slots[0], "kind", None)
+    if not all(compact_state.is_compact(s) and s.kind == kind for s in slots):
+        return False
+    if any(getattr(s, "noise_seed", None) is not None for s in slots):
+        return False
+    if var.dtype != tf.float32:
+        return False
+    if not tf.executing_eagerly() and control_flow_util.GraphOrParentsInXlaContext(
+            tf.compat.v1.get_default_graph()):
+        return False
+    device = tf.DeviceSpec.from_string(_handle(var, "var").device or "").device_type
+    return device in (None, "CPU") or (device == "GPU" and GPU_KERNELS_LOADED and not sparse)
+
+
+def _compact_update(var, ms, grad, *, mg, mom, indices, lr, rho, momentum, epsilon, use_locking,
+                    epsilon_after_sqrt):
+    """`update` with compact slots: the fused op where it applies, else
+    plain_tf (the reference, which takes any mix of slots)."""
+    slots = [s for s in (ms, mg, mom) if s is not None]
+    if not _fused_compact(var, slots, indices is not None):
+        return plain_tf.update(var, ms, grad, mg=mg, mom=mom, indices=indices, lr=lr, rho=rho,
+                               momentum=momentum, epsilon=epsilon, use_locking=use_locking,
+                               epsilon_after_sqrt=epsilon_after_sqrt)
+    if mom is None:
+        _momentum_slot(None, momentum)
+    lr, rho, momentum_t, epsilon = _hyperparameters(lr, rho, momentum, epsilon)
+
+    def state(slot, name):
+        return [_handle(v, name) for v in slot.variables]
+    inputs = dict(var=_handle(var, "var"), ms=state(ms, "ms"),
+                  mom=[] if mom is None else state(mom, "mom"), grad=grad, lr=lr, rho=rho,
+                  momentum=momentum_t, epsilon=epsilon, state_format=ms.kind,
+                  use_locking=use_locking, epsilon_after_sqrt=epsilon_after_sqrt)
+    if mg is not None:
+        inputs["mg"] = state(mg, "mg")
+    if indices is not None:
+        inputs["indices"] = indices
+    return _COMPACT_OPS[mg is not None, indices is not None](**inputs)
 
 
 def apply_rmsprop(var, ms, mom, grad, lr, rho, momentum, epsilon, use_locking=False, epsilon_after_sqrt=False):

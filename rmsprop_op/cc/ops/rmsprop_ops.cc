@@ -5,7 +5,9 @@
 // slot is an optional list of zero or one handle, and the hyperparameters are
 // float64 host scalars for every variable dtype, so that a float16 variable
 // sees the same learning rate as a float32 one.
+#include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <string>
 #include <utility>
 #include <vector>
@@ -114,13 +116,20 @@ absl::Status DenseShapeFn(InferenceContext* c) {
   return Scalars(c, kHyperparameters);
 }
 
-// grad is [len(indices)] + var.shape[1:].
+absl::Status SparseGradShape(InferenceContext* c, ShapeHandle var_shape);
+
 template <bool kCentered>
 absl::Status SparseShapeFn(InferenceContext* c) {
   int n = 0;
   TF_RETURN_IF_ERROR(NumVariableInputs(c, kCentered, &n));
   ShapeHandle var_shape;
   TF_RETURN_IF_ERROR(MergeSlotShapes(c, kCentered, n, &var_shape));
+  TF_RETURN_IF_ERROR(SparseGradShape(c, var_shape));
+  return Scalars(c, kHyperparameters);
+}
+
+// grad is [len(indices)] + var.shape[1:].
+absl::Status SparseGradShape(InferenceContext* c, ShapeHandle var_shape) {
   ShapeHandle grad, indices;
   TF_RETURN_IF_ERROR(Input(c, "grad", &grad));
   TF_RETURN_IF_ERROR(Input(c, "indices", &indices));
@@ -140,7 +149,7 @@ absl::Status SparseShapeFn(InferenceContext* c) {
     TF_RETURN_IF_ERROR(About(c->Merge(var_row, grad_row, &merged),
                              "grad's rows must have the shape of var's rows"));
   }
-  return Scalars(c, kHyperparameters);
+  return absl::OkStatus();
 }
 
 // Every variable and slot of the grouped op has the shape of its gradient.
@@ -179,6 +188,65 @@ absl::Status GroupShapeFn(InferenceContext* c) {
   TF_RETURN_IF_ERROR(Input(c, "clip_divisors", &clip_divisors));
   return About(c->WithRank(clip_divisors, 1, &clip_divisors),
                "clip_divisors must be a vector");
+}
+
+// The ops with compact state: var, [mg], ms, [mom], each slot as
+// num_state_vars resources (int8: codes of var's shape, then scales of
+// compact_state.scales_shape(var's shape); bfloat16: one of var's shape).
+template <bool kCentered, bool kSparse>
+absl::Status CompactShapeFn(InferenceContext* c) {
+  std::string format;
+  int per_slot, num_mom;
+  TF_RETURN_IF_ERROR(c->GetAttr("state_format", &format));
+  TF_RETURN_IF_ERROR(c->GetAttr("num_state_vars", &per_slot));
+  TF_RETURN_IF_ERROR(c->GetAttr("num_momentum_vars", &num_mom));
+  const bool int8 = format == "int8";
+  if (per_slot != (int8 ? 2 : 1) || (num_mom != 0 && num_mom != per_slot)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "state_format ", format, " keeps each slot in ", int8 ? 2 : 1,
+        " variable(s): num_state_vars must be that and num_momentum_vars 0 or that, got ",
+        per_slot, " and ", num_mom));
+  }
+  ShapeHandle var_shape = HandleShape(c, 0);
+  std::vector<const char*> slots = {"ms"};
+  if (kCentered) slots.insert(slots.begin(), "mg");
+  if (num_mom > 0) slots.push_back("mom");
+  ShapeHandle scales_shape = c->Matrix(c->UnknownDim(), c->UnknownDim());
+  int input = 1;
+  for (const char* slot : slots) {
+    TF_RETURN_IF_ERROR(About(c->Merge(var_shape, HandleShape(c, input), &var_shape),
+                             absl::StrCat(slot, int8 ? " codes" : "",
+                                          " must have the shape of var")));
+    if (int8) {
+      TF_RETURN_IF_ERROR(About(c->Merge(scales_shape, HandleShape(c, input + 1), &scales_shape),
+                               absl::StrCat(slot, " scales must be a matrix, one scale per block, "
+                                            "and every slot's scales alike")));
+    }
+    input += per_slot;
+  }
+  if (int8 && c->FullyDefined(var_shape)) {
+    // compact_state.scales_shape.
+    const int rank = c->Rank(var_shape);
+    int64_t rows = rank > 0 ? c->Value(c->Dim(var_shape, 0)) : 1;
+    int64_t columns = 1;
+    for (int d = 1; d < rank; ++d) columns *= c->Value(c->Dim(var_shape, d));
+    const int64_t rows_per_block = std::max<int64_t>(1, 256 / std::max<int64_t>(columns, 1));
+    const int64_t columns_per_block = std::min<int64_t>(columns, 256);
+    const ShapeHandle expected = c->Matrix(
+        (rows + rows_per_block - 1) / rows_per_block,
+        columns_per_block > 0 ? (columns + columns_per_block - 1) / columns_per_block : 0);
+    TF_RETURN_IF_ERROR(About(c->Merge(scales_shape, expected, &scales_shape),
+                             "scales must have compact_state.scales_shape(var.shape)"));
+  }
+  if (kSparse) {
+    TF_RETURN_IF_ERROR(SparseGradShape(c, var_shape));
+  } else {
+    ShapeHandle grad;
+    TF_RETURN_IF_ERROR(Input(c, "grad", &grad));
+    TF_RETURN_IF_ERROR(About(c->Merge(var_shape, grad, &var_shape),
+                             "grad must have the shape of var"));
+  }
+  return Scalars(c, kHyperparameters);
 }
 
 // The `T` attr: every dtype of dtypes.h, or its real ones.
@@ -305,6 +373,76 @@ Keras's steps around the update run in the same pass, in Keras's order
 grad_divisor is Keras's loss_scale_factor, clip_multiplier clipnorm or
 global_clipnorm's scale, clip_divisors empty or max(norm_i, clipnorm) per
 variable, clip_value clipvalue; 1, 1, empty and +inf leave the gradient as is.
+)doc");
+
+// The compact state ops' attrs: the format of the slots and how many
+// resources each slot is (int8: 2, codes and scales; bfloat16: 1).
+#define RMSPROP_COMPACT_ATTRS                                 \
+  .Attr("state_format: {'int8', 'bfloat16'}")                 \
+  .Attr("num_state_vars: int >= 1")                           \
+  .Attr("num_momentum_vars: int >= 0")                        \
+  .Attr("use_locking: bool = false")                          \
+  .Attr("epsilon_after_sqrt: bool = false")
+
+REGISTER_OP("FusedResourceApplyCompactRMSProp")
+    .Input("var: resource")
+    .Input("ms: num_state_vars * resource")
+    .Input("mom: num_momentum_vars * resource")
+    .Input("grad: float")
+    RMSPROP_HYPERPARAMETER_INPUTS
+    RMSPROP_COMPACT_ATTRS
+    .SetShapeFn(CompactShapeFn</*kCentered=*/false, /*kSparse=*/false>)
+    .Doc(R"doc(
+FusedResourceApplyRMSProp of a float32 variable whose slots are kept in a
+compact format (rmsprop_op/compact_state.py): state_format 'bfloat16' (each
+slot one bfloat16 variable, rounded to nearest even) or 'int8' (each slot its
+codes, uint8 for ms and int8 for mom, and its float32 block scales). Each
+block is decoded, updated in float32 and encoded again in one pass.
+)doc");
+
+REGISTER_OP("FusedResourceApplyCenteredCompactRMSProp")
+    .Input("var: resource")
+    .Input("mg: num_state_vars * resource")
+    .Input("ms: num_state_vars * resource")
+    .Input("mom: num_momentum_vars * resource")
+    .Input("grad: float")
+    RMSPROP_HYPERPARAMETER_INPUTS
+    RMSPROP_COMPACT_ATTRS
+    .SetShapeFn(CompactShapeFn</*kCentered=*/true, /*kSparse=*/false>)
+    .Doc(R"doc(
+FusedResourceApplyCenteredRMSProp with compact slots; see
+FusedResourceApplyCompactRMSProp (mg's int8 codes are signed).
+)doc");
+
+REGISTER_OP("FusedResourceSparseApplyCompactRMSProp")
+    .Input("var: resource")
+    .Input("ms: num_state_vars * resource")
+    .Input("mom: num_momentum_vars * resource")
+    .Input("grad: float")
+    .Input("indices: Tindices")
+    RMSPROP_HYPERPARAMETER_INPUTS
+    .Attr("Tindices: {int32, int64}")
+    RMSPROP_COMPACT_ATTRS
+    .SetShapeFn(CompactShapeFn</*kCentered=*/false, /*kSparse=*/true>)
+    .Doc(R"doc(
+FusedResourceSparseApplyRMSProp with compact slots: only the blocks that
+hold a named row are decoded and encoded again; the others are not touched.
+)doc");
+
+REGISTER_OP("FusedResourceSparseApplyCenteredCompactRMSProp")
+    .Input("var: resource")
+    .Input("mg: num_state_vars * resource")
+    .Input("ms: num_state_vars * resource")
+    .Input("mom: num_momentum_vars * resource")
+    .Input("grad: float")
+    .Input("indices: Tindices")
+    RMSPROP_HYPERPARAMETER_INPUTS
+    .Attr("Tindices: {int32, int64}")
+    RMSPROP_COMPACT_ATTRS
+    .SetShapeFn(CompactShapeFn</*kCentered=*/true, /*kSparse=*/true>)
+    .Doc(R"doc(
+FusedResourceSparseApplyCenteredRMSProp with compact slots; see
+FusedResourceSparseApplyCompactRMSProp.
 )doc");
 
 REGISTER_OP("FusedGradientSquaredNorms")

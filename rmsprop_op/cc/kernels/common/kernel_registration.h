@@ -3,6 +3,7 @@
 #ifndef RMSPROP_OP_CC_KERNELS_COMMON_KERNEL_REGISTRATION_H_
 #define RMSPROP_OP_CC_KERNELS_COMMON_KERNEL_REGISTRATION_H_
 
+#include "rmsprop_op/cc/kernels/common/compact_op_kernels.h"
 #include "rmsprop_op/cc/kernels/common/hyperparameters.h"
 #include "rmsprop_op/cc/kernels/common/op_kernels.h"
 #include "tensorflow/core/framework/op_kernel.h"
@@ -53,5 +54,31 @@
           .TypeConstraint<Tindex>("Tindices"),                                  \
       SPARSE_OP<DEVICE, T, Tindex, true>)
 
+// The ops with compact state (float32 variables only): the dense ones of one
+// device, and the sparse ones of one device for one index type (SPARSE_OP:
+// their kernel class template).
+#define RMSPROP_COMPACT_KERNEL_BUILDER(NAME, DEVICE_TYPE)                             \
+  Name(NAME).Device(DEVICE_TYPE) RMSPROP_HYPERPARAMETERS(RMSPROP_HOST_MEMORY)
+
+#define RMSPROP_REGISTER_COMPACT_DENSE_KERNELS(DEVICE, DEVICE_TYPE)                   \
+  REGISTER_KERNEL_BUILDER(                                                            \
+      RMSPROP_COMPACT_KERNEL_BUILDER("FusedResourceApplyCompactRMSProp", DEVICE_TYPE), \
+      ::rmsprop_op::DenseApplyCompactRMSPropOp<DEVICE, false>);                       \
+  REGISTER_KERNEL_BUILDER(                                                            \
+      RMSPROP_COMPACT_KERNEL_BUILDER("FusedResourceApplyCenteredCompactRMSProp",      \
+                                     DEVICE_TYPE),                                    \
+      ::rmsprop_op::DenseApplyCompactRMSPropOp<DEVICE, true>)
+
+#define RMSPROP_REGISTER_COMPACT_SPARSE_KERNELS(DEVICE, DEVICE_TYPE, Tindex, SPARSE_OP) \
+  REGISTER_KERNEL_BUILDER(                                                            \
+      RMSPROP_COMPACT_KERNEL_BUILDER("FusedResourceSparseApplyCompactRMSProp",        \
+                                     DEVICE_TYPE)                                     \
+          .TypeConstraint<Tindex>("Tindices"),                                        \
+      SPARSE_OP<DEVICE, Tindex, false>);                                              \
+  REGISTER_KERNEL_BUILDER(                                                            \
+      RMSPROP_COMPACT_KERNEL_BUILDER("FusedResourceSparseApplyCenteredCompactRMSProp", \
+                                     DEVICE_TYPE)                                     \
+          .TypeConstraint<Tindex>("Tindices"),                                        \
+      SPARSE_OP<DEVICE, Tindex, true>)
 
 #endif  // RMSPROP_OP_CC_KERNELS_COMMON_KERNEL_REGISTRATION_H_

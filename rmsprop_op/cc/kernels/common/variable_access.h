@@ -83,7 +83,20 @@ class LockedVariables {
                        std::vector<VariableInput> inputs,
                        tensorflow::DataType dtype, bool use_locking,
                        bool sparse) {
+    const size_t n = inputs.size();
+    return Acquire(ctx, std::move(inputs), std::vector<tensorflow::DataType>(n, dtype),
+                   /*dtypes_differ=*/false, use_locking, sparse);
+  }
+
+  // The same with a dtype per input (dtypes[i] for inputs[i]): the compact
+  // state's codes and scales differ from their variable's dtype.
+  absl::Status Acquire(tensorflow::OpKernelContext* ctx,
+                       std::vector<VariableInput> inputs,
+                       std::vector<tensorflow::DataType> dtypes,
+                       bool dtypes_differ, bool use_locking, bool sparse) {
     inputs_ = std::move(inputs);
+    dtypes_ = std::move(dtypes);
+    dtypes_differ_ = dtypes_differ;
     vars_.reserve(inputs_.size());
     for (const VariableInput& input : inputs_) {
       tensorflow::core::RefCountPtr<tensorflow::Var> var;
@@ -109,7 +122,7 @@ class LockedVariables {
       LockInAddressOrder(exclusive);
     }
     for (size_t i = 0; i < vars_.size(); ++i) {
-      TF_RETURN_IF_ERROR(CheckInitializedWithDtype(i, dtype));
+      TF_RETURN_IF_ERROR(CheckInitializedWithDtype(i, dtypes_[i]));
       if (exclusive) TF_RETURN_IF_ERROR(UnshareBuffer(ctx, i));
     }
     return absl::OkStatus();
@@ -152,6 +165,11 @@ class LockedVariables {
     if (!vars_[i]->is_initialized || !t->IsInitialized()) {
       return absl::InvalidArgumentError(absl::StrCat(
           inputs_[i].name(), " is not initialized; assign it a value first"));
+    }
+    if (t->dtype() != dtype && dtypes_differ_) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          inputs_[i].name(), " has dtype ", tensorflow::DataTypeString(t->dtype()),
+          " but must be ", tensorflow::DataTypeString(dtype), "; nothing was updated"));
     }
     if (t->dtype() != dtype) {
       return absl::InvalidArgumentError(absl::StrCat(
@@ -197,6 +215,8 @@ class LockedVariables {
   }
 
   std::vector<VariableInput> inputs_;
+  std::vector<tensorflow::DataType> dtypes_;
+  bool dtypes_differ_ = false;  // name the expected dtype, not grad's
   // Declared before the locks so that the locks are released first.
   std::vector<tensorflow::core::RefCountPtr<tensorflow::Var>> vars_;
   std::unique_ptr<std::vector<tsl::mutex_lock>> locks_;

@@ -1,0 +1,431 @@
+// The CPU loops of the updates with compact state: one block at a time,
+// decoded into float32 buffers in L1, updated by the float32 element loop
+// (element_loops.h, the same code as the float32 ops), and encoded again.
+// AVX2 decodes with gathers and encodes with one gather per 8 elements
+// (QuantizeBuckets); the baseline build runs the same steps one element at a
+// time. Both give the bits of compact_state.py's TensorFlow ops, which run
+// under the same flush-to-zero as these loops.
+#ifndef RMSPROP_OP_CC_KERNELS_CPU_COMPACT_LOOPS_H_
+#define RMSPROP_OP_CC_KERNELS_CPU_COMPACT_LOOPS_H_
+
+#include <immintrin.h>
+
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+#include "rmsprop_op/cc/kernels/common/compact_format.h"
+#include "rmsprop_op/cc/kernels/common/rmsprop_math.h"
+#include "rmsprop_op/cc/kernels/common/variant.h"
+#include "rmsprop_op/cc/kernels/cpu/element_loops.h"
+#include "rmsprop_op/cc/kernels/cpu/isa.h"
+#include "rmsprop_op/cc/kernels/cpu/widen_avx2.h"
+#include "unsupported/Eigen/CXX11/Tensor"
+
+namespace rmsprop_op {
+namespace cpu {
+
+inline uint32_t BitsOf(float x) {
+  uint32_t b;
+  std::memcpy(&b, &x, sizeof(b));
+  return b;
+}
+inline float FloatOf(uint32_t b) {
+  float x;
+  std::memcpy(&x, &b, sizeof(x));
+  return x;
+}
+
+// The number of midpoints below a normalized value x in [0, 1] in one
+// lookup: floats are bucketed by their top 16 bits (sign, exponent, 7
+// fraction bits); a bucket's entry holds the count of midpoints in lower
+// buckets (high half) and the low 16 bits of the one midpoint inside it
+// (0xffff: none), which orders against x by x's low 16 bits. Exact when no
+// bucket holds two midpoints (true of both maps; checked when built, else
+// the binary search of compact_format.h is used). Values below the first
+// bucket (which holds no midpoint), negative ones and NaN clamp to an end.
+struct QuantizeBuckets {
+  int32_t first = 0;
+  int32_t last = 0;  // entries.size() - 1
+  std::vector<uint32_t> entries;
+  bool exact = true;
+
+  QuantizeBuckets(const float* midpoints, int size) {
+    auto key = [](float x) { return static_cast<int32_t>(BitsOf(x) >> 16); };
+    first = key(midpoints[0]) - 1;
+    const int32_t top = key(1.0f);
+    last = top - first;
+    entries.resize(last + 1);
+    int m = 0;
+    for (int32_t k = first; k <= top; ++k) {
+      while (m < size && key(midpoints[m]) < k) ++m;
+      int inside = 0;
+      while (m + inside < size && key(midpoints[m + inside]) == k) ++inside;
+      exact = exact && inside <= 1;
+      const uint32_t low = inside > 0 ? (BitsOf(midpoints[m]) & 0xffffu) : 0xffffu;
+      entries[k - first] = (static_cast<uint32_t>(m) << 16) | low;
+    }
+  }
+
+  int CountBelow(float x) const {
+    const int32_t bits = static_cast<int32_t>(BitsOf(x));
+    int32_t k = (bits >> 16) - first;
+    k = k < 0 ? 0 : (k > last ? last : k);
+    const uint32_t e = entries[k];
+    return static_cast<int>(e >> 16) + ((e & 0xffffu) < (static_cast<uint32_t>(bits) & 0xffffu));
+  }
+};
+
+// The maps of compact_tables.h, as the loops read them: by a code's byte.
+struct CompactTables {
+  float unsigned_decode[256];
+  float signed_decode[256];  // int8 code c at byte (uint8_t)c: sign(c) * magnitude
+  float unsigned_midpoints[RMSPROP_COMPACT_UNSIGNED_MIDPOINTS_SIZE] = {
+      RMSPROP_COMPACT_UNSIGNED_MIDPOINTS_VALUES};
+  float signed_midpoints[RMSPROP_COMPACT_SIGNED_MIDPOINTS_SIZE] = {
+      RMSPROP_COMPACT_SIGNED_MIDPOINTS_VALUES};
+  QuantizeBuckets unsigned_buckets{unsigned_midpoints, RMSPROP_COMPACT_UNSIGNED_MIDPOINTS_SIZE};
+  QuantizeBuckets signed_buckets{signed_midpoints, RMSPROP_COMPACT_SIGNED_MIDPOINTS_SIZE};
+
+  CompactTables() {
+    static constexpr float kUnsigned[RMSPROP_COMPACT_UNSIGNED_MAP_SIZE] = {
+        RMSPROP_COMPACT_UNSIGNED_MAP_VALUES};
+    static constexpr float kMagnitudes[RMSPROP_COMPACT_SIGNED_MAGNITUDES_SIZE] = {
+        RMSPROP_COMPACT_SIGNED_MAGNITUDES_VALUES};
+    static_assert(RMSPROP_COMPACT_UNSIGNED_MAP_SIZE == 256 &&
+                      RMSPROP_COMPACT_SIGNED_MAGNITUDES_SIZE == 128,
+                  "one table entry per code");
+    for (int c = 0; c < 256; ++c) {
+      unsigned_decode[c] = kUnsigned[c];
+      const int code = static_cast<int8_t>(c);
+      // -128 reads as -127 (compact_state.dequantize).
+      const float magnitude = kMagnitudes[code < 0 ? (code == -128 ? 127 : -code) : code];
+      signed_decode[c] = code < 0 ? -magnitude : magnitude;
+    }
+  }
+};
+
+inline const CompactTables& Tables() {
+  static const CompactTables* tables = new CompactTables();
+  return *tables;
+}
+
+// A range of a block that an update changes: `length` elements from `local`
+// (relative to the block's first element), with their gradients.
+struct Segment {
+  int64_t local;
+  int64_t length;
+  const float* grad;
+};
+
+// -- Decoding and encoding one block, one element at a time. --------------
+
+inline void DecodeScalar(const uint8_t* codes, int64_t n, float scale,
+                         const float* table, float* out) {
+  for (int64_t i = 0; i < n; ++i) out[i] = table[codes[i]] * scale;
+}
+
+// The block's scale: its largest magnitude, NaN if it holds a NaN. As bits,
+// magnitudes order as integers, and every NaN's exceed infinity's.
+inline uint32_t LargestMagnitudeBits(const float* v, int64_t begin, int64_t n,
+                                     uint32_t largest) {
+  for (int64_t i = begin; i < n; ++i) {
+    const uint32_t m = BitsOf(v[i]) & 0x7fffffffu;
+    largest = m > largest ? m : largest;
+  }
+  return largest;
+}
+
+// Sets *scale from the largest magnitude's bits; false when every code is 0
+// (scale NaN or 0: compact_state normalizes to 0 where scale is not > 0).
+inline bool ScaleOf(uint32_t largest, float* scale) {
+  *scale = largest > 0x7f800000u ? std::numeric_limits<float>::quiet_NaN()
+                                 : FloatOf(largest);
+  return *scale > 0.0f;
+}
+
+// The code of `value`, x = value / scale. The mean square's counts the
+// midpoints below x, and is at least 1 where the value (not x, which may
+// underflow to 0) is positive; NaN counts none.
+inline int EncodeOne(float value, float x, bool is_signed, const CompactTables& t) {
+  if (!is_signed) {
+    int count = t.unsigned_buckets.exact
+                    ? t.unsigned_buckets.CountBelow(x)
+                    : compact::CountBelow(t.unsigned_midpoints,
+                                          RMSPROP_COMPACT_UNSIGNED_MIDPOINTS_SIZE, x);
+    count = x > 0.0f ? count : 0;  // the buckets clamp NaN and negatives
+    return value > 0.0f && count < 1 ? 1 : count;
+  }
+  const float magnitude_of_x = std::fabs(x);
+  const int count = t.signed_buckets.exact
+                        ? t.signed_buckets.CountBelow(magnitude_of_x)
+                        : compact::CountBelow(t.signed_midpoints,
+                                              RMSPROP_COMPACT_SIGNED_MIDPOINTS_SIZE,
+                                              magnitude_of_x);
+  const int magnitude = magnitude_of_x > 0.0f ? count : 0;  // NaN: 0
+  return x < 0.0f ? -magnitude : magnitude;
+}
+
+inline void EncodeTail(const float* v, int64_t begin, int64_t n, float scale,
+                       bool is_signed, const CompactTables& t, uint8_t* codes) {
+  for (int64_t i = begin; i < n; ++i) {
+    codes[i] = static_cast<uint8_t>(EncodeOne(v[i], v[i] / scale, is_signed, t));
+  }
+}
+
+// The codes of a block whose scale is NaN or 0 (every value / scale reads
+// as 0): 1 for a positive mean square, else 0.
+inline void EncodeUnscaled(const float* v, int64_t n, bool is_signed, uint8_t* codes) {
+  for (int64_t i = 0; i < n; ++i) codes[i] = !is_signed && v[i] > 0.0f ? 1 : 0;
+}
+
+inline void EncodeScalar(const float* v, int64_t n, bool is_signed,
+                         const CompactTables& t, uint8_t* codes, float* scale_out) {
+  float scale;
+  if (!ScaleOf(LargestMagnitudeBits(v, 0, n, 0), &scale)) {
+    *scale_out = scale;
+    EncodeUnscaled(v, n, is_signed, codes);
+    return;
+  }
+  *scale_out = scale;
+  EncodeTail(v, 0, n, scale, is_signed, t, codes);
+}
+
+// -- The same with AVX2, 8 elements at a time. ----------------------------
+
+// (Called, not inlined: the per-block callers are compiled for several
+// targets, and an AVX2 function inlines only into AVX2 or wider code.)
+RMSPROP_AVX2_TARGET inline void DecodeAvx2(
+    const uint8_t* codes, int64_t n, float scale, const float* table, float* out) {
+  const __m256 s = _mm256_set1_ps(scale);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256i index =
+        _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(codes + i)));
+    _mm256_storeu_ps(out + i, _mm256_mul_ps(_mm256_i32gather_ps(table, index, 4), s));
+  }
+  DecodeScalar(codes + i, n - i, scale, table, out + i);
+}
+
+// Counts the midpoints below each lane of x (in [0, 1], or clamped as
+// QuantizeBuckets::CountBelow).
+RMSPROP_AVX2_TARGET __attribute__((always_inline)) inline __m256i CountBelowAvx2(
+    const QuantizeBuckets& b, __m256i x_bits) {
+  __m256i k = _mm256_sub_epi32(_mm256_srai_epi32(x_bits, 16), _mm256_set1_epi32(b.first));
+  k = _mm256_min_epi32(_mm256_max_epi32(k, _mm256_setzero_si256()), _mm256_set1_epi32(b.last));
+  const __m256i e = _mm256_i32gather_epi32(reinterpret_cast<const int*>(b.entries.data()), k, 4);
+  const __m256i low = _mm256_set1_epi32(0xffff);
+  const __m256i above = _mm256_cmpgt_epi32(_mm256_and_si256(x_bits, low), _mm256_and_si256(e, low));
+  return _mm256_sub_epi32(_mm256_srli_epi32(e, 16), above);  // above is -1 or 0
+}
+
+RMSPROP_AVX2_TARGET inline void EncodeAvx2(
+    const float* v, int64_t n, bool is_signed, const CompactTables& t, uint8_t* codes,
+    float* scale_out) {
+  const QuantizeBuckets& buckets = is_signed ? t.signed_buckets : t.unsigned_buckets;
+  if (!buckets.exact) {
+    EncodeScalar(v, n, is_signed, t, codes, scale_out);
+    return;
+  }
+  const __m256i magnitude_mask = _mm256_set1_epi32(0x7fffffff);
+  __m256i largest8 = _mm256_setzero_si256();
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256i bits = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(v + i));
+    largest8 = _mm256_max_epu32(largest8, _mm256_and_si256(bits, magnitude_mask));
+  }
+  alignas(32) uint32_t lanes[8];
+  _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), largest8);
+  uint32_t largest = 0;
+  for (int k = 0; k < 8; ++k) largest = lanes[k] > largest ? lanes[k] : largest;
+  largest = LargestMagnitudeBits(v, i, n, largest);
+  float scale;
+  const bool nonzero = ScaleOf(largest, &scale);
+  *scale_out = scale;
+  if (!nonzero) {
+    EncodeUnscaled(v, n, is_signed, codes);
+    return;
+  }
+  const __m256 s = _mm256_set1_ps(scale);
+  const __m256 zero = _mm256_setzero_ps();
+  const __m256i one = _mm256_set1_epi32(1);
+  for (i = 0; i + 8 <= n; i += 8) {
+    const __m256 value = _mm256_loadu_ps(v + i);
+    const __m256 x = _mm256_div_ps(value, s);  // a true division
+    const __m256i x_bits = _mm256_castps_si256(x);
+    __m256i code;
+    if (!is_signed) {
+      const __m256i x_positive = _mm256_castps_si256(_mm256_cmp_ps(x, zero, _CMP_GT_OQ));
+      const __m256i count = _mm256_and_si256(x_positive, CountBelowAvx2(buckets, x_bits));
+      const __m256i positive = _mm256_castps_si256(_mm256_cmp_ps(value, zero, _CMP_GT_OQ));
+      code = _mm256_blendv_epi8(count, _mm256_max_epi32(count, one), positive);
+    } else {
+      const __m256i magnitude_bits = _mm256_and_si256(x_bits, magnitude_mask);
+      const __m256i positive = _mm256_castps_si256(
+          _mm256_cmp_ps(_mm256_castsi256_ps(magnitude_bits), zero, _CMP_GT_OQ));
+      const __m256i magnitude =
+          _mm256_and_si256(positive, CountBelowAvx2(buckets, magnitude_bits));
+      const __m256i negative = _mm256_castps_si256(_mm256_cmp_ps(x, zero, _CMP_LT_OQ));
+      code = _mm256_sub_epi32(_mm256_xor_si256(magnitude, negative), negative);
+    }
+    const __m128i words = _mm_packs_epi32(_mm256_castsi256_si128(code),
+                                          _mm256_extracti128_si256(code, 1));
+    const __m128i bytes = is_signed ? _mm_packs_epi16(words, words) : _mm_packus_epi16(words, words);
+    _mm_storel_epi64(reinterpret_cast<__m128i*>(codes + i), bytes);
+  }
+  EncodeTail(v, i, n, scale, is_signed, t, codes);
+}
+
+// -- One block. ------------------------------------------------------------
+
+// bfloat16 slots widened and narrowed as the float32 ops' half-precision
+// loops do (Eigen's round to nearest even, NaN kept quiet).
+RMSPROP_AVX2_TARGET inline void WidenAvx2(const uint16_t* in, float* out, int64_t n) {
+  Widen(reinterpret_cast<const Eigen::bfloat16*>(in), out, n);
+}
+RMSPROP_AVX2_TARGET inline void NarrowAvx2(const float* in, uint16_t* out, int64_t n) {
+  Narrow(in, reinterpret_cast<Eigen::bfloat16*>(out), n);
+}
+template <bool kVector>
+__attribute__((always_inline)) inline void WidenBfloat16(const uint16_t* in, float* out,
+                                                         int64_t n) {
+  if constexpr (kVector) {
+    WidenAvx2(in, out, n);
+  } else {
+    const Eigen::bfloat16* b = reinterpret_cast<const Eigen::bfloat16*>(in);
+    for (int64_t i = 0; i < n; ++i) out[i] = static_cast<float>(b[i]);
+  }
+}
+template <bool kVector>
+__attribute__((always_inline)) inline void NarrowBfloat16(const float* in, uint16_t* out,
+                                                          int64_t n) {
+  if constexpr (kVector) {
+    NarrowAvx2(in, out, n);
+  } else {
+    Eigen::bfloat16* b = reinterpret_cast<Eigen::bfloat16*>(out);
+    for (int64_t i = 0; i < n; ++i) b[i] = static_cast<Eigen::bfloat16>(in[i]);
+  }
+}
+
+// One slot's block decoded into `out`, or encoded from `in`.
+template <bool kVector>
+__attribute__((always_inline)) inline void DecodeBlock(const CompactSlot& slot, int64_t block,
+                                                       int64_t offset, int64_t n,
+                                                       const float* table, float* out) {
+  if constexpr (kVector) {
+    DecodeAvx2(slot.codes + offset, n, slot.scales[block], table, out);
+  } else {
+    DecodeScalar(slot.codes + offset, n, slot.scales[block], table, out);
+  }
+}
+template <bool kVector>
+__attribute__((always_inline)) inline void EncodeBlock(const float* in, bool is_signed,
+                                                       const CompactSlot& slot, int64_t block,
+                                                       int64_t offset, int64_t n,
+                                                       const CompactTables& t) {
+  if constexpr (kVector) {
+    EncodeAvx2(in, n, is_signed, t, slot.codes + offset, slot.scales + block);
+  } else {
+    EncodeScalar(in, n, is_signed, t, slot.codes + offset, slot.scales + block);
+  }
+}
+
+// Block `block` (n elements from `offset`) of the update: the segments
+// change, and every element of the block is encoded again (int8); a
+// bfloat16 slot has no blocks, and only the segments are read and written.
+// kVector: the AVX2 steps (in AVX2 and AVX-512 code).
+template <typename V, StateFormat kFormat, bool kVector>
+__attribute__((always_inline)) inline void UpdateBlockBody(
+    const CompactUpdate& u, int64_t block, int64_t offset, int64_t n, const Segment* segments,
+    int num_segments, const rmsprop_math::Hyper<float>& h, const CompactTables& t) {
+  alignas(64) float ms[kCompactBlockSize];
+  alignas(64) float mg[kCompactBlockSize];
+  alignas(64) float mom[kCompactBlockSize];
+  const rmsprop_math::Extras<float> no_extras = {};
+  if constexpr (kFormat == StateFormat::kInt8) {
+    // (No lambdas: they would not inherit the caller's target.)
+    DecodeBlock<kVector>(u.ms, block, offset, n, t.unsigned_decode, ms);
+    if (V::kCentered) DecodeBlock<kVector>(u.mg, block, offset, n, t.signed_decode, mg);
+    if (V::kMomentum) DecodeBlock<kVector>(u.mom, block, offset, n, t.signed_decode, mom);
+    for (int s = 0; s < num_segments; ++s) {
+      const int64_t at = segments[s].local;
+      const SlotPointers<float> slots = {u.var + offset + at, ms + at, mg + at, mom + at};
+      UpdateElements<V, float, float>(slots, segments[s].grad, 0, segments[s].length, h,
+                                      no_extras);
+    }
+    EncodeBlock<kVector>(ms, /*is_signed=*/false, u.ms, block, offset, n, t);
+    if (V::kCentered) EncodeBlock<kVector>(mg, /*is_signed=*/true, u.mg, block, offset, n, t);
+    if (V::kMomentum) EncodeBlock<kVector>(mom, /*is_signed=*/true, u.mom, block, offset, n, t);
+  } else {
+    for (int s = 0; s < num_segments; ++s) {
+      const int64_t at = offset + segments[s].local;
+      const int64_t len = segments[s].length;
+      WidenBfloat16<kVector>(u.ms.bfloat16 + at, ms, len);
+      if (V::kCentered) WidenBfloat16<kVector>(u.mg.bfloat16 + at, mg, len);
+      if (V::kMomentum) WidenBfloat16<kVector>(u.mom.bfloat16 + at, mom, len);
+      const SlotPointers<float> slots = {u.var + at, ms, mg, mom};
+      UpdateElements<V, float, float>(slots, segments[s].grad, 0, len, h, no_extras);
+      NarrowBfloat16<kVector>(ms, u.ms.bfloat16 + at, len);
+      if (V::kCentered) NarrowBfloat16<kVector>(mg, u.mg.bfloat16 + at, len);
+      if (V::kMomentum) NarrowBfloat16<kVector>(mom, u.mom.bfloat16 + at, len);
+    }
+  }
+}
+
+using UpdateBlockFn = void (*)(const CompactUpdate&, int64_t, int64_t, int64_t,
+                               const Segment*, int, const rmsprop_math::Hyper<float>&,
+                               const CompactTables&);
+
+template <typename V, StateFormat kFormat>
+RMSPROP_AVX512_TARGET void UpdateBlockAvx512(const CompactUpdate& u, int64_t block,
+                                             int64_t offset, int64_t n, const Segment* s,
+                                             int num, const rmsprop_math::Hyper<float>& h,
+                                             const CompactTables& t) {
+  UpdateBlockBody<V, kFormat, true>(u, block, offset, n, s, num, h, t);
+}
+template <typename V, StateFormat kFormat>
+RMSPROP_AVX2_TARGET void UpdateBlockAvx2(const CompactUpdate& u, int64_t block,
+                                         int64_t offset, int64_t n, const Segment* s,
+                                         int num, const rmsprop_math::Hyper<float>& h,
+                                         const CompactTables& t) {
+  UpdateBlockBody<V, kFormat, true>(u, block, offset, n, s, num, h, t);
+}
+template <typename V, StateFormat kFormat>
+void UpdateBlockBaseline(const CompactUpdate& u, int64_t block, int64_t offset, int64_t n,
+                         const Segment* s, int num, const rmsprop_math::Hyper<float>& h,
+                         const CompactTables& t) {
+  UpdateBlockBody<V, kFormat, false>(u, block, offset, n, s, num, h, t);
+}
+
+// The block loop for this update's variant and format on this processor.
+inline UpdateBlockFn SelectUpdateBlock(const CompactUpdate& u) {
+  rmsprop_math::VariantChoice choice;
+  choice.centered = u.centered;
+  choice.momentum = u.momentum;
+  const Isa isa = CurrentIsa();
+  return rmsprop_math::DispatchVariant<rmsprop_math::ExtrasDispatch::kNone>(
+      choice, [&](auto variant) -> UpdateBlockFn {
+        using V = decltype(variant);
+        auto of_format = [&](auto format) -> UpdateBlockFn {
+          constexpr StateFormat kFormat = decltype(format)::value;
+          switch (isa) {
+            case Isa::kAvx512:
+              return &UpdateBlockAvx512<V, kFormat>;
+            case Isa::kAvx2:
+              return &UpdateBlockAvx2<V, kFormat>;
+            default:
+              return &UpdateBlockBaseline<V, kFormat>;
+          }
+        };
+        if (u.format == StateFormat::kInt8) {
+          return of_format(std::integral_constant<StateFormat, StateFormat::kInt8>());
+        }
+        return of_format(std::integral_constant<StateFormat, StateFormat::kBfloat16>());
+      });
+}
+
+}  // namespace cpu
+}  // namespace rmsprop_op
+
+#endif  // RMSPROP_OP_CC_KERNELS_CPU_COMPACT_LOOPS_H_

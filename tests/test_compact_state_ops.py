@@ -1,0 +1,273 @@
+"""The fused ops with compact state (rmsprop_op.update with
+compact_state.Int8State / Bfloat16State slots) against plain_tf.update with
+the same state objects, the reference: bit for bit, every variant, dense and
+sparse; errors with nothing changed; the tables the kernels compile in."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import rmsprop_op
+from rmsprop_op import compact_state as cs
+from rmsprop_op import plain_tf
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHAPES = [[5000], [1000, 64], [300, 700], [3, 3, 64, 128], [5000, 1]]
+HYPER = dict(lr=0.01, rho=0.9, epsilon=1e-7)
+
+
+def _slot(kind, values, signed, noise_seed=None):
+    if kind == "bfloat16":
+        return cs.Bfloat16State(tf.Variable(tf.cast(values, tf.bfloat16)), noise_seed)
+    codes, scales = cs.quantize(tf.constant(values), signed)
+    return cs.Int8State(tf.Variable(codes), tf.Variable(scales))
+
+
+def _make(kind, shape, centered, momentum, seed=1, zero_state=False):
+    rng = np.random.default_rng(seed)
+
+    def values(positive=False):
+        if zero_state:
+            return np.zeros(shape, np.float32)
+        v = rng.standard_normal(shape).astype(np.float32)
+        return np.abs(v) if positive else v
+    var = tf.Variable(rng.standard_normal(shape).astype(np.float32))
+    ms = _slot(kind, values(positive=True), signed=False)
+    mg = _slot(kind, values(), signed=True) if centered else None
+    mom = _slot(kind, values(), signed=True) if momentum else None
+    return var, ms, mg, mom
+
+
+def _state(var, *slots):
+    return [var.numpy()] + [v.numpy() for s in slots if s is not None for v in s.variables]
+
+
+def _assert_same_bits(got, want):
+    """Every variable bit for bit (any NaN equals any NaN: plain TF does not
+    canonicalize NaNs)."""
+    for i, (a, b) in enumerate(zip(got, want)):
+        assert a.dtype == b.dtype and a.shape == b.shape
+        if a.dtype.kind in "iu":
+            np.testing.assert_array_equal(a, b, err_msg=f"state variable {i}")
+            continue
+        bits = np.uint32 if a.dtype.itemsize == 4 else np.uint16
+        a32, b32 = a.astype(np.float32), b.astype(np.float32)
+        same = (a.view(bits) == b.view(bits)) | (np.isnan(a32) & np.isnan(b32))
+        assert same.all(), f"state variable {i}: {np.count_nonzero(~same)} elements differ"
+
+
+@pytest.fixture
+def fused_only(monkeypatch):
+    """Fails a test whose rmsprop_op.update falls back to plain TF."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("rmsprop_op.update fell back to plain_tf")
+    monkeypatch.setattr(rmsprop_op.plain_tf, "update", refuse)
+
+
+def _run(update, kind, shape, centered, momentum, sparse, steps=3, grads=None, seed=1,
+         zero_state=False, index_dtype=np.int64):
+    var, ms, mg, mom = _make(kind, shape, centered, momentum, seed, zero_state)
+    rng = np.random.default_rng(seed + 100)
+    for step in range(steps):
+        if sparse:
+            # Duplicates included: more draws than a seventh of the rows.
+            idx = rng.integers(0, shape[0], size=max(2, shape[0] // 7)).astype(index_dtype)
+            g = rng.standard_normal([len(idx)] + shape[1:]).astype(np.float32)
+        else:
+            idx = None
+            g = rng.standard_normal(shape).astype(np.float32)
+        if grads is not None:
+            g = grads(g, step)
+        update(var, ms, tf.constant(g), mg=mg, mom=mom,
+               indices=None if idx is None else tf.constant(idx),
+               momentum=0.9 if momentum else 0.0, **HYPER)
+    return _state(var, ms, mg, mom)
+
+
+def _compare(*args, **kwargs):
+    plain = plain_tf.update
+    want = _run(plain, *args, **kwargs)
+    got = _run(rmsprop_op.update, *args, **kwargs)
+    _assert_same_bits(got, want)
+
+
+VARIANTS = [(c, m) for c in (False, True) for m in (False, True)]
+
+
+@pytest.mark.parametrize("sparse", [False, True], ids=["dense", "sparse"])
+@pytest.mark.parametrize("centered,momentum", VARIANTS,
+                         ids=["plain", "momentum", "centered", "centered-momentum"])
+@pytest.mark.parametrize("kind", cs.FORMATS)
+def test_every_variant_bit_for_bit(kind, centered, momentum, sparse):
+    _compare(kind, [1000, 64], centered, momentum, sparse)
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("sparse", [False, True], ids=["dense", "sparse"])
+@pytest.mark.parametrize("kind", cs.FORMATS)
+def test_shapes_bit_for_bit(kind, shape, sparse):
+    _compare(kind, shape, True, True, sparse)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("sparse", [False, True], ids=["dense", "sparse"])
+@pytest.mark.parametrize("centered,momentum", VARIANTS,
+                         ids=["plain", "momentum", "centered", "centered-momentum"])
+@pytest.mark.parametrize("kind", cs.FORMATS)
+def test_every_variant_and_shape_bit_for_bit(kind, centered, momentum, sparse, shape):
+    _compare(kind, shape, centered, momentum, sparse)
+
+
+def test_the_fused_op_runs(fused_only):
+    # Every compact slot of one kind, rounded to nearest, on the CPU: no plain TF.
+    for kind in cs.FORMATS:
+        for sparse in (False, True):
+            _run(rmsprop_op.update, kind, [300, 700], True, True, sparse, steps=1)
+
+
+@pytest.mark.parametrize("index_dtype", [np.int32, np.int64])
+def test_index_dtypes(index_dtype):
+    _compare("int8", [5000, 1], False, True, True, index_dtype=index_dtype)
+
+
+@pytest.mark.parametrize("kind", cs.FORMATS)
+@pytest.mark.parametrize("sparse", [False, True], ids=["dense", "sparse"])
+def test_nan_and_inf_gradients(kind, sparse):
+    def poison(g, step):
+        g = g.copy()
+        flat = g.reshape(-1)
+        flat[3] = np.nan  # a block with NaN: scale NaN, codes 0
+        flat[700] = np.inf
+        flat[1500] = -np.inf
+        if step == 1:
+            flat[4000:4400] = np.nan
+        return g
+    _compare(kind, [300, 700], True, True, sparse, grads=poison)
+
+
+@pytest.mark.parametrize("kind", cs.FORMATS)
+@pytest.mark.parametrize("sparse", [False, True], ids=["dense", "sparse"])
+def test_zero_blocks(kind, sparse):
+    # Zero state and zero gradients in whole blocks: scale 0, codes 0.
+    def zero_rows(g, step):
+        g = g.copy()
+        g[: g.shape[0] // 2] = 0.0
+        return g
+    _compare(kind, [1000, 64], True, True, sparse, grads=zero_rows, zero_state=True)
+
+
+def test_sparse_update_leaves_untouched_blocks_alone(fused_only):
+    shape = [1000, 64]  # 4 rows per block
+    var, ms, mg, mom = _make("int8", shape, True, True)
+    before = _state(var, ms, mg, mom)
+    rows = np.array([5, 5, 17, 998])  # blocks 1, 4 and 249
+    rmsprop_op.update(var, ms, tf.ones([4, 64]), mg=mg, mom=mom, indices=tf.constant(rows),
+                      momentum=0.9, **HYPER)
+    after = _state(var, ms, mg, mom)
+    touched_blocks = np.unique(rows // 4)
+    untouched_rows = np.setdiff1d(np.arange(1000), np.concatenate([b * 4 + np.arange(4)
+                                                                  for b in touched_blocks]))
+    for i, (b, a) in enumerate(zip(before, after)):
+        if b.shape == tuple(shape):
+            np.testing.assert_array_equal(a[untouched_rows].view(np.uint8),
+                                          b[untouched_rows].view(np.uint8), err_msg=str(i))
+        else:  # scales
+            keep = np.setdiff1d(np.arange(b.shape[0]), touched_blocks)
+            np.testing.assert_array_equal(a[keep].view(np.uint32), b[keep].view(np.uint32))
+    # var's untouched rows within touched blocks stay too; the slots' are re-encoded.
+    np.testing.assert_array_equal(after[0][[4, 6, 7]], before[0][[4, 6, 7]])
+
+
+def test_in_a_tf_function():
+    var, ms, mg, mom = _make("int8", [300, 700], False, True)
+    ref = _make("int8", [300, 700], False, True)
+    g = tf.constant(np.random.default_rng(3).standard_normal([300, 700]).astype(np.float32))
+
+    @tf.function
+    def step():
+        rmsprop_op.update(var, ms, g, mom=mom, momentum=0.9, **HYPER)
+    step()
+    step()
+    for _ in range(2):
+        plain_tf.update(ref[0], ref[1], g, mom=ref[3], momentum=0.9, **HYPER)
+    _assert_same_bits(_state(var, ms, mom), _state(ref[0], ref[1], ref[3]))
+
+
+def test_stochastic_rounding_and_mixed_slots_use_plain_tf(monkeypatch):
+    calls = []
+    real = plain_tf.update
+    monkeypatch.setattr(rmsprop_op.plain_tf, "update",
+                        lambda *a, **k: calls.append(1) or real(*a, **k))
+    var, ms, _, _ = _make("bfloat16", [100, 50], False, False)
+    noisy = cs.Bfloat16State(ms.variable, noise_seed=lambda: tf.constant([1, 2]))
+    rmsprop_op.update(var, noisy, tf.ones([100, 50]), **HYPER)
+    # A compact ms beside a float32 mom.
+    rmsprop_op.update(var, ms, tf.ones([100, 50]), mom=tf.Variable(tf.zeros([100, 50])),
+                      momentum=0.5, **HYPER)
+    assert len(calls) == 2
+
+
+def _unchanged(fn, *variables):
+    before = [v.numpy() for v in variables]
+    fn()
+    for b, v in zip(before, variables):
+        np.testing.assert_array_equal(v.numpy(), b)
+
+
+def test_bad_scales_shape():
+    var, ms, _, mom = _make("int8", [1000, 64], False, True)
+    bad = cs.Int8State(ms.codes, tf.Variable(tf.zeros([251, 1])))
+    with pytest.raises((tf.errors.InvalidArgumentError, ValueError), match="ms scales"):
+        _unchanged(lambda: rmsprop_op.update(var, bad, tf.ones([1000, 64]), mom=mom, momentum=0.9,
+                                             **HYPER), var, ms.codes, mom.codes, mom.scales)
+
+
+def test_bad_codes_dtype():
+    var, ms, _, mom = _make("int8", [1000, 64], False, True)
+    bad = cs.Int8State(tf.Variable(tf.zeros([1000, 64], tf.int8)), ms.scales)
+    bad.signed = False
+    with pytest.raises(tf.errors.InvalidArgumentError, match="ms codes has dtype int8 but must "
+                                                             "be uint8"):
+        _unchanged(lambda: rmsprop_op.update(var, bad, tf.ones([1000, 64]), mom=mom, momentum=0.9,
+                                             **HYPER), var, ms.scales, mom.codes, mom.scales)
+
+
+def test_bad_codes_shape():
+    var, ms, _, _ = _make("bfloat16", [1000, 64], False, False)
+    bad = cs.Bfloat16State(tf.Variable(tf.zeros([1000, 63], tf.bfloat16)))
+    with pytest.raises((tf.errors.InvalidArgumentError, ValueError), match="ms"):
+        _unchanged(lambda: rmsprop_op.update(var, bad, tf.ones([1000, 64]), **HYPER), var)
+
+
+@pytest.mark.parametrize("kind", cs.FORMATS)
+def test_bad_index(kind):
+    var, ms, mg, mom = _make(kind, [1000, 64], True, True)
+    state = [v for s in (ms, mg, mom) for v in s.variables]
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match=r"indices\[2\] is out of range.*nothing was updated"):
+        _unchanged(lambda: rmsprop_op.update(var, ms, tf.ones([3, 64]), mg=mg, mom=mom,
+                                             indices=tf.constant([0, 999, 1000]), momentum=0.9,
+                                             **HYPER), var, *state)
+
+
+def test_momentum_without_slot():
+    var, ms, _, _ = _make("int8", [100, 50], False, False)
+    with pytest.raises(ValueError, match="mom is None"):
+        rmsprop_op.update(var, ms, tf.ones([100, 50]), momentum=0.9, **HYPER)
+
+
+def test_tables_header_is_generated_from_compact_state():
+    result = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "compact_tables.py"),
+                             "--check"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_no_bucket_holds_two_midpoints():
+    # The CPU encoder's one-lookup count (cpu/compact_loops.h) is exact only
+    # then (it falls back to a binary search otherwise).
+    for midpoints in (cs.UNSIGNED_MIDPOINTS, cs.SIGNED_MIDPOINTS):
+        assert np.bincount(midpoints.view(np.uint32) >> 16).max() == 1
