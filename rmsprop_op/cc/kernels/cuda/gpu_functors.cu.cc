@@ -3,6 +3,7 @@
 // headers and none of TensorFlow's (see gpu_functors.h).
 
 #include "rmsprop_op/cc/kernels/common/functors.h"
+#include "rmsprop_op/cc/kernels/cuda/compact_kernel.cu.h"
 #include "rmsprop_op/cc/kernels/cuda/cuda_common.cu.h"
 #include "rmsprop_op/cc/kernels/cuda/dense_kernel.cu.h"
 #include "rmsprop_op/cc/kernels/cuda/gpu_functors.h"
@@ -119,6 +120,13 @@ RMSPROP_FOR_EACH_DTYPE(RMSPROP_DEFINE_GPU_FUNCTORS)
 
 RMSPROP_FOR_EACH_REAL_DTYPE(RMSPROP_DEFINE_GPU_NORMS_FUNCTOR)
 #undef RMSPROP_DEFINE_GPU_NORMS_FUNCTOR
+
+template <>
+DeviceStatus DenseApplyCompactRMSProp<GPUDevice>::operator()(
+    const GPUDevice& d, const CompactUpdate& u, const rmsprop_math::Hyper<float>& h) {
+  return StatusOf(gpu::LaunchDenseCompactApply(GpuStream(d), u, h),
+                  "the dense RMSProp update with compact state");
+}
 #undef RMSPROP_DEFINE_GPU_SPARSE_FUNCTOR
 
 }  // namespace functor

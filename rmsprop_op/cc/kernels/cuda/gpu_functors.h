@@ -15,6 +15,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "rmsprop_op/cc/kernels/common/compact_functors.h"
 #include "rmsprop_op/cc/kernels/common/functors.h"
 
 namespace Eigen {
@@ -76,6 +77,12 @@ RMSPROP_FOR_EACH_DTYPE(RMSPROP_DECLARE_GPU_FUNCTORS)
 
 RMSPROP_FOR_EACH_REAL_DTYPE(RMSPROP_DECLARE_GPU_NORMS_FUNCTOR)
 #undef RMSPROP_DECLARE_GPU_NORMS_FUNCTOR
+
+// The dense update with compact state (the sparse one runs in plain
+// TensorFlow on a GPU).
+template <>
+DeviceStatus DenseApplyCompactRMSProp<Eigen::GpuDevice>::operator()(
+    const Eigen::GpuDevice& d, const CompactUpdate& u, const rmsprop_math::Hyper<float>& h);
 #undef RMSPROP_DECLARE_GPU_SPARSE_FUNCTOR
 
 }  // namespace functor

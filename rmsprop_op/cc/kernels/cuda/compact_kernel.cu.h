@@ -1,0 +1,157 @@
+// The CUDA kernel of the dense updates with compact state
+// (compact_format.h): one thread block per state block, one thread per
+// element; the block's scale is a block-wide maximum of the magnitudes' bits.
+// Sparse updates with compact state run in plain TensorFlow on a GPU.
+#ifndef RMSPROP_OP_CC_KERNELS_CUDA_COMPACT_KERNEL_CU_H_
+#define RMSPROP_OP_CC_KERNELS_CUDA_COMPACT_KERNEL_CU_H_
+
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstdint>
+
+#include "rmsprop_op/cc/kernels/common/compact_format.h"
+#include "rmsprop_op/cc/kernels/common/compact_functors.h"
+#include "rmsprop_op/cc/kernels/common/rmsprop_math.h"
+#include "rmsprop_op/cc/kernels/common/variant.h"
+#include "rmsprop_op/cc/kernels/cuda/cuda_common.cu.h"
+
+namespace rmsprop_op {
+namespace gpu {
+
+static_assert(kCompactBlockSize == kThreads, "one thread per element of a state block");
+
+// The maps, from the same generated text as the CPU's.
+__constant__ float kUnsignedMap[RMSPROP_COMPACT_UNSIGNED_MAP_SIZE] = {
+    RMSPROP_COMPACT_UNSIGNED_MAP_VALUES};
+__constant__ float kSignedMagnitudes[RMSPROP_COMPACT_SIGNED_MAGNITUDES_SIZE] = {
+    RMSPROP_COMPACT_SIGNED_MAGNITUDES_VALUES};
+__constant__ float kUnsignedMidpoints[RMSPROP_COMPACT_UNSIGNED_MIDPOINTS_SIZE] = {
+    RMSPROP_COMPACT_UNSIGNED_MIDPOINTS_VALUES};
+__constant__ float kSignedMidpoints[RMSPROP_COMPACT_SIGNED_MIDPOINTS_SIZE] = {
+    RMSPROP_COMPACT_SIGNED_MIDPOINTS_VALUES};
+
+__device__ __forceinline__ float DecodeUnsigned(uint8_t code, float scale) {
+  return kUnsignedMap[code] * scale;
+}
+__device__ __forceinline__ float DecodeSigned(uint8_t byte, float scale) {
+  const int code = static_cast<int8_t>(byte);
+  const int magnitude = code < 0 ? (code == -128 ? 127 : -code) : code;  // -128 reads as -127
+  const float m = kSignedMagnitudes[magnitude];
+  return (code < 0 ? -m : m) * scale;
+}
+
+// The largest of `bits` over the thread block (all threads call it).
+__device__ __forceinline__ uint32_t BlockMax(uint32_t bits, uint32_t* shared) {
+  for (int offset = kWarpSize / 2; offset > 0; offset /= 2) {
+    bits = max(bits, __shfl_xor_sync(0xffffffffu, bits, offset));
+  }
+  if (threadIdx.x == 0) *shared = 0;
+  __syncthreads();
+  if (threadIdx.x % kWarpSize == 0) atomicMax(shared, bits);
+  __syncthreads();
+  const uint32_t result = *shared;
+  __syncthreads();  // before the next call resets it
+  return result;
+}
+
+// Encodes one slot's new value (every thread of the block, inactive ones
+// with 0) into the block's codes and scale.
+__device__ __forceinline__ void EncodeSlot(float value, bool active, bool is_signed,
+                                           const float* midpoints, uint8_t* codes,
+                                           float* scale_out, uint32_t* shared) {
+  // A NaN's magnitude bits exceed infinity's: the scale is then NaN.
+  const uint32_t largest = BlockMax(active ? __float_as_uint(value) & 0x7fffffffu : 0u, shared);
+  const float scale = largest > 0x7f800000u ? __uint_as_float(0x7fc00000u)
+                                            : __uint_as_float(largest);
+  if (threadIdx.x == 0) *scale_out = scale;
+  if (!active) return;
+  const float x = scale > 0.0f ? value / scale : 0.0f;  // a true division (no fast math)
+  *codes = static_cast<uint8_t>(is_signed ? compact::SignedCode(midpoints, x)
+                                          : compact::UnsignedCode(midpoints, value, x));
+}
+
+template <typename V, StateFormat kFormat>
+__global__ void __launch_bounds__(kThreads)
+    DenseCompactKernel(const CompactUpdate u, const rmsprop_math::Hyper<float> h) {
+  __shared__ float unsigned_midpoints[RMSPROP_COMPACT_UNSIGNED_MIDPOINTS_SIZE];
+  __shared__ float signed_midpoints[RMSPROP_COMPACT_SIGNED_MIDPOINTS_SIZE];
+  __shared__ uint32_t largest;
+  constexpr bool kInt8 = kFormat == StateFormat::kInt8;
+  if constexpr (kInt8) {
+    // Searched with divergent indices: shared memory, not constant memory.
+    for (int i = threadIdx.x; i < RMSPROP_COMPACT_UNSIGNED_MIDPOINTS_SIZE; i += blockDim.x) {
+      unsigned_midpoints[i] = kUnsignedMidpoints[i];
+    }
+    for (int i = threadIdx.x; i < RMSPROP_COMPACT_SIGNED_MIDPOINTS_SIZE; i += blockDim.x) {
+      signed_midpoints[i] = kSignedMidpoints[i];
+    }
+    __syncthreads();
+  }
+  const rmsprop_math::Extras<float> no_extras = {};
+  const BlockLayout& l = u.layout;
+  for (int64_t b = blockIdx.x; b < l.num_blocks(); b += gridDim.x) {
+    const int64_t offset = l.BlockOffset(b);
+    const int64_t n = l.BlockRows(b) * l.BlockColumns(b);
+    const bool active = threadIdx.x < n;
+    const int64_t i = offset + threadIdx.x;
+    float var = 0.0f, g = 0.0f, ms = 0.0f, mg = 0.0f, mom = 0.0f, ema = 0.0f;
+    if (active) {
+      var = u.var[i];
+      g = u.grad[i];
+      if constexpr (kInt8) {
+        ms = DecodeUnsigned(u.ms.codes[i], u.ms.scales[b]);
+        if (V::kCentered) mg = DecodeSigned(u.mg.codes[i], u.mg.scales[b]);
+        if (V::kMomentum) mom = DecodeSigned(u.mom.codes[i], u.mom.scales[b]);
+      } else {
+        ms = __bfloat162float(__ushort_as_bfloat16(u.ms.bfloat16[i]));
+        if (V::kCentered) mg = __bfloat162float(__ushort_as_bfloat16(u.mg.bfloat16[i]));
+        if (V::kMomentum) mom = __bfloat162float(__ushort_as_bfloat16(u.mom.bfloat16[i]));
+      }
+      rmsprop_math::UpdateElement<V, float>(g, var, ms, mg, mom, ema, h, no_extras);
+      u.var[i] = var;
+    }
+    if constexpr (kInt8) {
+      EncodeSlot(ms, active, false, unsigned_midpoints, u.ms.codes + i, u.ms.scales + b,
+                 &largest);
+      if (V::kCentered) {
+        EncodeSlot(mg, active, true, signed_midpoints, u.mg.codes + i, u.mg.scales + b,
+                   &largest);
+      }
+      if (V::kMomentum) {
+        EncodeSlot(mom, active, true, signed_midpoints, u.mom.codes + i, u.mom.scales + b,
+                   &largest);
+      }
+    } else if (active) {
+      u.ms.bfloat16[i] = __bfloat16_as_ushort(FromCompute<__nv_bfloat16>(ms));
+      if (V::kCentered) u.mg.bfloat16[i] = __bfloat16_as_ushort(FromCompute<__nv_bfloat16>(mg));
+      if (V::kMomentum) {
+        u.mom.bfloat16[i] = __bfloat16_as_ushort(FromCompute<__nv_bfloat16>(mom));
+      }
+    }
+  }
+}
+
+// Enqueues the dense update with compact state on `stream`.
+inline cudaError_t LaunchDenseCompactApply(cudaStream_t stream, const CompactUpdate& u,
+                                           const rmsprop_math::Hyper<float>& h) {
+  const int64_t num_blocks = u.layout.num_blocks();
+  if (num_blocks <= 0) return cudaSuccess;
+  const int blocks = static_cast<int>(std::min<int64_t>(num_blocks, ResidentBlocks(kThreads)));
+  rmsprop_math::DispatchVariant<rmsprop_math::ExtrasDispatch::kNone>(
+      ChoiceOf(u), [&](auto variant) {
+        using V = decltype(variant);
+        if (u.format == StateFormat::kInt8) {
+          DenseCompactKernel<V, StateFormat::kInt8><<<blocks, kThreads, 0, stream>>>(u, h);
+        } else {
+          DenseCompactKernel<V, StateFormat::kBfloat16><<<blocks, kThreads, 0, stream>>>(u, h);
+        }
+      });
+  return cudaGetLastError();
+}
+
+}  // namespace gpu
+}  // namespace rmsprop_op
+
+#endif  // RMSPROP_OP_CC_KERNELS_CUDA_COMPACT_KERNEL_CU_H_
