@@ -1,8 +1,8 @@
 // The CPU loops of the updates with compact state: one block at a time,
 // decoded into float32 buffers in L1, updated by the float32 element loop
 // (element_loops.h, the same code as the float32 ops), and encoded again.
-// AVX2 decodes with gathers and encodes with one gather per 8 elements
-// (QuantizeBuckets); the baseline build runs the same steps one element at a
+// AVX2 decodes and encodes 8 elements at a time, table entries read with
+// scalar loads (QuantizeBuckets); the baseline build runs the same steps one element at a
 // time. Both give the bits of compact_state.py's TensorFlow ops, which run
 // under the same flush-to-zero as these loops.
 #ifndef RMSPROP_OP_CC_KERNELS_CPU_COMPACT_LOOPS_H_
@@ -196,14 +196,20 @@ inline void EncodeScalar(const float* v, int64_t n, bool is_signed,
 
 // (Called, not inlined: the per-block callers are compiled for several
 // targets, and an AVX2 function inlines only into AVX2 or wider code.)
+// Table entries are read with scalar loads (8 codes from one 64-bit load),
+// not vpgatherdd, which is slow on AMD processors before Zen 4.
 RMSPROP_AVX2_TARGET inline void DecodeAvx2(
     const uint8_t* codes, int64_t n, float scale, const float* table, float* out) {
   const __m256 s = _mm256_set1_ps(scale);
   int64_t i = 0;
   for (; i + 8 <= n; i += 8) {
-    const __m256i index =
-        _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(codes + i)));
-    _mm256_storeu_ps(out + i, _mm256_mul_ps(_mm256_i32gather_ps(table, index, 4), s));
+    uint64_t c;
+    std::memcpy(&c, codes + i, sizeof(c));
+    const __m128 lo = _mm_setr_ps(table[c & 0xff], table[(c >> 8) & 0xff],
+                                  table[(c >> 16) & 0xff], table[(c >> 24) & 0xff]);
+    const __m128 hi = _mm_setr_ps(table[(c >> 32) & 0xff], table[(c >> 40) & 0xff],
+                                  table[(c >> 48) & 0xff], table[c >> 56]);
+    _mm256_storeu_ps(out + i, _mm256_mul_ps(_mm256_set_m128(hi, lo), s));
   }
   DecodeScalar(codes + i, n - i, scale, table, out + i);
 }
@@ -214,7 +220,15 @@ RMSPROP_AVX2_TARGET __attribute__((always_inline)) inline __m256i CountBelowAvx2
     const QuantizeBuckets& b, __m256i x_bits) {
   __m256i k = _mm256_sub_epi32(_mm256_srai_epi32(x_bits, 16), _mm256_set1_epi32(b.first));
   k = _mm256_min_epi32(_mm256_max_epi32(k, _mm256_setzero_si256()), _mm256_set1_epi32(b.last));
-  const __m256i e = _mm256_i32gather_epi32(reinterpret_cast<const int*>(b.entries.data()), k, 4);
+  // Scalar loads, not vpgatherdd (slow on AMD processors before Zen 4).
+  alignas(32) int32_t ks[8];
+  _mm256_store_si256(reinterpret_cast<__m256i*>(ks), k);
+  const uint32_t* entries = b.entries.data();
+  const __m256i e = _mm256_setr_epi32(
+      static_cast<int>(entries[ks[0]]), static_cast<int>(entries[ks[1]]),
+      static_cast<int>(entries[ks[2]]), static_cast<int>(entries[ks[3]]),
+      static_cast<int>(entries[ks[4]]), static_cast<int>(entries[ks[5]]),
+      static_cast<int>(entries[ks[6]]), static_cast<int>(entries[ks[7]]));
   const __m256i low = _mm256_set1_epi32(0xffff);
   const __m256i above = _mm256_cmpgt_epi32(_mm256_and_si256(x_bits, low), _mm256_and_si256(e, low));
   return _mm256_sub_epi32(_mm256_srli_epi32(e, 16), above);  // above is -1 or 0
