@@ -7,7 +7,7 @@ import tensorflow as tf
 
 import rmsprop_op
 from keras_optimizer import _compat
-from rmsprop_op import _loader, plain_tf
+from rmsprop_op import _loader, compact_state, plain_tf
 
 _warned = False
 
@@ -38,15 +38,16 @@ def _warn_gpu_fallback():
 
 def ops_for(variable, slots=()):
     """rmsprop_op, or rmsprop_op.plain_tf: inside XLA on a device where XLA
-    cannot compile our ops, for a variable on a GPU without the GPU kernels
+    cannot compile our ops or with compact slots, for a variable on a GPU without the GPU kernels
     (with one warning per process), and for a variable with a slot on
     another device (Keras puts slots built inside a tf.function on the
     default device; no op takes resources of two)."""
     if not rmsprop_op.GPU_KERNELS_LOADED and on_gpu(variable):
         _warn_gpu_fallback()
         return plain_tf
-    if _compat.compiled_by_xla() and device_type(variable) not in rmsprop_op.XLA_KERNELS:
-        return plain_tf
+    if _compat.compiled_by_xla() and (device_type(variable) not in rmsprop_op.XLA_KERNELS
+                                      or any(compact_state.is_compact(s) for s in slots)):
+        return plain_tf  # (the ops with compact slots have no XLA kernels)
     if any(slot is not None and slot.device != variable.device for slot in slots):
         return plain_tf
     return rmsprop_op

@@ -10,7 +10,6 @@ instead of sqrt(ms + epsilon), as tf_keras's RMSprop does without momentum.
 See README.md for the exact formula.
 """
 import tensorflow as tf
-from tensorflow.python.ops import control_flow_util  # private: the XLA context
 
 from rmsprop_op import _loader, _versions, compact_state, plain_tf
 from rmsprop_op._hyperparameters import as_float64 as _float64
@@ -131,17 +130,14 @@ _COMPACT_OPS = {
 def _fused_compact(var, slots, sparse):
     """Whether the fused op takes these compact slots: all of one kind,
     rounded to nearest (stochastic rounding stays in plain TF), a float32
-    variable on a device with our kernels (the GPU's: dense only), outside
-    XLA (no XLA kernels)."""
+    variable on a device with our kernels (the GPU's: dense only). (These ops
+    have no XLA kernels: inside XLA, call plain_tf.update.)"""
     kind = getattr(slots[0], "kind", None)
     if not all(compact_state.is_compact(s) and s.kind == kind for s in slots):
         return False
     if any(getattr(s, "noise_seed", None) is not None for s in slots):
         return False
     if var.dtype != tf.float32:
-        return False
-    if not tf.executing_eagerly() and control_flow_util.GraphOrParentsInXlaContext(
-            tf.compat.v1.get_default_graph()):
         return False
     device = tf.DeviceSpec.from_string(_handle(var, "var").device or "").device_type
     return device in (None, "CPU") or (device == "GPU" and GPU_KERNELS_LOADED and not sparse)

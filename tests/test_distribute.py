@@ -188,8 +188,9 @@ def _stock_fit_is_the_same_on_two_replicas(mirrored):
 def test_mirrored_compact_state_is_mirrored_and_matches_one_device(mirrored):
     """int8 state: codes and scales are mirrored beside their variables, the
     replicas agree, and the training is one device's to the state's
-    precision (a code may round the other way where the replicas' summed
-    gradient differs from one device's in the last bit)."""
+    precision: where the replicas' summed gradient differs from one
+    device's in the last bit, a code may round the other way, and that
+    element's later steps differ by a part of one step (learning rate 0.01)."""
     facts = _facts(mirrored, "mirrored")["compact"]
     assert set(facts["types"]) == {"MirroredVariable"}
     assert {"uint8", "int8"} <= set(facts["dtypes"])
@@ -200,7 +201,9 @@ def test_mirrored_compact_state_is_mirrored_and_matches_one_device(mirrored):
     ours, one_device = (_load(mirrored, n) for n in ("mirrored_compact_ours",
                                                      "mirrored_compact_one_device"))
     for a, b in zip(ours[:4], one_device[:4]):  # the model's weights
-        np.testing.assert_allclose(a, b, rtol=0, atol=2e-3)
+        apart = np.abs(a - b)
+        assert apart.max() < job.KWARGS["learning_rate"]
+        assert np.median(apart) < 1e-4  # most elements: no code rounded otherwise
 
 
 def test_mirrored_embedding_matches_one_device(mirrored):
