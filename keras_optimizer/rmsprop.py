@@ -107,6 +107,7 @@ class RMSprop(_compat.KerasHooks, keras.optimizers.Optimizer):
         loss_scale_factor=None,
         gradient_accumulation_steps=None,
         name=_compat.stock_default_name(),
+        *,
         state_dtype=None,
         stochastic_rounding=False,
         **kwargs,
@@ -312,8 +313,11 @@ class RMSprop(_compat.KerasHooks, keras.optimizers.Optimizer):
                 "momentum": self.momentum,
                 "epsilon": self.epsilon,
                 "centered": self.centered,
-                "state_dtype": self.state_dtype,
-                "stochastic_rounding": self.stochastic_rounding,
             }
         )
+        # Only when set, so that a default config is stock's, key for key.
+        if self.state_dtype is not None:
+            config["state_dtype"] = self.state_dtype
+        if self.stochastic_rounding:
+            config["stochastic_rounding"] = True
         return config

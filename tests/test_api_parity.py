@@ -16,6 +16,8 @@ STOCK, OURS = keras.optimizers.RMSprop, keras_optimizer.RMSprop
 # Public names ours has beyond the stock class, and why.
 DELIBERATE = {
     "minimize": "the documented example calls opt.minimize(loss, [var1]); Keras 3 has no minimize",
+    "state_dtype": "the compact-state argument, kept as stock keeps rho or centered",
+    "stochastic_rounding": "likewise",
 }
 
 
@@ -23,9 +25,20 @@ def _public(cls):
     return {n for n in dir(cls) if not n.startswith("_")}
 
 
-def test_constructor_signature_is_stocks():
+# Constructor arguments ours has beyond the stock class (keyword-only, before
+# **kwargs), and why.
+DELIBERATE_ARGUMENTS = {
+    "state_dtype": "compact optimizer state, which stock Keras has not; None is stock's state",
+    "stochastic_rounding": "how bfloat16 state rounds; False is to nearest",
+}
+
+
+def test_constructor_signature_is_stocks_plus_the_listed_arguments():
     stock = inspect.signature(STOCK.__init__).parameters
-    ours = inspect.signature(OURS.__init__).parameters
+    ours = dict(inspect.signature(OURS.__init__).parameters)
+    extra = [ours.pop(name) for name in DELIBERATE_ARGUMENTS]
+    assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in extra)
+    assert [p.default for p in extra] == [None, False]
     assert [(p.name, p.default, p.kind) for p in ours.values()] == \
         [(p.name, p.default, p.kind) for p in stock.values()]
 
@@ -41,7 +54,7 @@ def test_config_keys_and_values_are_stocks():
     kwargs = dict(learning_rate=0.01, rho=0.8, momentum=0.5, epsilon=1e-6, centered=True,
                   clipnorm=1.0, weight_decay=0.01, use_ema=True)
     ours, stock = OURS(**kwargs).get_config(), STOCK(**kwargs).get_config()
-    assert set(ours) == set(stock)
+    assert set(ours) == set(stock)  # the compact-state keys only when set
     for key in stock:
         if key != "name":
             assert ours[key] == stock[key], key
