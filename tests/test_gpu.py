@@ -97,8 +97,7 @@ def test_group_matches_cpu(dtype, centered, with_mom):
         with tf.device(device):
             apply_group(variables, [tf.constant(g) for g in grads], _hyper(with_mom))
         results.append([as_numpy(v) for v in variables])
-    for gpu, cpu in zip(*results):
-        assert_bitwise_equal(gpu, cpu)
+    assert_bitwise_equal(*results)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -272,8 +271,7 @@ def test_group_with_extras_matches_cpu(dtype, centered, with_mom):
                         emas=ema_vars, ema_momentum=0.9, grad_divisor=4.0, clip_multiplier=0.75,
                         clip_divisors=divisors, clip_value=0.3, weight_decay=0.05)
         results.append([as_numpy(v) for v in variables] + [as_numpy(ema_vars)])
-    for gpu, cpu in zip(*results):
-        assert_bitwise_equal(gpu, cpu)
+    assert_bitwise_equal(*results)
 
 
 @pytest.mark.parametrize("dtype", REAL_DTYPES)
@@ -307,3 +305,41 @@ def test_keras_fused_extras_on_the_gpu_match_cpu():
         results.append([v.numpy() for v in variables] +
                        [a.numpy() for a in optimizer._model_variables_moving_average])
     assert_bitwise_equal(results[0], results[1])
+
+
+def _compact_slots(kind, shape, device, seed):
+    from rmsprop_op import compact_state
+    rng = np.random.default_rng(seed)
+    values = {"ms": np.square(rng.standard_normal(shape)).astype(np.float32),
+              "mg": rng.standard_normal(shape).astype(np.float32) * 0.1,
+              "mom": rng.standard_normal(shape).astype(np.float32) * 0.1}
+    slots = {}
+    with tf.device(device):
+        for name, x in values.items():
+            if kind == "bfloat16":
+                slots[name] = compact_state.Bfloat16State(tf.Variable(tf.cast(x, tf.bfloat16)))
+            else:
+                codes, scales = compact_state.quantize(tf.constant(x), signed=name != "ms")
+                slots[name] = compact_state.Int8State(tf.Variable(codes), tf.Variable(scales))
+    return slots
+
+
+@pytest.mark.parametrize("kind", ["int8", "bfloat16"])
+@pytest.mark.parametrize("centered", [False, True])
+@pytest.mark.parametrize("with_mom", [False, True])
+@pytest.mark.parametrize("shape", [(1000, 64), (300, 700), (5000,)])
+def test_compact_state_dense_matches_cpu(kind, centered, with_mom, shape):
+    """The CUDA kernels with compact slots against the CPU kernels, bit for
+    bit, over three steps."""
+    grads = [np.random.default_rng(s).standard_normal(shape).astype(np.float32) for s in range(3)]
+    results = []
+    for device in (GPU, CPU):
+        slots = _compact_slots(kind, shape, device, 1)
+        with tf.device(device):
+            var = tf.Variable(np.random.default_rng(2).standard_normal(shape).astype(np.float32))
+            for grad in grads:
+                rmsprop_op.update(var, slots["ms"], tf.constant(grad),
+                                  mg=slots["mg"] if centered else None,
+                                  mom=slots["mom"] if with_mom else None, **_hyper(with_mom))
+        results.append([var.numpy()] + [v.numpy() for s in slots.values() for v in s.variables])
+    assert_bitwise_equal(*results)
