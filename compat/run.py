@@ -73,11 +73,12 @@ TF_KERAS_OF_MINOR = {tf.rsplit(".", 1)[0]: tfk for tf, _, tfk in _MINORS}
 # What every cell runs, in order: (step, test paths or command, environment).
 TEST_STEPS = [
     ("op", ["tests/test_ops.py", "tests/test_op_errors.py", "tests/test_loader.py",
-            "tests/test_nan_bits.py", "tests/test_xla.py"], {}),
+            "tests/test_nan_bits.py", "tests/test_xla.py", "tests/test_compact_state_ops.py"], {}),
     ("keras", ["tests/test_optimizer.py", "tests/test_optimizer_fit.py", "tests/test_api_parity.py",
                "tests/test_compat.py", "tests/test_serialization.py", "tests/test_gpu_fallback.py",
                "tests/test_fused_extras.py", "tests/test_differential.py",
-               "tests/test_differential_cases.py", "tests/test_distribute.py", "tests/test_demo.py"], {}),
+               "tests/test_differential_cases.py", "tests/test_distribute.py", "tests/test_demo.py",
+               "tests/test_compact_state.py"], {}),
     ("tf_keras", ["tests/legacy_suite"], {"TF_USE_LEGACY_KERAS": "1"}),
 ]
 STEPS = ["install", "build"] + [s for s, _, _ in TEST_STEPS] + ["demo"]

@@ -60,6 +60,19 @@ def test_add_slots_works_with_and_without_add_optimizer_variables():
     assert [s.shape for s in with_new] == [s.shape for s in with_old] == [(3,)]
 
 
+def test_a_slot_of_another_dtype_is_named_as_keras_names_slots():
+    layer = keras.layers.Dense(2)
+    layer.build((None, 3))
+    opt = keras_optimizer.RMSprop()
+    for variable in layer.trainable_variables:
+        keras_slot = opt.add_variable_from_reference(variable, "velocity")
+        ours = _compat.add_slot_of_dtype(opt, variable, "velocity", "uint8")
+        scales = _compat.add_slot_of_dtype(opt, variable, "velocity_scale", "float32", (1, 1))
+        assert ours.path == keras_slot.path
+        assert (ours.dtype, ours.shape) == ("uint8", variable.shape)
+        assert (scales.dtype, scales.shape) == ("float32", (1, 1))
+
+
 def test_tf_variable_of_layer_optimizer_and_plain_variables():
     layer = keras.layers.Dense(2)
     layer.build((None, 3))
