@@ -215,23 +215,71 @@ RMSPROP_AVX2_TARGET inline void DecodeAvx2(
 }
 
 // Counts the midpoints below each lane of x (in [0, 1], or clamped as
-// QuantizeBuckets::CountBelow).
+// QuantizeBuckets::CountBelow). The bucket entries are read with scalar
+// loads, not vpgatherdd (slow on AMD processors before Zen 4), two indices
+// per 64-bit lane moved out. first, last and entries are QuantizeBuckets'
+// fields, passed as values: code stores may alias the tables.
 RMSPROP_AVX2_TARGET __attribute__((always_inline)) inline __m256i CountBelowAvx2(
-    const QuantizeBuckets& b, __m256i x_bits) {
-  __m256i k = _mm256_sub_epi32(_mm256_srai_epi32(x_bits, 16), _mm256_set1_epi32(b.first));
-  k = _mm256_min_epi32(_mm256_max_epi32(k, _mm256_setzero_si256()), _mm256_set1_epi32(b.last));
-  // Scalar loads, not vpgatherdd (slow on AMD processors before Zen 4).
-  alignas(32) int32_t ks[8];
-  _mm256_store_si256(reinterpret_cast<__m256i*>(ks), k);
-  const uint32_t* entries = b.entries.data();
-  const __m256i e = _mm256_setr_epi32(
-      static_cast<int>(entries[ks[0]]), static_cast<int>(entries[ks[1]]),
-      static_cast<int>(entries[ks[2]]), static_cast<int>(entries[ks[3]]),
-      static_cast<int>(entries[ks[4]]), static_cast<int>(entries[ks[5]]),
-      static_cast<int>(entries[ks[6]]), static_cast<int>(entries[ks[7]]));
+    __m256i first, __m256i last, const uint32_t* __restrict__ entries, __m256i x_bits) {
+  __m256i k = _mm256_sub_epi32(_mm256_srai_epi32(x_bits, 16), first);
+  k = _mm256_min_epi32(_mm256_max_epi32(k, _mm256_setzero_si256()), last);
+  const __m128i k_low = _mm256_castsi256_si128(k);
+  const __m128i k_high = _mm256_extracti128_si256(k, 1);
+  const uint64_t k01 = static_cast<uint64_t>(_mm_cvtsi128_si64(k_low));
+  const uint64_t k23 = static_cast<uint64_t>(_mm_extract_epi64(k_low, 1));
+  const uint64_t k45 = static_cast<uint64_t>(_mm_cvtsi128_si64(k_high));
+  const uint64_t k67 = static_cast<uint64_t>(_mm_extract_epi64(k_high, 1));
+  const auto at = [entries](uint64_t index) { return static_cast<int>(entries[index]); };
+  const __m256i e = _mm256_setr_epi32(at(k01 & 0xffffffffu), at(k01 >> 32), at(k23 & 0xffffffffu),
+                                      at(k23 >> 32), at(k45 & 0xffffffffu), at(k45 >> 32),
+                                      at(k67 & 0xffffffffu), at(k67 >> 32));
   const __m256i low = _mm256_set1_epi32(0xffff);
-  const __m256i above = _mm256_cmpgt_epi32(_mm256_and_si256(x_bits, low), _mm256_and_si256(e, low));
+  const __m256i x_low = _mm256_and_si256(x_bits, low);
+  const __m256i e_low = _mm256_and_si256(e, low);
+  const __m256i above = _mm256_cmpgt_epi32(x_low, e_low);
   return _mm256_sub_epi32(_mm256_srli_epi32(e, 16), above);  // above is -1 or 0
+}
+
+// The codes of 8 values with x = value / scale.
+RMSPROP_AVX2_TARGET __attribute__((always_inline)) inline __m256i CodesAvx2(
+    __m256 value, __m256 x, bool is_signed, __m256i first, __m256i last,
+    const uint32_t* __restrict__ entries) {
+  const __m256 zero = _mm256_setzero_ps();
+  const __m256i x_bits = _mm256_castps_si256(x);
+  if (!is_signed) {
+    // Every x <= 0 (-0 included) counts 0 (its bucket index clamps to the
+    // first bucket, which holds no midpoint); a positive value counts at
+    // least 1.
+    const __m256i count = CountBelowAvx2(first, last, entries, x_bits);
+    const __m256i positive = _mm256_castps_si256(_mm256_cmp_ps(value, zero, _CMP_GT_OQ));
+    return _mm256_max_epi32(count, _mm256_srli_epi32(positive, 31));
+  }
+  const __m256i magnitude_bits = _mm256_and_si256(x_bits, _mm256_set1_epi32(0x7fffffff));
+  const __m256i positive = _mm256_castps_si256(
+      _mm256_cmp_ps(_mm256_castsi256_ps(magnitude_bits), zero, _CMP_GT_OQ));
+  const __m256i magnitude =
+      _mm256_and_si256(positive, CountBelowAvx2(first, last, entries, magnitude_bits));
+  const __m256i negative = _mm256_castps_si256(_mm256_cmp_ps(x, zero, _CMP_LT_OQ));
+  return _mm256_sub_epi32(_mm256_xor_si256(magnitude, negative), negative);
+}
+
+// EncodeAvx2's loop over whole groups of 8; returns the elements done.
+template <bool kSigned>
+RMSPROP_AVX2_TARGET __attribute__((always_inline)) inline int64_t EncodeLoopAvx2(
+    const float* v, int64_t n, float scale, __m256i first, __m256i last,
+    const uint32_t* __restrict__ entries, uint8_t* __restrict__ codes) {
+  const __m256 s = _mm256_set1_ps(scale);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 value = _mm256_loadu_ps(v + i);
+    const __m256i code = CodesAvx2(value, _mm256_div_ps(value, s),  // a true division
+                                   kSigned, first, last, entries);
+    const __m128i words = _mm_packs_epi32(_mm256_castsi256_si128(code),
+                                          _mm256_extracti128_si256(code, 1));
+    const __m128i bytes = kSigned ? _mm_packs_epi16(words, words) : _mm_packus_epi16(words, words);
+    _mm_storel_epi64(reinterpret_cast<__m128i*>(codes + i), bytes);
+  }
+  return i;
 }
 
 RMSPROP_AVX2_TARGET inline void EncodeAvx2(
@@ -261,33 +309,11 @@ RMSPROP_AVX2_TARGET inline void EncodeAvx2(
     EncodeUnscaled(v, n, is_signed, codes);
     return;
   }
-  const __m256 s = _mm256_set1_ps(scale);
-  const __m256 zero = _mm256_setzero_ps();
-  const __m256i one = _mm256_set1_epi32(1);
-  for (i = 0; i + 8 <= n; i += 8) {
-    const __m256 value = _mm256_loadu_ps(v + i);
-    const __m256 x = _mm256_div_ps(value, s);  // a true division
-    const __m256i x_bits = _mm256_castps_si256(x);
-    __m256i code;
-    if (!is_signed) {
-      const __m256i x_positive = _mm256_castps_si256(_mm256_cmp_ps(x, zero, _CMP_GT_OQ));
-      const __m256i count = _mm256_and_si256(x_positive, CountBelowAvx2(buckets, x_bits));
-      const __m256i positive = _mm256_castps_si256(_mm256_cmp_ps(value, zero, _CMP_GT_OQ));
-      code = _mm256_blendv_epi8(count, _mm256_max_epi32(count, one), positive);
-    } else {
-      const __m256i magnitude_bits = _mm256_and_si256(x_bits, magnitude_mask);
-      const __m256i positive = _mm256_castps_si256(
-          _mm256_cmp_ps(_mm256_castsi256_ps(magnitude_bits), zero, _CMP_GT_OQ));
-      const __m256i magnitude =
-          _mm256_and_si256(positive, CountBelowAvx2(buckets, magnitude_bits));
-      const __m256i negative = _mm256_castps_si256(_mm256_cmp_ps(x, zero, _CMP_LT_OQ));
-      code = _mm256_sub_epi32(_mm256_xor_si256(magnitude, negative), negative);
-    }
-    const __m128i words = _mm_packs_epi32(_mm256_castsi256_si128(code),
-                                          _mm256_extracti128_si256(code, 1));
-    const __m128i bytes = is_signed ? _mm_packs_epi16(words, words) : _mm_packus_epi16(words, words);
-    _mm_storel_epi64(reinterpret_cast<__m128i*>(codes + i), bytes);
-  }
+  const __m256i first = _mm256_set1_epi32(buckets.first);
+  const __m256i last = _mm256_set1_epi32(buckets.last);
+  const uint32_t* const entries = buckets.entries.data();
+  i = is_signed ? EncodeLoopAvx2<true>(v, n, scale, first, last, entries, codes)
+                : EncodeLoopAvx2<false>(v, n, scale, first, last, entries, codes);
   EncodeTail(v, i, n, scale, is_signed, t, codes);
 }
 
