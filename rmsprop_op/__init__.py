@@ -94,19 +94,32 @@ def update(var, ms, grad, *, mg=None, mom=None, indices=None, lr, rho, momentum=
     be kept in a compact format (`rmsprop_op.compact_state`'s Int8State or
     Bfloat16State objects instead of variables).
     """
-    if any(compact_state.is_compact(slot) for slot in (ms, mg, mom)):
-        return _compact_update(var, ms, grad, mg=mg, mom=mom, indices=indices, lr=lr, rho=rho,
+    compact = any(compact_state.is_compact(slot) for slot in (ms, mg, mom))
+    if compact and not _fused_compact(var, [s for s in (ms, mg, mom) if s is not None],
+                                      indices is not None):
+        return plain_tf.update(var, ms, grad, mg=mg, mom=mom, indices=indices, lr=lr, rho=rho,
                                momentum=momentum, epsilon=epsilon, use_locking=use_locking,
                                epsilon_after_sqrt=epsilon_after_sqrt)
-    lr, rho, momentum_t, epsilon = _hyperparameters(lr, rho, momentum, epsilon)
-    inputs = dict(var=_handle(var, "var"), ms=_handle(ms, "ms"), mom=_momentum_slot(mom, momentum),
-                  grad=grad, lr=lr, rho=rho, momentum=momentum_t, epsilon=epsilon,
-                  use_locking=use_locking, epsilon_after_sqrt=epsilon_after_sqrt)
+    lr_t, rho, momentum_t, epsilon = _hyperparameters(lr, rho, momentum, epsilon)
+    extra = {}
+    if compact:  # each slot is its state variables; the op is told their format
+        def slot(state, name):
+            return [_handle(v, name) for v in state.variables]
+        momentum_slot = [] if mom is None else slot(mom, "mom")
+        if mom is None:
+            _momentum_slot(None, momentum)
+        extra["state_format"] = ms.kind
+    else:
+        slot = _handle
+        momentum_slot = _momentum_slot(mom, momentum)
+    inputs = dict(var=_handle(var, "var"), ms=slot(ms, "ms"), mom=momentum_slot, grad=grad,
+                  lr=lr_t, rho=rho, momentum=momentum_t, epsilon=epsilon,
+                  use_locking=use_locking, epsilon_after_sqrt=epsilon_after_sqrt, **extra)
     if mg is not None:
-        inputs["mg"] = _handle(mg, "mg")
+        inputs["mg"] = slot(mg, "mg")
     if indices is not None:
         inputs["indices"] = indices
-    return _OPS[mg is not None, indices is not None](**inputs)
+    return (_COMPACT_OPS if compact else _OPS)[mg is not None, indices is not None](**inputs)
 
 
 # (centered, sparse) -> op.
@@ -141,32 +154,6 @@ def _fused_compact(var, slots, sparse):
         return False
     device = tf.DeviceSpec.from_string(_handle(var, "var").device or "").device_type
     return device in (None, "CPU") or (device == "GPU" and GPU_KERNELS_LOADED and not sparse)
-
-
-def _compact_update(var, ms, grad, *, mg, mom, indices, lr, rho, momentum, epsilon, use_locking,
-                    epsilon_after_sqrt):
-    """`update` with compact slots: the fused op where it applies, else
-    plain_tf (the reference, which takes any mix of slots)."""
-    slots = [s for s in (ms, mg, mom) if s is not None]
-    if not _fused_compact(var, slots, indices is not None):
-        return plain_tf.update(var, ms, grad, mg=mg, mom=mom, indices=indices, lr=lr, rho=rho,
-                               momentum=momentum, epsilon=epsilon, use_locking=use_locking,
-                               epsilon_after_sqrt=epsilon_after_sqrt)
-    if mom is None:
-        _momentum_slot(None, momentum)
-    lr, rho, momentum_t, epsilon = _hyperparameters(lr, rho, momentum, epsilon)
-
-    def state(slot, name):
-        return [_handle(v, name) for v in slot.variables]
-    inputs = dict(var=_handle(var, "var"), ms=state(ms, "ms"),
-                  mom=[] if mom is None else state(mom, "mom"), grad=grad, lr=lr, rho=rho,
-                  momentum=momentum_t, epsilon=epsilon, state_format=ms.kind,
-                  use_locking=use_locking, epsilon_after_sqrt=epsilon_after_sqrt)
-    if mg is not None:
-        inputs["mg"] = state(mg, "mg")
-    if indices is not None:
-        inputs["indices"] = indices
-    return _COMPACT_OPS[mg is not None, indices is not None](**inputs)
 
 
 def apply_rmsprop(var, ms, mom, grad, lr, rho, momentum, epsilon, use_locking=False, epsilon_after_sqrt=False):
