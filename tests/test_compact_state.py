@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import rmsprop_op
 from rmsprop_op import compact_state, plain_tf
 from tests import reference
 
@@ -229,8 +230,8 @@ def test_trajectory_stays_close_to_full_precision_state(kind):
         noise = rng.standard_normal(shape).astype(np.float32) * 0.5
         for var, slot_ms, slot_mom in ((full[0], full[1], full[2]), (compact, ms, mom)):
             grad = tf.constant(var.numpy() - target + noise)
-            plain_tf.update(var, slot_ms, grad, mom=slot_mom, lr=1e-3, rho=0.9, momentum=0.9,
-                            epsilon=1e-7)
+            rmsprop_op.update(var, slot_ms, grad, mom=slot_mom, lr=1e-3, rho=0.9, momentum=0.9,
+                              epsilon=1e-7)
     moved = np.abs(full[0].numpy() - start).mean()
     apart = np.abs(full[0].numpy() - compact.numpy()).mean()
     assert np.all(np.isfinite(compact.numpy()))
