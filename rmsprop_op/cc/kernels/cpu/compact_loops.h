@@ -270,6 +270,22 @@ RMSPROP_AVX2_TARGET __attribute__((always_inline)) inline int64_t EncodeLoopAvx2
     const uint32_t* __restrict__ entries, uint8_t* __restrict__ codes) {
   const __m256 s = _mm256_set1_ps(scale);
   int64_t i = 0;
+  // 32 at a time: the codes packed to bytes and stored together.
+  const __m256i byte_order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+  for (; i + 32 <= n; i += 32) {
+    __m256i c[4];
+    for (int k = 0; k < 4; ++k) {
+      const __m256 value = _mm256_loadu_ps(v + i + 8 * k);
+      c[k] = CodesAvx2(value, _mm256_div_ps(value, s),  // a true division
+                       kSigned, first, last, entries);
+    }
+    const __m256i words01 = _mm256_packs_epi32(c[0], c[1]);
+    const __m256i words23 = _mm256_packs_epi32(c[2], c[3]);
+    const __m256i bytes = kSigned ? _mm256_packs_epi16(words01, words23)
+                                  : _mm256_packus_epi16(words01, words23);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(codes + i),
+                        _mm256_permutevar8x32_epi32(bytes, byte_order));
+  }
   for (; i + 8 <= n; i += 8) {
     const __m256 value = _mm256_loadu_ps(v + i);
     const __m256i code = CodesAvx2(value, _mm256_div_ps(value, s),  // a true division
