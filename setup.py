@@ -10,6 +10,7 @@ import runpy
 import shlex
 import subprocess
 import sys
+import threading
 
 from setuptools import Extension, find_packages, setup
 from setuptools.command.build_ext import build_ext
@@ -77,6 +78,30 @@ def _requirements():
     return label, requires, [f"tf-keras{within_minor}"]
 
 
+def _in_development_environment():
+    """True when setup.py runs in the Makefile's own environment (.venv of
+    this tree), whose libraries `make` builds."""
+    venv = os.path.join(HERE, ".venv")
+    return (os.path.isdir(venv) and os.path.exists(os.path.join(HERE, "Makefile"))
+            and os.path.realpath(sys.prefix) == os.path.realpath(venv))
+
+
+_MADE = []
+_MAKING = threading.Lock()  # the two libraries build in parallel threads; one make
+
+
+def _make_libraries():
+    with _MAKING:
+        if _MADE:
+            return
+        # Not the jobserver of a make that started this build: its descriptors
+        # do not reach here through pip.
+        env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
+        subprocess.run(["make", "--no-print-directory", "build", "cuda-compile-check"],
+                       cwd=HERE, env=env, check=True)
+        _MADE.append(True)
+
+
 class PlatformWheel(bdist_wheel):
     """The libraries load into any Python that runs this TensorFlow: they link
     TensorFlow's C++ library, not Python's, so the wheel is `py3-none-<platform>`."""
@@ -96,6 +121,9 @@ class BuildTensorFlowOps(build_ext):
     def build_extension(self, ext):
         output = self.get_ext_fullpath(ext.name)
         os.makedirs(os.path.dirname(output), exist_ok=True)
+        if _in_development_environment():
+            self._copy_from_make(ext, output)
+            return
         try:
             if ext.name.endswith("_gpu_kernels"):
                 self._build_gpu(ext, output)
@@ -106,6 +134,20 @@ class BuildTensorFlowOps(build_ext):
                 print(f"warning: skipping optional {ext.name}: {e}")
                 return
             raise
+
+    def _copy_from_make(self, ext, output):
+        """The library `make` builds in the tree: the same sources and flags
+        (both ask tools/tf_build_flags.py), and make rebuilds only what is
+        out of date, so a wheel of the development environment (`make
+        wheel`) costs no second compilation."""
+        _make_libraries()
+        built = os.path.join(HERE, *ext.name.split(".")) + ".so"
+        if not os.path.exists(built):
+            if ext.optional:  # make builds the GPU library only for a CUDA build of TensorFlow
+                print(f"note: make built no {ext.name}; building CPU kernels only")
+                return
+            sys.exit(f"make did not build {built}")
+        self.copy_file(built, output)
 
     def _compile_and_link(self, cc_sources, output):
         cxx = os.environ.get("CXX", "g++")

@@ -5,7 +5,8 @@ minor release, so each minor gets its own wheel, built in an environment that
 has exactly that TensorFlow:
 
 1. `pip wheel --no-build-isolation` compiles the CPU and GPU libraries
-   against it (setup.py; the wheel requires that minor);
+   against it (setup.py; the wheel requires that minor; in .venv, setup.py
+   takes make's libraries instead);
 2. `auditwheel repair` reads which glibc and libstdc++ symbol versions the
    libraries use and tags the wheel `manylinux_2_X` for them, so that pip
    installs it only where they exist. TensorFlow's own library is left out
