@@ -162,7 +162,7 @@ def _assert_holds(kind, state, want):
 @pytest.mark.parametrize("centered", [False, True])
 @pytest.mark.parametrize("momentum", [0.0, 0.9])
 @pytest.mark.parametrize("sparse", [False, True])
-@pytest.mark.parametrize("shape", [(1000, 64), (300, 700), (5000,)])
+@pytest.mark.parametrize("shape", [(1000, 64), (300, 700)])  # (1-D: test_compact_state_ops.py)
 def test_update_with_compact_slots_is_the_reference(kind, centered, momentum, sparse, shape):
     rng = np.random.default_rng(5)
     var = rng.standard_normal(shape).astype(np.float32)
@@ -172,7 +172,7 @@ def test_update_with_compact_slots_is_the_reference(kind, centered, momentum, sp
     if momentum:
         slots["mom"] = _state(kind, _values(shape, 8) * 1e-2, True)
     v = tf.Variable(var)
-    for step in range(3):
+    for step in range(2):
         if sparse:
             indices = rng.integers(0, shape[0], 40)
             indices[:3] = indices[0]  # duplicates
