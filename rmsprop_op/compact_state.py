@@ -17,8 +17,14 @@ Block-wise Quantization", 2022):
   else 256 consecutive elements of one row. So every block lies within whole
   rows, and a sparse update re-quantizes only the blocks of its rows.
 - Each block keeps one float32 scale, the largest magnitude of its values
-  (exactly), and one code per element: the nearest entry of a map of 256
-  (unsigned) or 255 (signed) values in [-1, 1] to value / scale.
+  (exactly), and one code per element: the entry of a map of 256 (unsigned)
+  or 255 (signed) values in [-1, 1] nearest to x = value / scale, found by
+  arithmetic (`code_regions`) rather than by search, so that a vectorized
+  kernel computes it without table lookups. In float32: the region d of
+  |x| is the number of thresholds 10**-1, 10**-2, ... above it, and the
+  code's magnitude is bases[d] + rint(|x| * slopes[d] - offsets[d]) (a
+  product, then a difference, each rounded; rint to even). That is the
+  nearest entry except within about 1e-5 of a step of a midpoint.
 - The mean square (never negative) is stored on the unsigned map, uint8 codes
   0..255, a positive value never on code 0 (even where value / scale
   underflows); momentum and the mean gradient on
@@ -57,16 +63,45 @@ def dynamic_map(bits):
     return table.astype(np.float32)
 
 
-def _midpoints(table):
-    # Rounded to float32 once; quantizing compares float32 with these.
-    table = table.astype(np.float64)
-    return ((table[1:] + table[:-1]) / 2).astype(np.float32)
-
-
 UNSIGNED_MAP = dynamic_map(8)        # uint8 code c -> UNSIGNED_MAP[c]
 SIGNED_MAGNITUDES = dynamic_map(7)   # int8 code c -> sign(c) * SIGNED_MAGNITUDES[|c|]
-UNSIGNED_MIDPOINTS = _midpoints(UNSIGNED_MAP)
-SIGNED_MIDPOINTS = _midpoints(SIGNED_MAGNITUDES)
+
+
+def code_regions(bits):
+    """(thresholds, slopes, offsets, bases) of the dynamic map of `bits` bits:
+    float32 thresholds 10**-1 .. 10**-(bits-1), and per region d (0 .. bits-1)
+    the float32 slope and offset and the integer base with which
+    bases[d] + rint(x * slopes[d] - offsets[d]) is x's code. Region d < bits-1
+    is the decade [10**-(d+1), 10**-d], whose 2**k entries (k = bits-1-d) sit
+    at fractions i / 2**k of [0.1, 1] (times 10**-d), i = 1 .. 2**k, and whose
+    i = 0 is the previous decade's top code, bases[d] = 2**k - 1; the last
+    region is [0, 10**-(bits-1)], codes 0 and 1."""
+    thresholds = np.array([10.0 ** -(d + 1) for d in range(bits - 1)], np.float32)
+    slopes, offsets, bases = [], [], []
+    for d in range(bits - 1):
+        steps = 2 ** (bits - 1 - d)
+        slopes.append(10.0 ** d * steps / 0.9)
+        offsets.append(steps / 9.0)
+        bases.append(steps - 1)
+    slopes.append(10.0 ** (bits - 1))
+    offsets.append(0.0)
+    bases.append(0)
+    return (thresholds, np.array(slopes, np.float32), np.array(offsets, np.float32),
+            np.array(bases, np.int32))
+
+
+UNSIGNED_REGIONS = code_regions(8)
+SIGNED_REGIONS = code_regions(7)
+
+
+def _magnitude_codes(x, regions):
+    """The codes of magnitudes x >= 0 (float32 tensor) by `regions`."""
+    thresholds, slopes, offsets, bases = regions
+    region = tf.zeros_like(x, tf.int32)
+    for threshold in thresholds:
+        region += tf.cast(x < threshold, tf.int32)
+    step = tf.math.rint(x * tf.gather(slopes, region) - tf.gather(offsets, region))
+    return tf.gather(bases, region) + tf.cast(step, tf.int32)
 
 
 def block_layout(shape):
@@ -139,17 +174,20 @@ def quantize(values, signed):
     shape = values.shape
     scales = block_scales(values, shape)
     scale = _per_element(scales, shape)
-    normalized = tf.where(scale > 0, values / tf.where(scale > 0, scale, 1.0), 0.0)
-    flat = tf.reshape(normalized, [1, -1])
+    x = tf.where(scale > 0, values / tf.where(scale > 0, scale, 1.0), 0.0)
+    # The mean square's code is of x, a signed slot's of |x|; NaN (inf / inf),
+    # 0 and (on the unsigned map) negative x code 0.
+    magnitude = tf.abs(x) if signed else x
+    counted = magnitude > 0
+    magnitude = _magnitude_codes(tf.where(counted, magnitude, 0.0),
+                                 SIGNED_REGIONS if signed else UNSIGNED_REGIONS)
+    magnitude = tf.where(counted, magnitude, 0)
     if signed:
-        magnitude = tf.searchsorted(tf.constant(SIGNED_MIDPOINTS[None]), tf.abs(flat))
-        codes = tf.where(flat < 0, -magnitude, magnitude)
-        codes = tf.cast(tf.reshape(codes, shape), tf.int8)
+        codes = tf.cast(tf.where(x < 0, -magnitude, magnitude), tf.int8)
     else:
-        codes = tf.searchsorted(tf.constant(UNSIGNED_MIDPOINTS[None]), flat)
         # On the value, not the quotient, which may underflow to 0.
-        codes = tf.where(tf.reshape(values, [1, -1]) > 0, tf.maximum(codes, 1), codes)
-        codes = tf.cast(tf.reshape(codes, shape), tf.uint8)
+        codes = tf.where(values > 0, tf.maximum(magnitude, 1), magnitude)
+        codes = tf.cast(codes, tf.uint8)
     return codes, scales
 
 

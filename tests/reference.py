@@ -250,13 +250,35 @@ def compact_blocks(shape):
             yield rb, cb, slice(r, min(r + rpb, rows)), slice(c, min(c + cpb, columns))
 
 
+def _arithmetic_codes(x, bits):
+    """Codes of float32 x by the arithmetic of compact_state: for x in the
+    decade [10**-(d+1), 10**-d], d < bits-1, with k = bits-1-d fraction bits,
+    2**k - 1 + rint(x * f32(10**d * 2**k / 0.9) - f32(2**k / 9)) in float32;
+    below 10**-(bits-1), rint(x * 10**(bits-1)); x <= 0 or NaN, 0."""
+    x = np.asarray(x, np.float32)
+    code = np.zeros(x.shape, np.int64)
+    done = ~(x > 0)
+    for d in range(bits):
+        if d < bits - 1:
+            inside = ~done & (x >= np.float32(10.0 ** -(d + 1)))
+            k = bits - 1 - d
+            slope, offset, base = np.float32(10.0 ** d * 2 ** k / 0.9), np.float32(2 ** k / 9), 2 ** k - 1
+        else:
+            inside = ~done
+            slope, offset, base = np.float32(10.0 ** d), np.float32(0), 0
+        with np.errstate(invalid="ignore"):
+            step = np.rint((x * slope).astype(np.float32) - offset).astype(np.float32)
+        code = np.where(inside, base + step.astype(np.int64), code)
+        done |= inside
+    return code
+
+
 def compact_quantize(values, signed):
     """(codes, scales) of float32 `values` (see compact_state)."""
     shape = values.shape
     rows, columns, rpb, cpb = _layout(shape)
     view = values.reshape(rows, columns)
-    table = dynamic_map_by_bits(7 if signed else 8)
-    midpoints = ((table[1:].astype(np.float64) + table[:-1]) / 2).astype(np.float32)
+    bits = 7 if signed else 8
     scales = np.zeros((-(-rows // rpb), -(-columns // max(cpb, 1))), np.float32)
     codes = np.zeros((rows, columns), np.int8 if signed else np.uint8)
     for rb, cb, rs, cs in compact_blocks(shape):
@@ -267,10 +289,10 @@ def compact_quantize(values, signed):
             x = block / scale if scale > 0 else np.zeros_like(block)
         x = np.where(np.isnan(x), np.float32(0), x)  # inf / inf: code 0, read back as NaN
         if signed:
-            magnitude = np.searchsorted(midpoints, np.abs(x), side="left")
+            magnitude = _arithmetic_codes(np.abs(x), bits)
             codes[rs, cs] = np.where(x < 0, -magnitude, magnitude)
         else:
-            code = np.searchsorted(midpoints, x, side="left")
+            code = _arithmetic_codes(x, bits)
             codes[rs, cs] = np.where(block > 0, np.maximum(code, 1), code)
     return codes.reshape(shape), scales
 

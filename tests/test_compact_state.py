@@ -77,14 +77,49 @@ def test_a_positive_mean_square_never_reads_back_as_zero():
     assert np.all(compact_state.dequantize(codes, scales, False).numpy() > 0)
 
 
-def test_nearest_code_within_float32_rounding():
-    x = np.random.default_rng(3).uniform(-1, 1, 4096).astype(np.float32)
-    codes, scales = compact_state.quantize(tf.constant(x), True)
-    x = x / np.repeat(scales.numpy()[:, 0], 256)
-    table = np.concatenate([-compact_state.SIGNED_MAGNITUDES[:0:-1], compact_state.SIGNED_MAGNITUDES])
-    chosen = np.abs(table[codes.numpy().astype(int) + 127] - x)
-    best = np.abs(table[None, :] - x[:, None]).min(axis=1)
-    assert np.all(chosen <= best + 1e-7)
+@pytest.mark.parametrize("signed", [True, False])
+def test_the_code_is_the_nearest_entry_within_float32_rounding(signed):
+    # Magnitudes over every region of the map, scale 1 (the block holds 1).
+    rng = np.random.default_rng(3)
+    x = (10.0 ** rng.uniform(-9, 0, 4096)).astype(np.float32)
+    if signed:
+        x *= rng.choice([-1, 1], x.shape).astype(np.float32)
+    x[::256] = 1
+    codes, scales = compact_state.quantize(tf.constant(x), signed)
+    assert np.all(scales.numpy() == 1)
+    back = compact_state.dequantize(codes, scales, signed).numpy()
+    table = compact_state.SIGNED_MAGNITUDES if signed else compact_state.UNSIGNED_MAP
+    # (A positive mean square's nearest non-zero entry: it never codes 0.)
+    candidates = table if signed else table[1:]
+    best = np.abs(candidates[None, :].astype(np.float64) - np.abs(x)[:, None]).min(axis=1)
+    chosen = np.abs(np.abs(back).astype(np.float64) - np.abs(x))
+    # The arithmetic may pick the other neighbour within ~1e-5 of a step of
+    # a midpoint: much less than 1e-4 of the value.
+    assert np.all(chosen <= best + 1e-4 * np.abs(x))
+    assert np.all(np.sign(back) == np.sign(x) * (back != 0))
+    assert np.mean(chosen == best) > 0.999
+
+
+@pytest.mark.parametrize("signed", [True, False])
+def test_every_entry_codes_to_itself_and_the_regions_meet(signed):
+    table = compact_state.SIGNED_MAGNITUDES if signed else compact_state.UNSIGNED_MAP
+    regions = compact_state.SIGNED_REGIONS if signed else compact_state.UNSIGNED_REGIONS
+    codes, _ = compact_state.quantize(tf.constant(np.resize(table, 4096)), signed)
+    np.testing.assert_array_equal(codes.numpy()[:len(table)], np.arange(len(table)))
+    # Each threshold and the float just below it (the two regions' ends) read
+    # as the same code, the top of the lower decade: no code is skipped.
+    thresholds = regions[0]
+    ends = np.concatenate([[1], thresholds, np.nextafter(thresholds, np.float32(0))])
+    codes, _ = compact_state.quantize(tf.constant(np.resize(ends.astype(np.float32), 4096)),
+                                      signed)
+    c = codes.numpy()[:len(ends)].astype(int)
+    n = len(thresholds)
+    np.testing.assert_array_equal(c[1:1 + n], c[1 + n:1 + 2 * n])
+    np.testing.assert_array_equal(table[c[1:1 + n]], thresholds)
+    # Within a block, codes never decrease as the value grows.
+    sweep = (10.0 ** np.linspace(-9, 0, 4096)).astype(np.float32)
+    codes, _ = compact_state.quantize(tf.constant(sweep), signed)
+    assert np.all(np.diff(codes.numpy().astype(int).reshape(-1, 256), axis=1) >= 0)
 
 
 def test_non_finite_blocks_read_back_as_nan():

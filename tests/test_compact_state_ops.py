@@ -264,10 +264,3 @@ def test_tables_header_is_generated_from_compact_state():
     result = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "compact_tables.py"),
                              "--check"], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
-
-
-def test_no_bucket_holds_two_midpoints():
-    # The CPU encoder's one-lookup count (cpu/compact_loops.h) is exact only
-    # then (it falls back to a binary search otherwise).
-    for midpoints in (cs.UNSIGNED_MIDPOINTS, cs.SIGNED_MIDPOINTS):
-        assert np.bincount(midpoints.view(np.uint32) >> 16).max() == 1

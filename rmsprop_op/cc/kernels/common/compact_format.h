@@ -6,6 +6,7 @@
 #ifndef RMSPROP_OP_CC_KERNELS_COMMON_COMPACT_FORMAT_H_
 #define RMSPROP_OP_CC_KERNELS_COMMON_COMPACT_FORMAT_H_
 
+#include <cmath>
 #include <cstdint>
 
 #include "rmsprop_op/cc/kernels/common/compact_tables.h"
@@ -84,28 +85,50 @@ struct CompactUpdate {
 
 namespace compact {
 
-// A code from the number of midpoints strictly below the normalized value
-// x = value / scale (compact_state.quantize): the mean square's, at least 1
-// where the value is positive (x may underflow to 0); a signed slot's, that
-// count for |x| with x's sign. NaN counts none.
-RMSPROP_HOST_DEVICE int CountBelow(const float* midpoints, int size, float x) {
-  // Sizes are 2^k - 1: a branch-free binary search.
-  int count = 0;
-  for (int step = (size + 1) / 2; step >= 1; step /= 2) {
-    if (midpoints[count + step - 1] < x) count += step;
-  }
-  return count;
+// A map's arithmetic encoding (compact_state.code_regions), padded to 8
+// regions: a padded threshold of 0 is above no x >= 0.
+struct CodeRegions {
+  float thresholds[8];
+  float slopes[8];
+  float offsets[8];
+  int32_t bases[8];
+};
+
+constexpr CodeRegions kUnsignedRegions = {{RMSPROP_COMPACT_UNSIGNED_THRESHOLDS_VALUES},
+                                          {RMSPROP_COMPACT_UNSIGNED_SLOPES_VALUES},
+                                          {RMSPROP_COMPACT_UNSIGNED_OFFSETS_VALUES},
+                                          {RMSPROP_COMPACT_UNSIGNED_BASES_VALUES}};
+constexpr CodeRegions kSignedRegions = {{RMSPROP_COMPACT_SIGNED_THRESHOLDS_VALUES},
+                                        {RMSPROP_COMPACT_SIGNED_SLOPES_VALUES},
+                                        {RMSPROP_COMPACT_SIGNED_OFFSETS_VALUES},
+                                        {RMSPROP_COMPACT_SIGNED_BASES_VALUES}};
+static_assert(RMSPROP_COMPACT_UNSIGNED_SLOPES_SIZE <= 8 &&
+                  RMSPROP_COMPACT_SIGNED_SLOPES_SIZE <= 8,
+              "at most 8 regions");
+
+// The code of a magnitude x > 0: its region d counts the thresholds above
+// it; then bases[d] + rint(x * slopes[d] - offsets[d]), the product and the
+// difference each rounded to float32 (no contraction: -ffp-contract=off,
+// nvcc -fmad=false), rint to even.
+RMSPROP_HOST_DEVICE int MagnitudeCode(const CodeRegions& r, float x) {
+  int d = 0;
+  for (int j = 0; j < 8; ++j) d += x < r.thresholds[j] ? 1 : 0;
+  const float product = x * r.slopes[d];
+  return r.bases[d] + static_cast<int>(rintf(product - r.offsets[d]));
 }
 
-RMSPROP_HOST_DEVICE int UnsignedCode(const float* midpoints, float value, float x) {
-  const int count = CountBelow(midpoints, RMSPROP_COMPACT_UNSIGNED_MIDPOINTS_SIZE, x);
-  return value > 0.0f && count < 1 ? 1 : count;
+// The mean square's code of `value`, x = value / scale: x's if x > 0, and at
+// least 1 where the value (not x, which may underflow to 0) is positive;
+// NaN codes 0.
+RMSPROP_HOST_DEVICE int UnsignedCode(const CodeRegions& r, float value, float x) {
+  const int code = x > 0.0f ? MagnitudeCode(r, x) : 0;
+  return value > 0.0f && code < 1 ? 1 : code;
 }
 
-RMSPROP_HOST_DEVICE int SignedCode(const float* midpoints, float x) {
+// A signed slot's code: |x|'s with x's sign; NaN codes 0.
+RMSPROP_HOST_DEVICE int SignedCode(const CodeRegions& r, float x) {
   const float magnitude_of_x = x < 0.0f ? -x : x;
-  const int magnitude =
-      CountBelow(midpoints, RMSPROP_COMPACT_SIGNED_MIDPOINTS_SIZE, magnitude_of_x);
+  const int magnitude = magnitude_of_x > 0.0f ? MagnitudeCode(r, magnitude_of_x) : 0;
   return x < 0.0f ? -magnitude : magnitude;
 }
 

@@ -1,8 +1,9 @@
 // The CPU loops of the updates with compact state: one block at a time,
 // decoded into float32 buffers in L1, updated by the float32 element loop
 // (element_loops.h, the same code as the float32 ops), and encoded again.
-// AVX2 decodes and encodes 8 elements at a time, table entries read with
-// scalar loads (QuantizeBuckets); the baseline build runs the same steps one element at a
+// AVX2 decodes 8 elements at a time (table entries read with scalar loads)
+// and encodes 8 at a time by the arithmetic of compact_format.h, with no
+// table lookups; the baseline build runs the same steps one element at a
 // time. Both give the bits of compact_state.py's TensorFlow ops, which run
 // under the same flush-to-zero as these loops.
 #ifndef RMSPROP_OP_CC_KERNELS_CPU_COMPACT_LOOPS_H_
@@ -11,6 +12,7 @@
 #include <immintrin.h>
 
 #include <cstdint>
+#include <cmath>
 #include <cstring>
 #include <limits>
 #include <vector>
@@ -37,57 +39,10 @@ inline float FloatOf(uint32_t b) {
   return x;
 }
 
-// The number of midpoints below a normalized value x in [0, 1] in one
-// lookup: floats are bucketed by their top 16 bits (sign, exponent, 7
-// fraction bits); a bucket's entry holds the count of midpoints in lower
-// buckets (high half) and the low 16 bits of the one midpoint inside it
-// (0xffff: none), which orders against x by x's low 16 bits. Exact when no
-// bucket holds two midpoints (true of both maps; checked when built, else
-// the binary search of compact_format.h is used). Values below the first
-// bucket (which holds no midpoint), negative ones and NaN clamp to an end.
-struct QuantizeBuckets {
-  int32_t first = 0;
-  int32_t last = 0;  // entries.size() - 1
-  std::vector<uint32_t> entries;
-  bool exact = true;
-
-  QuantizeBuckets(const float* midpoints, int size) {
-    auto key = [](float x) { return static_cast<int32_t>(BitsOf(x) >> 16); };
-    first = key(midpoints[0]) - 1;
-    const int32_t top = key(1.0f);
-    last = top - first;
-    entries.resize(last + 1);
-    int m = 0;
-    for (int32_t k = first; k <= top; ++k) {
-      while (m < size && key(midpoints[m]) < k) ++m;
-      int inside = 0;
-      while (m + inside < size && key(midpoints[m + inside]) == k) ++inside;
-      exact = exact && inside <= 1;
-      const uint32_t low = inside > 0 ? (BitsOf(midpoints[m]) & 0xffffu) : 0xffffu;
-      entries[k - first] = (static_cast<uint32_t>(m) << 16) | low;
-    }
-  }
-
-  int CountBelow(float x) const {
-    const int32_t bits = static_cast<int32_t>(BitsOf(x));
-    int32_t k = (bits >> 16) - first;
-    k = k < 0 ? 0 : (k > last ? last : k);
-    const uint32_t e = entries[k];
-    return static_cast<int>(e >> 16) + ((e & 0xffffu) < (static_cast<uint32_t>(bits) & 0xffffu));
-  }
-};
-
 // The maps of compact_tables.h, as the loops read them: by a code's byte.
 struct CompactTables {
   float unsigned_decode[256];
   float signed_decode[256];  // int8 code c at byte (uint8_t)c: sign(c) * magnitude
-  float unsigned_midpoints[RMSPROP_COMPACT_UNSIGNED_MIDPOINTS_SIZE] = {
-      RMSPROP_COMPACT_UNSIGNED_MIDPOINTS_VALUES};
-  float signed_midpoints[RMSPROP_COMPACT_SIGNED_MIDPOINTS_SIZE] = {
-      RMSPROP_COMPACT_SIGNED_MIDPOINTS_VALUES};
-  QuantizeBuckets unsigned_buckets{unsigned_midpoints, RMSPROP_COMPACT_UNSIGNED_MIDPOINTS_SIZE};
-  QuantizeBuckets signed_buckets{signed_midpoints, RMSPROP_COMPACT_SIGNED_MIDPOINTS_SIZE};
-
   CompactTables() {
     static constexpr float kUnsigned[RMSPROP_COMPACT_UNSIGNED_MAP_SIZE] = {
         RMSPROP_COMPACT_UNSIGNED_MAP_VALUES};
@@ -145,32 +100,16 @@ inline bool ScaleOf(uint32_t largest, float* scale) {
   return *scale > 0.0f;
 }
 
-// The code of `value`, x = value / scale. The mean square's counts the
-// midpoints below x, and is at least 1 where the value (not x, which may
-// underflow to 0) is positive; NaN counts none.
-inline int EncodeOne(float value, float x, bool is_signed, const CompactTables& t) {
-  if (!is_signed) {
-    int count = t.unsigned_buckets.exact
-                    ? t.unsigned_buckets.CountBelow(x)
-                    : compact::CountBelow(t.unsigned_midpoints,
-                                          RMSPROP_COMPACT_UNSIGNED_MIDPOINTS_SIZE, x);
-    count = x > 0.0f ? count : 0;  // the buckets clamp NaN and negatives
-    return value > 0.0f && count < 1 ? 1 : count;
-  }
-  const float magnitude_of_x = std::fabs(x);
-  const int count = t.signed_buckets.exact
-                        ? t.signed_buckets.CountBelow(magnitude_of_x)
-                        : compact::CountBelow(t.signed_midpoints,
-                                              RMSPROP_COMPACT_SIGNED_MIDPOINTS_SIZE,
-                                              magnitude_of_x);
-  const int magnitude = magnitude_of_x > 0.0f ? count : 0;  // NaN: 0
-  return x < 0.0f ? -magnitude : magnitude;
+// The code of `value`, x = value / scale (compact_format.h).
+inline int EncodeOne(float value, float x, bool is_signed) {
+  return is_signed ? compact::SignedCode(compact::kSignedRegions, x)
+                   : compact::UnsignedCode(compact::kUnsignedRegions, value, x);
 }
 
 inline void EncodeTail(const float* v, int64_t begin, int64_t n, float scale,
-                       bool is_signed, const CompactTables& t, uint8_t* codes) {
+                       bool is_signed, uint8_t* codes) {
   for (int64_t i = begin; i < n; ++i) {
-    codes[i] = static_cast<uint8_t>(EncodeOne(v[i], v[i] / scale, is_signed, t));
+    codes[i] = static_cast<uint8_t>(EncodeOne(v[i], v[i] / scale, is_signed));
   }
 }
 
@@ -180,8 +119,8 @@ inline void EncodeUnscaled(const float* v, int64_t n, bool is_signed, uint8_t* c
   for (int64_t i = 0; i < n; ++i) codes[i] = !is_signed && v[i] > 0.0f ? 1 : 0;
 }
 
-inline void EncodeScalar(const float* v, int64_t n, bool is_signed,
-                         const CompactTables& t, uint8_t* codes, float* scale_out) {
+inline void EncodeScalar(const float* v, int64_t n, bool is_signed, uint8_t* codes,
+                         float* scale_out) {
   float scale;
   if (!ScaleOf(LargestMagnitudeBits(v, 0, n, 0), &scale)) {
     *scale_out = scale;
@@ -189,7 +128,7 @@ inline void EncodeScalar(const float* v, int64_t n, bool is_signed,
     return;
   }
   *scale_out = scale;
-  EncodeTail(v, 0, n, scale, is_signed, t, codes);
+  EncodeTail(v, 0, n, scale, is_signed, codes);
 }
 
 // -- The same with AVX2, 8 elements at a time. ----------------------------
@@ -214,60 +153,71 @@ RMSPROP_AVX2_TARGET inline void DecodeAvx2(
   DecodeScalar(codes + i, n - i, scale, table, out + i);
 }
 
-// Counts the midpoints below each lane of x (in [0, 1], or clamped as
-// QuantizeBuckets::CountBelow). The bucket entries are read with scalar
-// loads, not vpgatherdd (slow on AMD processors before Zen 4), two indices
-// per 64-bit lane moved out. first, last and entries are QuantizeBuckets'
-// fields, passed as values: code stores may alias the tables.
-RMSPROP_AVX2_TARGET __attribute__((always_inline)) inline __m256i CountBelowAvx2(
-    __m256i first, __m256i last, const uint32_t* __restrict__ entries, __m256i x_bits) {
-  __m256i k = _mm256_sub_epi32(_mm256_srai_epi32(x_bits, 16), first);
-  k = _mm256_min_epi32(_mm256_max_epi32(k, _mm256_setzero_si256()), last);
-  const __m128i k_low = _mm256_castsi256_si128(k);
-  const __m128i k_high = _mm256_extracti128_si256(k, 1);
-  const uint64_t k01 = static_cast<uint64_t>(_mm_cvtsi128_si64(k_low));
-  const uint64_t k23 = static_cast<uint64_t>(_mm_extract_epi64(k_low, 1));
-  const uint64_t k45 = static_cast<uint64_t>(_mm_cvtsi128_si64(k_high));
-  const uint64_t k67 = static_cast<uint64_t>(_mm_extract_epi64(k_high, 1));
-  const auto at = [entries](uint64_t index) { return static_cast<int>(entries[index]); };
-  const __m256i e = _mm256_setr_epi32(at(k01 & 0xffffffffu), at(k01 >> 32), at(k23 & 0xffffffffu),
-                                      at(k23 >> 32), at(k45 & 0xffffffffu), at(k45 >> 32),
-                                      at(k67 & 0xffffffffu), at(k67 >> 32));
-  const __m256i low = _mm256_set1_epi32(0xffff);
-  const __m256i x_low = _mm256_and_si256(x_bits, low);
-  const __m256i e_low = _mm256_and_si256(e, low);
-  const __m256i above = _mm256_cmpgt_epi32(x_low, e_low);
-  return _mm256_sub_epi32(_mm256_srli_epi32(e, 16), above);  // above is -1 or 0
+// compact_format.h's CodeRegions in registers: thresholds broadcast, the
+// per-region constants indexed by vpermps (8 regions at most).
+struct RegionsAvx2 {
+  __m256 thresholds[8];
+  __m256 slopes, offsets;
+  __m256i bases;
+};
+
+RMSPROP_AVX2_TARGET __attribute__((always_inline)) inline RegionsAvx2 LoadRegionsAvx2(
+    const compact::CodeRegions& r) {
+  RegionsAvx2 out;
+  for (int j = 0; j < 8; ++j) out.thresholds[j] = _mm256_set1_ps(r.thresholds[j]);
+  out.slopes = _mm256_loadu_ps(r.slopes);
+  out.offsets = _mm256_loadu_ps(r.offsets);
+  out.bases = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(r.bases));
+  return out;
 }
 
-// The codes of 8 values with x = value / scale.
-RMSPROP_AVX2_TARGET __attribute__((always_inline)) inline __m256i CodesAvx2(
-    __m256 value, __m256 x, bool is_signed, __m256i first, __m256i last,
-    const uint32_t* __restrict__ entries) {
-  const __m256 zero = _mm256_setzero_ps();
-  const __m256i x_bits = _mm256_castps_si256(x);
-  if (!is_signed) {
-    // Every x <= 0 (-0 included) counts 0 (its bucket index clamps to the
-    // first bucket, which holds no midpoint); a positive value counts at
-    // least 1.
-    const __m256i count = CountBelowAvx2(first, last, entries, x_bits);
-    const __m256i positive = _mm256_castps_si256(_mm256_cmp_ps(value, zero, _CMP_GT_OQ));
-    return _mm256_max_epi32(count, _mm256_srli_epi32(positive, 31));
+// compact::MagnitudeCode of 8 lanes; lanes not > 0 are masked by the
+// caller. kThresholds: the real (not padded) thresholds.
+template <int kThresholds>
+RMSPROP_AVX2_TARGET __attribute__((always_inline)) inline __m256i MagnitudeCodesAvx2(
+    const RegionsAvx2& r, __m256 x) {
+  __m256i region = _mm256_setzero_si256();
+  for (int j = 0; j < kThresholds; ++j) {
+    const __m256 below = _mm256_cmp_ps(x, r.thresholds[j], _CMP_LT_OQ);
+    region = _mm256_sub_epi32(region, _mm256_castps_si256(below));  // below is -1 or 0
   }
-  const __m256i magnitude_bits = _mm256_and_si256(x_bits, _mm256_set1_epi32(0x7fffffff));
-  const __m256i positive = _mm256_castps_si256(
-      _mm256_cmp_ps(_mm256_castsi256_ps(magnitude_bits), zero, _CMP_GT_OQ));
-  const __m256i magnitude =
-      _mm256_and_si256(positive, CountBelowAvx2(first, last, entries, magnitude_bits));
-  const __m256i negative = _mm256_castps_si256(_mm256_cmp_ps(x, zero, _CMP_LT_OQ));
-  return _mm256_sub_epi32(_mm256_xor_si256(magnitude, negative), negative);
+  const __m256 slope = _mm256_permutevar8x32_ps(r.slopes, region);
+  const __m256 offset = _mm256_permutevar8x32_ps(r.offsets, region);
+  const __m256i base = _mm256_permutevar8x32_epi32(r.bases, region);
+  // cvtps rounds to nearest even (MXCSR's default mode), as rintf.
+  const __m256i step = _mm256_cvtps_epi32(_mm256_sub_ps(_mm256_mul_ps(x, slope), offset));
+  return _mm256_add_epi32(base, step);
+}
+
+// The codes of 8 values with x = value / scale (compact::UnsignedCode or
+// SignedCode).
+template <bool kSigned>
+RMSPROP_AVX2_TARGET __attribute__((always_inline)) inline __m256i CodesAvx2(
+    __m256 value, __m256 x, const RegionsAvx2& r) {
+  const __m256 zero = _mm256_setzero_ps();
+  if constexpr (!kSigned) {
+    const __m256i counted = _mm256_castps_si256(_mm256_cmp_ps(x, zero, _CMP_GT_OQ));
+    const __m256i code = _mm256_and_si256(
+        counted, MagnitudeCodesAvx2<RMSPROP_COMPACT_UNSIGNED_THRESHOLDS_SIZE>(r, x));
+    const __m256i positive = _mm256_castps_si256(_mm256_cmp_ps(value, zero, _CMP_GT_OQ));
+    return _mm256_max_epi32(code, _mm256_srli_epi32(positive, 31));
+  } else {
+    const __m256 magnitude_of_x =
+        _mm256_and_ps(x, _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff)));
+    const __m256i counted =
+        _mm256_castps_si256(_mm256_cmp_ps(magnitude_of_x, zero, _CMP_GT_OQ));
+    const __m256i magnitude = _mm256_and_si256(
+        counted, MagnitudeCodesAvx2<RMSPROP_COMPACT_SIGNED_THRESHOLDS_SIZE>(r, magnitude_of_x));
+    const __m256i negative = _mm256_castps_si256(_mm256_cmp_ps(x, zero, _CMP_LT_OQ));
+    return _mm256_sub_epi32(_mm256_xor_si256(magnitude, negative), negative);
+  }
 }
 
 // EncodeAvx2's loop over whole groups of 8; returns the elements done.
 template <bool kSigned>
 RMSPROP_AVX2_TARGET __attribute__((always_inline)) inline int64_t EncodeLoopAvx2(
-    const float* v, int64_t n, float scale, __m256i first, __m256i last,
-    const uint32_t* __restrict__ entries, uint8_t* __restrict__ codes) {
+    const float* v, int64_t n, float scale, const RegionsAvx2& r,
+    uint8_t* __restrict__ codes) {
   const __m256 s = _mm256_set1_ps(scale);
   int64_t i = 0;
   // 32 at a time: the codes packed to bytes and stored together.
@@ -276,8 +226,7 @@ RMSPROP_AVX2_TARGET __attribute__((always_inline)) inline int64_t EncodeLoopAvx2
     __m256i c[4];
     for (int k = 0; k < 4; ++k) {
       const __m256 value = _mm256_loadu_ps(v + i + 8 * k);
-      c[k] = CodesAvx2(value, _mm256_div_ps(value, s),  // a true division
-                       kSigned, first, last, entries);
+      c[k] = CodesAvx2<kSigned>(value, _mm256_div_ps(value, s), r);  // a true division
     }
     const __m256i words01 = _mm256_packs_epi32(c[0], c[1]);
     const __m256i words23 = _mm256_packs_epi32(c[2], c[3]);
@@ -288,8 +237,7 @@ RMSPROP_AVX2_TARGET __attribute__((always_inline)) inline int64_t EncodeLoopAvx2
   }
   for (; i + 8 <= n; i += 8) {
     const __m256 value = _mm256_loadu_ps(v + i);
-    const __m256i code = CodesAvx2(value, _mm256_div_ps(value, s),  // a true division
-                                   kSigned, first, last, entries);
+    const __m256i code = CodesAvx2<kSigned>(value, _mm256_div_ps(value, s), r);
     const __m128i words = _mm_packs_epi32(_mm256_castsi256_si128(code),
                                           _mm256_extracti128_si256(code, 1));
     const __m128i bytes = kSigned ? _mm_packs_epi16(words, words) : _mm_packus_epi16(words, words);
@@ -299,13 +247,7 @@ RMSPROP_AVX2_TARGET __attribute__((always_inline)) inline int64_t EncodeLoopAvx2
 }
 
 RMSPROP_AVX2_TARGET inline void EncodeAvx2(
-    const float* v, int64_t n, bool is_signed, const CompactTables& t, uint8_t* codes,
-    float* scale_out) {
-  const QuantizeBuckets& buckets = is_signed ? t.signed_buckets : t.unsigned_buckets;
-  if (!buckets.exact) {
-    EncodeScalar(v, n, is_signed, t, codes, scale_out);
-    return;
-  }
+    const float* v, int64_t n, bool is_signed, uint8_t* codes, float* scale_out) {
   const __m256i magnitude_mask = _mm256_set1_epi32(0x7fffffff);
   __m256i largest8 = _mm256_setzero_si256();
   int64_t i = 0;
@@ -325,12 +267,11 @@ RMSPROP_AVX2_TARGET inline void EncodeAvx2(
     EncodeUnscaled(v, n, is_signed, codes);
     return;
   }
-  const __m256i first = _mm256_set1_epi32(buckets.first);
-  const __m256i last = _mm256_set1_epi32(buckets.last);
-  const uint32_t* const entries = buckets.entries.data();
-  i = is_signed ? EncodeLoopAvx2<true>(v, n, scale, first, last, entries, codes)
-                : EncodeLoopAvx2<false>(v, n, scale, first, last, entries, codes);
-  EncodeTail(v, i, n, scale, is_signed, t, codes);
+  i = is_signed
+          ? EncodeLoopAvx2<true>(v, n, scale, LoadRegionsAvx2(compact::kSignedRegions), codes)
+          : EncodeLoopAvx2<false>(v, n, scale, LoadRegionsAvx2(compact::kUnsignedRegions),
+                                  codes);
+  EncodeTail(v, i, n, scale, is_signed, codes);
 }
 
 // -- One block. ------------------------------------------------------------
@@ -378,12 +319,11 @@ __attribute__((always_inline)) inline void DecodeBlock(const CompactSlot& slot, 
 template <bool kVector>
 __attribute__((always_inline)) inline void EncodeBlock(const float* in, bool is_signed,
                                                        const CompactSlot& slot, int64_t block,
-                                                       int64_t offset, int64_t n,
-                                                       const CompactTables& t) {
+                                                       int64_t offset, int64_t n) {
   if constexpr (kVector) {
-    EncodeAvx2(in, n, is_signed, t, slot.codes + offset, slot.scales + block);
+    EncodeAvx2(in, n, is_signed, slot.codes + offset, slot.scales + block);
   } else {
-    EncodeScalar(in, n, is_signed, t, slot.codes + offset, slot.scales + block);
+    EncodeScalar(in, n, is_signed, slot.codes + offset, slot.scales + block);
   }
 }
 
@@ -410,9 +350,9 @@ __attribute__((always_inline)) inline void UpdateBlockBody(
       UpdateElements<V, float, float>(slots, segments[s].grad, 0, segments[s].length, h,
                                       no_extras);
     }
-    EncodeBlock<kVector>(ms, /*is_signed=*/false, u.ms, block, offset, n, t);
-    if (V::kCentered) EncodeBlock<kVector>(mg, /*is_signed=*/true, u.mg, block, offset, n, t);
-    if (V::kMomentum) EncodeBlock<kVector>(mom, /*is_signed=*/true, u.mom, block, offset, n, t);
+    EncodeBlock<kVector>(ms, /*is_signed=*/false, u.ms, block, offset, n);
+    if (V::kCentered) EncodeBlock<kVector>(mg, /*is_signed=*/true, u.mg, block, offset, n);
+    if (V::kMomentum) EncodeBlock<kVector>(mom, /*is_signed=*/true, u.mom, block, offset, n);
   } else {
     for (int s = 0; s < num_segments; ++s) {
       const int64_t at = offset + segments[s].local;

@@ -27,10 +27,12 @@ __constant__ float kUnsignedMap[RMSPROP_COMPACT_UNSIGNED_MAP_SIZE] = {
     RMSPROP_COMPACT_UNSIGNED_MAP_VALUES};
 __constant__ float kSignedMagnitudes[RMSPROP_COMPACT_SIGNED_MAGNITUDES_SIZE] = {
     RMSPROP_COMPACT_SIGNED_MAGNITUDES_VALUES};
-__constant__ float kUnsignedMidpoints[RMSPROP_COMPACT_UNSIGNED_MIDPOINTS_SIZE] = {
-    RMSPROP_COMPACT_UNSIGNED_MIDPOINTS_VALUES};
-__constant__ float kSignedMidpoints[RMSPROP_COMPACT_SIGNED_MIDPOINTS_SIZE] = {
-    RMSPROP_COMPACT_SIGNED_MIDPOINTS_VALUES};
+__constant__ compact::CodeRegions kUnsignedCodeRegions = {
+    {RMSPROP_COMPACT_UNSIGNED_THRESHOLDS_VALUES}, {RMSPROP_COMPACT_UNSIGNED_SLOPES_VALUES},
+    {RMSPROP_COMPACT_UNSIGNED_OFFSETS_VALUES}, {RMSPROP_COMPACT_UNSIGNED_BASES_VALUES}};
+__constant__ compact::CodeRegions kSignedCodeRegions = {
+    {RMSPROP_COMPACT_SIGNED_THRESHOLDS_VALUES}, {RMSPROP_COMPACT_SIGNED_SLOPES_VALUES},
+    {RMSPROP_COMPACT_SIGNED_OFFSETS_VALUES}, {RMSPROP_COMPACT_SIGNED_BASES_VALUES}};
 
 __device__ __forceinline__ float DecodeUnsigned(uint8_t code, float scale) {
   return kUnsignedMap[code] * scale;
@@ -59,7 +61,7 @@ __device__ __forceinline__ uint32_t BlockMax(uint32_t bits, uint32_t* shared) {
 // Encodes one slot's new value (every thread of the block, inactive ones
 // with 0) into the block's codes and scale.
 __device__ __forceinline__ void EncodeSlot(float value, bool active, bool is_signed,
-                                           const float* midpoints, uint8_t* codes,
+                                           const compact::CodeRegions& regions, uint8_t* codes,
                                            float* scale_out, uint32_t* shared) {
   // A NaN's magnitude bits exceed infinity's: the scale is then NaN.
   const uint32_t largest = BlockMax(active ? __float_as_uint(value) & 0x7fffffffu : 0u, shared);
@@ -68,24 +70,22 @@ __device__ __forceinline__ void EncodeSlot(float value, bool active, bool is_sig
   if (threadIdx.x == 0) *scale_out = scale;
   if (!active) return;
   const float x = scale > 0.0f ? value / scale : 0.0f;  // a true division (no fast math)
-  *codes = static_cast<uint8_t>(is_signed ? compact::SignedCode(midpoints, x)
-                                          : compact::UnsignedCode(midpoints, value, x));
+  *codes = static_cast<uint8_t>(is_signed ? compact::SignedCode(regions, x)
+                                          : compact::UnsignedCode(regions, value, x));
 }
 
 template <typename V, StateFormat kFormat>
 __global__ void __launch_bounds__(kThreads)
     DenseCompactKernel(const CompactUpdate u, const rmsprop_math::Hyper<float> h) {
-  __shared__ float unsigned_midpoints[RMSPROP_COMPACT_UNSIGNED_MIDPOINTS_SIZE];
-  __shared__ float signed_midpoints[RMSPROP_COMPACT_SIGNED_MIDPOINTS_SIZE];
+  __shared__ compact::CodeRegions unsigned_regions;
+  __shared__ compact::CodeRegions signed_regions;
   __shared__ uint32_t largest;
   constexpr bool kInt8 = kFormat == StateFormat::kInt8;
   if constexpr (kInt8) {
-    // Searched with divergent indices: shared memory, not constant memory.
-    for (int i = threadIdx.x; i < RMSPROP_COMPACT_UNSIGNED_MIDPOINTS_SIZE; i += blockDim.x) {
-      unsigned_midpoints[i] = kUnsignedMidpoints[i];
-    }
-    for (int i = threadIdx.x; i < RMSPROP_COMPACT_SIGNED_MIDPOINTS_SIZE; i += blockDim.x) {
-      signed_midpoints[i] = kSignedMidpoints[i];
+    // Read with divergent region indices: shared memory, not constant memory.
+    if (threadIdx.x == 0) {
+      unsigned_regions = kUnsignedCodeRegions;
+      signed_regions = kSignedCodeRegions;
     }
     __syncthreads();
   }
@@ -113,14 +113,14 @@ __global__ void __launch_bounds__(kThreads)
       u.var[i] = var;
     }
     if constexpr (kInt8) {
-      EncodeSlot(ms, active, false, unsigned_midpoints, u.ms.codes + i, u.ms.scales + b,
+      EncodeSlot(ms, active, false, unsigned_regions, u.ms.codes + i, u.ms.scales + b,
                  &largest);
       if (V::kCentered) {
-        EncodeSlot(mg, active, true, signed_midpoints, u.mg.codes + i, u.mg.scales + b,
+        EncodeSlot(mg, active, true, signed_regions, u.mg.codes + i, u.mg.scales + b,
                    &largest);
       }
       if (V::kMomentum) {
-        EncodeSlot(mom, active, true, signed_midpoints, u.mom.codes + i, u.mom.scales + b,
+        EncodeSlot(mom, active, true, signed_regions, u.mom.codes + i, u.mom.scales + b,
                    &largest);
       }
     } else if (active) {
