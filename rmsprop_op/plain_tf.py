@@ -86,7 +86,8 @@ def _check_indices(indices, num_rows):
     away: there, as in TensorFlow's own XLA kernels, such rows are dropped.)"""
     indices = tf.convert_to_tensor(indices)
     bad = tf.logical_or(indices < 0, indices >= num_rows)
-    position = tf.argmax(tf.cast(bad, tf.int32), output_type=tf.int64)
+    # (Padded: argmax of no indices would fail.)
+    position = tf.argmax(tf.pad(tf.cast(bad, tf.int32), [[0, 1]]), output_type=tf.int64)
     if tf.executing_eagerly():
         if bool(tf.reduce_any(bad)):
             raise tf.errors.InvalidArgumentError(

@@ -175,3 +175,18 @@ def test_minimize_with_keras_variables(var_list):
             minimize(optimizer, loss, chosen)
         return [a.numpy(), b.numpy(), optimizer.iterations.numpy()]
     _side_by_side(body)
+
+
+@pytest.mark.parametrize("compiled", [False, True], ids=["eager", "function"])
+def test_a_sparse_gradient_of_no_rows_in_plain_tensorflow(compiled):
+    # A batch without ids. Stochastically rounded state runs plain_tf, whose
+    # index check once took the argmax of no indices and failed.
+    def body(cls):
+        table = keras.Variable(np.ones((100, 64), "float32"), name="table")
+        kwargs = dict(state_dtype="bfloat16", stochastic_rounding=True) if cls is Ours else {}
+        optimizer = cls(learning_rate=0.1, **kwargs)
+        grad = tf.IndexedSlices(tf.zeros([0, 64]), tf.zeros([0], tf.int64),
+                                tf.constant([100, 64], tf.int64))
+        _steps(compiled, lambda: optimizer.apply([grad], [table]))()
+        return [table.numpy()]
+    _side_by_side(body)
