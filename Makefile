@@ -217,7 +217,7 @@ benchmarks/_bandwidth_probe.so: benchmarks/bandwidth_probe.c
 # (Keras 3 with one and two CPU devices, tf_keras in its own process).
 fuzz: $(DEV_INSTALLED) build
 	HYPOTHESIS_PROFILE=long $(PY) -m pytest -q --hypothesis-show-statistics \
-	  tests/test_fuzz.py tests/test_differential.py tests/test_legacy.py
+	  tests/test_fuzz.py tests/test_fuzz_compact.py tests/test_differential.py tests/test_legacy.py
 
 # The CPU library again, with AddressSanitizer and UndefinedBehaviorSanitizer,
 # in $(BUILD)/sanitize/ beside the normal one; the op tests, the quick fuzz and
@@ -234,7 +234,7 @@ SAN_OBJS := $(patsubst %.cc,$(SAN_BUILD)/%.o,$(CPU_SRCS))
 SAN_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
 	-fno-sanitize=null,nonnull-attribute,returns-nonnull-attribute -fno-sanitize-recover=all
 SAN_TESTS := tests/test_ops.py tests/test_op_errors.py tests/test_fuzz.py tests/test_concurrency.py \
-	tests/test_xla.py
+	tests/test_xla.py tests/test_compact_state_ops.py tests/test_fuzz_compact.py
 SAN_ENV = LD_PRELOAD="$$($(CXX) -print-file-name=libasan.so) $$($(CXX) -print-file-name=libubsan.so)" \
 	ASAN_OPTIONS=detect_leaks=0:halt_on_error=1:abort_on_error=1:detect_stack_use_after_return=1 \
 	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
