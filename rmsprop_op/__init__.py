@@ -95,8 +95,7 @@ def update(var, ms, grad, *, mg=None, mom=None, indices=None, lr, rho, momentum=
     Bfloat16State objects instead of variables).
     """
     compact = any(compact_state.is_compact(slot) for slot in (ms, mg, mom))
-    if compact and not _fused_compact(var, [s for s in (ms, mg, mom) if s is not None],
-                                      indices is not None):
+    if compact and not _fused_compact(var, [s for s in (ms, mg, mom) if s is not None]):
         return plain_tf.update(var, ms, grad, mg=mg, mom=mom, indices=indices, lr=lr, rho=rho,
                                momentum=momentum, epsilon=epsilon, use_locking=use_locking,
                                epsilon_after_sqrt=epsilon_after_sqrt)
@@ -140,11 +139,12 @@ _COMPACT_OPS = {
 }
 
 
-def _fused_compact(var, slots, sparse):
+def _fused_compact(var, slots):
     """Whether the fused op takes these compact slots: all of one kind,
     rounded to nearest (stochastic rounding stays in plain TF), a float32
-    variable on a device with our kernels (the GPU's: dense only). (These ops
-    have no XLA kernels: inside XLA, call plain_tf.update.)"""
+    variable on a device with our kernels (CPU, or GPU when they are loaded),
+    dense or sparse. (These ops have no XLA kernels: inside XLA, call
+    plain_tf.update.)"""
     kind = getattr(slots[0], "kind", None)
     if not all(compact_state.is_compact(s) and s.kind == kind for s in slots):
         return False
@@ -153,7 +153,7 @@ def _fused_compact(var, slots, sparse):
     if var.dtype != tf.float32:
         return False
     device = tf.DeviceSpec.from_string(_handle(var, "var").device or "").device_type
-    return device in (None, "CPU") or (device == "GPU" and GPU_KERNELS_LOADED and not sparse)
+    return device in (None, "CPU") or (device == "GPU" and GPU_KERNELS_LOADED)
 
 
 def apply_rmsprop(var, ms, mom, grad, lr, rho, momentum, epsilon, use_locking=False, epsilon_after_sqrt=False):

@@ -343,3 +343,67 @@ def test_compact_state_dense_matches_cpu(kind, centered, with_mom, shape):
                                   mom=slots["mom"] if with_mom else None, **_hyper(with_mom))
         results.append([var.numpy()] + [v.numpy() for s in slots.values() for v in s.variables])
     assert_bitwise_equal(*results)
+
+
+def _compact_update(var, slots, grad, indices, centered, with_mom):
+    rmsprop_op.update(var, slots["ms"], tf.constant(grad),
+                      mg=slots["mg"] if centered else None,
+                      mom=slots["mom"] if with_mom else None,
+                      indices=None if indices is None else tf.constant(indices),
+                      **_hyper(with_mom))
+
+
+def _compact_state(var, slots):
+    return [var.numpy()] + [v.numpy() for s in slots.values() for v in s.variables]
+
+
+def _sparse_compact_indices(rows, index_dtype, seed):
+    """Indices with duplicates (summed in position order), the first and last
+    rows, and neighbouring rows that share a block with untouched ones."""
+    rng = np.random.default_rng(seed)
+    indices = np.concatenate([[7, 7, 0, rows - 1, 8, 7, 3, rows - 1],
+                              rng.integers(0, rows, 40), [7, 3, 3]])
+    return indices.astype(index_dtype)
+
+
+@pytest.mark.parametrize("kind", ["int8", "bfloat16"])
+@pytest.mark.parametrize("centered", [False, True])
+@pytest.mark.parametrize("with_mom", [False, True])
+@pytest.mark.parametrize("index_dtype", [np.int32, np.int64])
+@pytest.mark.parametrize("shape", [(1000, 64), (300, 700), (5000,)])
+def test_compact_state_sparse_matches_cpu(kind, centered, with_mom, index_dtype, shape):
+    """The sparse CUDA kernel with compact slots against the CPU kernel, bit
+    for bit, over three steps: (1000, 64) has 4 rows per block, (300, 700)
+    3 blocks per row, (5000,) 256 rows per block."""
+    steps = [_sparse_compact_indices(shape[0], index_dtype, s) for s in range(3)]
+    grads = [np.random.default_rng(10 + s).standard_normal((len(i),) + shape[1:])
+             .astype(np.float32) for s, i in enumerate(steps)]
+    results = []
+    for device in (GPU, CPU):
+        slots = _compact_slots(kind, shape, device, 1)
+        with tf.device(device):
+            var = tf.Variable(np.random.default_rng(2).standard_normal(shape).astype(np.float32))
+            assert rmsprop_op._fused_compact(var, [slots["ms"]])  # the fused op, not plain TF
+            for indices, grad in zip(steps, grads):
+                _compact_update(var, slots, grad, indices, centered, with_mom)
+        results.append(_compact_state(var, slots))
+    assert_bitwise_equal(*results)
+
+
+@pytest.mark.parametrize("kind", ["int8", "bfloat16"])
+@pytest.mark.parametrize("index_dtype", [np.int32, np.int64])
+@pytest.mark.parametrize("bad", [300, -1])
+def test_compact_state_sparse_bad_index_fails_and_writes_nothing(kind, index_dtype, bad):
+    shape = (300, 70)
+    slots = _compact_slots(kind, shape, GPU, 3)
+    with tf.device(GPU):
+        var = tf.Variable(np.random.default_rng(4).standard_normal(shape).astype(np.float32))
+        initial = _compact_state(var, slots)
+        indices = np.array([3, 3, 299, bad, 0, bad], index_dtype)
+        g = random_values((len(indices), 70), "float32", 5)
+        with pytest.raises(tf.errors.InvalidArgumentError,
+                           match=r"indices\[3\] is out of range"):
+            _compact_update(var, slots, g, indices, True, True)
+        _compact_update(var, slots, np.zeros((0, 70), np.float32), np.zeros([0], index_dtype),
+                        True, True)
+    assert_bitwise_equal(_compact_state(var, slots), initial)

@@ -80,10 +80,11 @@ inline BlockLayout BlockLayoutOf(const tensorflow::TensorShape& shape) {
   return BlockLayout::Of(shape.dims() > 0 ? shape.dim_size(0) : 1, columns);
 }
 
-template <typename Device, bool kCentered>
-class CompactApplyOpBase : public tensorflow::OpKernel {
+// Base: tensorflow::OpKernel, or AsyncOpKernel for the GPU's sparse ops.
+template <typename Device, bool kCentered, typename Base = tensorflow::OpKernel>
+class CompactApplyOpBase : public Base {
  protected:
-  explicit CompactApplyOpBase(tensorflow::OpKernelConstruction* ctx) : OpKernel(ctx) {
+  explicit CompactApplyOpBase(tensorflow::OpKernelConstruction* ctx) : Base(ctx) {
     OP_REQUIRES_OK(ctx, ctx->GetAttr("use_locking", &use_locking_));
     OP_REQUIRES_OK(ctx, ctx->GetAttr("epsilon_after_sqrt", &epsilon_after_sqrt_));
     std::string format;
@@ -208,7 +209,8 @@ class DenseApplyCompactRMSPropOp : public CompactApplyOpBase<Device, kCentered> 
 };
 
 // FusedResourceSparseApplyCompactRMSProp and
-// FusedResourceSparseApplyCenteredCompactRMSProp (CPU).
+// FusedResourceSparseApplyCenteredCompactRMSProp (CPU; the GPU's is
+// GpuSparseApplyCompactRMSPropOp, cuda/gpu_kernels.cc).
 template <typename Device, typename Tindex, bool kCentered>
 class SparseApplyCompactRMSPropOp : public CompactApplyOpBase<Device, kCentered> {
  public:

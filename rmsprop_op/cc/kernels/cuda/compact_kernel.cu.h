@@ -1,7 +1,7 @@
 // The CUDA kernel of the dense updates with compact state
 // (compact_format.h): one thread block per state block, one thread per
 // element; the block's scale is a block-wide maximum of the magnitudes' bits.
-// Sparse updates with compact state run in plain TensorFlow on a GPU.
+// The sparse updates' kernel (sparse_compact_kernel.cu.h) shares its steps.
 #ifndef RMSPROP_OP_CC_KERNELS_CUDA_COMPACT_KERNEL_CU_H_
 #define RMSPROP_OP_CC_KERNELS_CUDA_COMPACT_KERNEL_CU_H_
 

@@ -8,6 +8,7 @@
 #include "rmsprop_op/cc/kernels/cuda/dense_kernel.cu.h"
 #include "rmsprop_op/cc/kernels/cuda/gpu_functors.h"
 #include "rmsprop_op/cc/kernels/cuda/norms_kernel.cu.h"
+#include "rmsprop_op/cc/kernels/cuda/sparse_compact_kernel.cu.h"
 #include "rmsprop_op/cc/kernels/cuda/sparse_kernel.cu.h"
 
 namespace rmsprop_op {
@@ -83,6 +84,23 @@ DeviceStatus EnqueueSparse(const GPUDevice& d, const SlotPointers<T>& slots,
   return StatusOf(err, "the sparse RMSProp update");
 }
 
+template <typename Tindex>
+DeviceStatus EnqueueSparseCompact(const GPUDevice& d, const CompactUpdate& u,
+                                  const Tindex* indices, int64_t num_indices,
+                                  const rmsprop_math::Hyper<float>& h,
+                                  uint64_t* host_first_bad) {
+  TensorFlowScratch scratch(d);
+  const cudaError_t err = gpu::LaunchSparseCompactApply<Tindex>(
+      GpuStream(d), &scratch, u, indices, num_indices, h,
+      reinterpret_cast<unsigned long long*>(host_first_bad));
+  if (err == cudaErrorMemoryAllocation && scratch.exhausted()) {
+    DeviceStatus status;
+    status.out_of_memory = true;
+    return status;
+  }
+  return StatusOf(err, "the sparse RMSProp update with compact state");
+}
+
 }  // namespace
 
 namespace functor {
@@ -127,6 +145,19 @@ DeviceStatus DenseApplyCompactRMSProp<GPUDevice>::operator()(
   return StatusOf(gpu::LaunchDenseCompactApply(GpuStream(d), u, h),
                   "the dense RMSProp update with compact state");
 }
+
+#define RMSPROP_DEFINE_GPU_SPARSE_COMPACT_FUNCTOR(Tindex)                    \
+  template <>                                                                \
+  DeviceStatus EnqueueSparseApplyCompactRMSProp<Tindex>::operator()(         \
+      const GPUDevice& d, const CompactUpdate& u, const Tindex* indices,     \
+      int64_t num_indices, const rmsprop_math::Hyper<float>& h,              \
+      uint64_t* host_first_bad) {                                            \
+    return EnqueueSparseCompact<Tindex>(d, u, indices, num_indices, h,       \
+                                        host_first_bad);                     \
+  }
+RMSPROP_DEFINE_GPU_SPARSE_COMPACT_FUNCTOR(int32_t)
+RMSPROP_DEFINE_GPU_SPARSE_COMPACT_FUNCTOR(int64_t)
+#undef RMSPROP_DEFINE_GPU_SPARSE_COMPACT_FUNCTOR
 #undef RMSPROP_DEFINE_GPU_SPARSE_FUNCTOR
 
 }  // namespace functor

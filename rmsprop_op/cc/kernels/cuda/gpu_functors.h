@@ -78,11 +78,32 @@ RMSPROP_FOR_EACH_DTYPE(RMSPROP_DECLARE_GPU_FUNCTORS)
 RMSPROP_FOR_EACH_REAL_DTYPE(RMSPROP_DECLARE_GPU_NORMS_FUNCTOR)
 #undef RMSPROP_DECLARE_GPU_NORMS_FUNCTOR
 
-// The dense update with compact state (the sparse one runs in plain
-// TensorFlow on a GPU).
+// The dense update with compact state.
 template <>
 DeviceStatus DenseApplyCompactRMSProp<Eigen::GpuDevice>::operator()(
     const Eigen::GpuDevice& d, const CompactUpdate& u, const rmsprop_math::Hyper<float>& h);
+
+// The sparse update with compact state (SparseApplyCompactRMSProp,
+// common/compact_functors.h), enqueued as EnqueueSparseApplyRMSProp is: when
+// the stream reaches its end, *host_first_bad (pinned host memory) holds
+// kNoBadIndex or, with nothing written, the position of the first index
+// outside [0, u.layout.rows).
+template <typename Tindex>
+struct EnqueueSparseApplyCompactRMSProp {
+  DeviceStatus operator()(const Eigen::GpuDevice& d, const CompactUpdate& u,
+                          const Tindex* indices, int64_t num_indices,
+                          const rmsprop_math::Hyper<float>& h, uint64_t* host_first_bad);
+};
+
+#define RMSPROP_DECLARE_GPU_SPARSE_COMPACT_FUNCTOR(Tindex)                  \
+  template <>                                                               \
+  DeviceStatus EnqueueSparseApplyCompactRMSProp<Tindex>::operator()(        \
+      const Eigen::GpuDevice& d, const CompactUpdate& u,                    \
+      const Tindex* indices, int64_t num_indices,                           \
+      const rmsprop_math::Hyper<float>& h, uint64_t* host_first_bad)
+RMSPROP_DECLARE_GPU_SPARSE_COMPACT_FUNCTOR(int32_t);
+RMSPROP_DECLARE_GPU_SPARSE_COMPACT_FUNCTOR(int64_t);
+#undef RMSPROP_DECLARE_GPU_SPARSE_COMPACT_FUNCTOR
 #undef RMSPROP_DECLARE_GPU_SPARSE_FUNCTOR
 
 }  // namespace functor

@@ -1,5 +1,5 @@
 // GPU kernel registrations of the fused RMSProp ops, and the GPU's
-// asynchronous sparse op.
+// asynchronous sparse ops (float state and compact state).
 //
 // Built into a library of its own (_rmsprop_gpu_kernels.so), loaded after the
 // op library and only where TensorFlow sees a GPU. This half is compiled by
@@ -11,7 +11,10 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <utility>
 
+#include "rmsprop_op/cc/kernels/common/compact_format.h"
+#include "rmsprop_op/cc/kernels/common/compact_op_kernels.h"
 #include "rmsprop_op/cc/kernels/common/functors.h"
 #include "rmsprop_op/cc/kernels/common/kernel_registration.h"
 #include "rmsprop_op/cc/kernels/common/op_kernels.h"
@@ -49,6 +52,33 @@ void DeviceMemcpy<GPUDevice>(const GPUDevice& d, void* dst, const void* src,
   d.memcpy(dst, src, bytes);  // asynchronous, on the op's stream
 }
 
+// Calls done() once the op's stream has run the work enqueued so far, with
+// the op failed if the index check's answer (*first_bad, pinned host memory
+// the stream writes) names a bad index.
+inline void FinishWhenStreamDone(tensorflow::OpKernelContext* ctx,
+                                 tensorflow::AsyncOpKernel::DoneCallback done,
+                                 const tensorflow::Tensor& first_bad, int64_t num_rows) {
+  auto finish = [ctx, done = std::move(done), first_bad, num_rows]() {
+    const uint64_t bad = first_bad.scalar<tensorflow::uint64>()();
+    if (bad != functor::kNoBadIndex) {
+      ctx->SetStatus(BadIndexError(static_cast<int64_t>(bad), num_rows));
+    }
+    done();
+  };
+  ctx->device()->tensorflow_accelerator_device_info()->event_mgr->ThenExecute(
+      ctx->op_device_context()->stream(), std::move(finish));
+}
+
+// The index check's answer: a pinned host scalar the stream writes.
+inline absl::Status AllocateFirstBad(tensorflow::OpKernelContext* ctx,
+                                     tensorflow::Tensor* first_bad) {
+  tensorflow::AllocatorAttributes pinned;
+  pinned.set_on_host(true);
+  pinned.set_gpu_compatible(true);
+  return ctx->allocate_temp(tensorflow::DT_UINT64, tensorflow::TensorShape({}), first_bad,
+                            pinned);
+}
+
 // The sparse ops on a GPU: the update is enqueued whole (index check, row
 // grouping, update) and the op finishes when the stream has copied the index
 // check's answer to pinned host memory, through TensorFlow's event manager:
@@ -78,16 +108,7 @@ class GpuSparseApplyRMSPropOp
       done();
       return;
     }
-    const int64_t num_rows = u.num_rows;
-    auto finish = [ctx, done, first_bad, num_rows]() {
-      const uint64_t bad = first_bad.scalar<tensorflow::uint64>()();
-      if (bad != functor::kNoBadIndex) {
-        ctx->SetStatus(BadIndexError(static_cast<int64_t>(bad), num_rows));
-      }
-      done();
-    };
-    ctx->device()->tensorflow_accelerator_device_info()->event_mgr->ThenExecute(
-        ctx->op_device_context()->stream(), std::move(finish));
+    FinishWhenStreamDone(ctx, std::move(done), first_bad, u.num_rows);
   }
 
  private:
@@ -99,12 +120,7 @@ class GpuSparseApplyRMSPropOp
     LockedVariables<Device> vars;
     TF_RETURN_IF_ERROR(this->PrepareSparse(ctx, h, &vars, u));
     if (u->num_indices == 0) return absl::OkStatus();
-    tensorflow::AllocatorAttributes pinned;
-    pinned.set_on_host(true);
-    pinned.set_gpu_compatible(true);
-    TF_RETURN_IF_ERROR(ctx->allocate_temp(tensorflow::DT_UINT64,
-                                          tensorflow::TensorShape({}),
-                                          first_bad, pinned));
+    TF_RETURN_IF_ERROR(AllocateFirstBad(ctx, first_bad));
     const DeviceStatus status = functor::EnqueueSparseApplyRMSProp<T, Tindex>()(
         ctx->eigen_device<Device>(), u->slots, u->grad, u->indices,
         u->num_indices, u->num_rows, u->row_size, *h,
@@ -124,8 +140,60 @@ class GpuSparseApplyRMSPropOp
 RMSPROP_FOR_EACH_DTYPE(RMSPROP_REGISTER_GPU)
 #undef RMSPROP_REGISTER_GPU
 
-// Compact state: the dense ops (the sparse ones run in plain TensorFlow).
+// The sparse ops with compact state on a GPU, enqueued and finished as
+// GpuSparseApplyRMSPropOp's: the index check, row grouping and block updates
+// run on the stream, and with a bad index nothing is written.
+template <typename Device, typename Tindex, bool kCentered>
+class GpuSparseApplyCompactRMSPropOp
+    : public CompactApplyOpBase<Device, kCentered, tensorflow::AsyncOpKernel> {
+ public:
+  explicit GpuSparseApplyCompactRMSPropOp(tensorflow::OpKernelConstruction* ctx)
+      : CompactApplyOpBase<Device, kCentered, tensorflow::AsyncOpKernel>(ctx) {}
+
+  void ComputeAsync(tensorflow::OpKernelContext* ctx,
+                    tensorflow::AsyncOpKernel::DoneCallback done) override {
+    tensorflow::Tensor first_bad;
+    int64_t num_rows = 0;
+    bool enqueued = false;
+    // done() only after the locks are released (see GpuSparseApplyRMSPropOp).
+    const absl::Status status = EnqueueLocked(ctx, &first_bad, &num_rows, &enqueued);
+    if (!status.ok()) ctx->SetStatus(status);
+    if (!enqueued) {
+      done();
+      return;
+    }
+    FinishWhenStreamDone(ctx, std::move(done), first_bad, num_rows);
+  }
+
+ private:
+  absl::Status EnqueueLocked(tensorflow::OpKernelContext* ctx, tensorflow::Tensor* first_bad,
+                             int64_t* num_rows, bool* enqueued) {
+    rmsprop_math::Hyper<float> h;
+    LockedVariables<Device> vars;
+    CompactUpdate u;
+    TF_RETURN_IF_ERROR(this->Prepare(ctx, /*sparse=*/true, &h, &vars, &u));
+    const tensorflow::Tensor* indices;
+    TF_RETURN_IF_ERROR(ctx->input("indices", &indices));
+    if (indices->NumElements() == 0) return absl::OkStatus();
+    TF_RETURN_IF_ERROR(AllocateFirstBad(ctx, first_bad));
+    const DeviceStatus status = functor::EnqueueSparseApplyCompactRMSProp<Tindex>()(
+        ctx->eigen_device<Device>(), u, indices->flat<Tindex>().data(),
+        indices->NumElements(), h, first_bad->scalar<tensorflow::uint64>().data());
+    // Scratch exhaustion has already set the op's status.
+    if (status.out_of_memory && !ctx->status().ok()) return ctx->status();
+    if (!status.ok()) return DeviceError(status);
+    *num_rows = u.layout.rows;
+    *enqueued = true;
+    return absl::OkStatus();
+  }  // the variable locks are released here
+};
+
+// Compact state: the dense and the sparse ops.
 RMSPROP_REGISTER_COMPACT_DENSE_KERNELS(GPUDevice, ::tensorflow::DEVICE_GPU);
+RMSPROP_REGISTER_COMPACT_SPARSE_KERNELS(GPUDevice, ::tensorflow::DEVICE_GPU, int32_t,
+                                        ::rmsprop_op::GpuSparseApplyCompactRMSPropOp);
+RMSPROP_REGISTER_COMPACT_SPARSE_KERNELS(GPUDevice, ::tensorflow::DEVICE_GPU, int64_t,
+                                        ::rmsprop_op::GpuSparseApplyCompactRMSPropOp);
 
 #define RMSPROP_REGISTER_NORMS_GPU(T) \
   RMSPROP_REGISTER_NORMS_KERNEL(GPUDevice, ::tensorflow::DEVICE_GPU, T)

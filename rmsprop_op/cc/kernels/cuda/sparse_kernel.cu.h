@@ -32,7 +32,9 @@ namespace gpu {
 //    the sums are the CPU kernel's, to the bit, on every run.
 // Every kernel after the first does nothing if an index was bad, so the whole
 // sequence is enqueued at once; the result is copied to the caller's host
-// memory at the end, and nobody waits for it here.
+// memory at the end, and nobody waits for it here. Steps 1 to 3 are
+// EnqueueRowGroups, which the sparse update with compact state
+// (sparse_compact_kernel.cu.h) shares.
 
 constexpr unsigned long long kNoBadIndex = ~0ull;
 
@@ -188,17 +190,35 @@ void LaunchSparseApplyVariant(cudaStream_t stream, int max_blocks,
   }
 }
 
+// A sparse update's indices grouped by row, on the device: sorted_positions
+// lists the positions of the indices by row, rows ascending, equal rows in
+// position order; run r names row unique_rows[r], positions
+// sorted_positions[run_starts[r] .. run_starts[r + 1]) (the last run ends at
+// num_indices), and *num_runs runs exist. A kernel that reads them returns
+// at once if *bad != kNoBadIndex.
+template <typename KeyT, typename PositionT>
+struct RowGroups {
+  using Key = KeyT;
+  using Position = PositionT;
+  const PositionT* sorted_positions;
+  const KeyT* unique_rows;
+  const PositionT* run_starts;
+  const PositionT* num_runs;
+  int64_t num_indices;
+  const unsigned long long* bad;
+  int max_blocks;  // resident blocks of kThreads threads
+};
+
 // P: the type of positions, int32_t unless there are more than 2^31 indices.
-template <typename P, typename T, typename Tindex>
-cudaError_t LaunchSparseApplyWithPositions(
-    cudaStream_t stream, ScratchAllocator* scratch, const SlotPointers<T>& slots,
-    const T* grad, const Tindex* indices, int64_t num_indices, int64_t num_rows,
-    int64_t row_size, const HyperOf<T>& h, unsigned long long* host_first_bad) {
+template <typename P, typename Tindex, typename Launch>
+cudaError_t EnqueueRowGroupsWithPositions(cudaStream_t stream, ScratchAllocator* scratch,
+                                          const Tindex* indices, int64_t num_indices,
+                                          int64_t num_rows, bool update, const Launch& launch,
+                                          unsigned long long* host_first_bad) {
   // Checked indices are in [0, num_rows): sorting them as unsigned keys of
   // just the bits num_rows - 1 needs gives the same order in fewer passes.
   using Key = std::make_unsigned_t<Tindex>;
   const P n = static_cast<P>(num_indices);
-  const bool update = row_size > 0;
   constexpr int kKeyBits = 8 * sizeof(Key);
   int end_bit = 1;
   while (end_bit < kKeyBits &&
@@ -270,11 +290,8 @@ cudaError_t LaunchSparseApplyWithPositions(
         static_cast<const P*>(positions), unique_rows, run_starts, num_runs, n,
         stream);
     if (err != cudaSuccess) return err;
-    rmsprop_math::DispatchVariant<rmsprop_math::ExtrasDispatch::kNone>(slots.Choice(), [&](auto variant) {
-      LaunchSparseApplyVariant<decltype(variant), T, Key, P>(
-          stream, max_blocks, slots, grad, sorted_positions, unique_rows,
-          run_starts, num_runs, num_indices, row_size, bad, h);
-    });
+    launch(RowGroups<Key, P>{sorted_positions, unique_rows, run_starts, num_runs,
+                             num_indices, bad, max_blocks});
     err = cudaGetLastError();
     if (err != cudaSuccess) return err;
   }
@@ -283,20 +300,19 @@ cudaError_t LaunchSparseApplyWithPositions(
                          cudaMemcpyDeviceToHost, stream);
 }
 
-// Enqueues the sparse update on `stream` without waiting for it. When the
-// stream reaches its end, *host_first_bad (pinned host memory, written by the
-// stream) holds kNoBadIndex or, with nothing written, the position of the
-// first index outside [0, num_rows); where the answer needs no device work
-// it is written before returning. D is the CUDA storage type, T the caller's
-// type of the same bits. Returns cudaErrorMemoryAllocation when `scratch`
-// has no memory, before anything is enqueued.
-template <typename D, typename T, typename Tindex>
-cudaError_t LaunchSparseApply(cudaStream_t stream, ScratchAllocator* scratch,
-                              const SlotPointers<T>& slots, const T* grad,
-                              const Tindex* indices, int64_t num_indices,
-                              int64_t num_rows, int64_t row_size,
-                              const HyperOf<D>& h,
-                              unsigned long long* host_first_bad) {
+// Enqueues the index check, the grouping of the indices by row and (when
+// `update`) launch(RowGroups<...>), which enqueues the update's kernels,
+// on `stream` without waiting for them. When the stream reaches its end,
+// *host_first_bad (pinned host memory, written by the stream) holds
+// kNoBadIndex or, with nothing written, the position of the first index
+// outside [0, num_rows); where the answer needs no device work it is
+// written before returning. Returns cudaErrorMemoryAllocation when
+// `scratch` has no memory, before anything is enqueued.
+template <typename Tindex, typename Launch>
+cudaError_t EnqueueRowGroups(cudaStream_t stream, ScratchAllocator* scratch,
+                             const Tindex* indices, int64_t num_indices, int64_t num_rows,
+                             bool update, const Launch& launch,
+                             unsigned long long* host_first_bad) {
   static_assert(std::is_integral_v<Tindex> && std::is_signed_v<Tindex>,
                 "indices are signed integers");
   *host_first_bad = kNoBadIndex;
@@ -305,16 +321,39 @@ cudaError_t LaunchSparseApply(cudaStream_t stream, ScratchAllocator* scratch,
     *host_first_bad = 0;
     return cudaSuccess;
   }
+  if (num_indices <= std::numeric_limits<int32_t>::max()) {
+    return EnqueueRowGroupsWithPositions<int32_t>(stream, scratch, indices, num_indices,
+                                                  num_rows, update, launch, host_first_bad);
+  }
+  return EnqueueRowGroupsWithPositions<int64_t>(stream, scratch, indices, num_indices,
+                                                num_rows, update, launch, host_first_bad);
+}
+
+// Enqueues the sparse update on `stream` without waiting for it; the answer
+// and the errors are EnqueueRowGroups's. D is the CUDA storage type, T the
+// caller's type of the same bits.
+template <typename D, typename T, typename Tindex>
+cudaError_t LaunchSparseApply(cudaStream_t stream, ScratchAllocator* scratch,
+                              const SlotPointers<T>& slots, const T* grad,
+                              const Tindex* indices, int64_t num_indices,
+                              int64_t num_rows, int64_t row_size,
+                              const HyperOf<D>& h,
+                              unsigned long long* host_first_bad) {
   const SlotPointers<D> d_slots = AsDevice<D>(slots);
   const D* d_grad = reinterpret_cast<const D*>(grad);
-  if (num_indices <= std::numeric_limits<int32_t>::max()) {
-    return LaunchSparseApplyWithPositions<int32_t>(
-        stream, scratch, d_slots, d_grad, indices, num_indices, num_rows,
-        row_size, h, host_first_bad);
-  }
-  return LaunchSparseApplyWithPositions<int64_t>(
-      stream, scratch, d_slots, d_grad, indices, num_indices, num_rows,
-      row_size, h, host_first_bad);
+  auto launch = [&](const auto& groups) {
+    using G = std::decay_t<decltype(groups)>;
+    rmsprop_math::DispatchVariant<rmsprop_math::ExtrasDispatch::kNone>(
+        d_slots.Choice(), [&](auto variant) {
+          LaunchSparseApplyVariant<decltype(variant), D, typename G::Key,
+                                   typename G::Position>(
+              stream, groups.max_blocks, d_slots, d_grad, groups.sorted_positions,
+              groups.unique_rows, groups.run_starts, groups.num_runs, groups.num_indices,
+              row_size, groups.bad, h);
+        });
+  };
+  return EnqueueRowGroups(stream, scratch, indices, num_indices, num_rows, row_size > 0,
+                          launch, host_first_bad);
 }
 
 }  // namespace gpu
