@@ -67,6 +67,24 @@ def assert_bitwise_equal(actual, expected):
         np.testing.assert_array_equal(a.view(np.uint8), e.view(np.uint8))
 
 
+def assert_same_state(got, want, any_zero=False):
+    """Lists of stored state (float32, bfloat16, uint8 / int8 codes) bit for
+    bit, except that any NaN equals any NaN (plain TF does not canonicalize
+    NaNs, the kernels do) and, with `any_zero`, -0.0 equals +0.0."""
+    for i, (a, b) in enumerate(zip(got, want)):
+        assert a.dtype == b.dtype and a.shape == b.shape, f"state variable {i}"
+        if a.dtype.kind in "iu":
+            np.testing.assert_array_equal(a, b, err_msg=f"state variable {i}")
+            continue
+        bits = np.uint32 if a.dtype.itemsize == 4 else np.uint16
+        a32, b32 = a.astype(np.float32), b.astype(np.float32)
+        same = (a.view(bits) == b.view(bits)) | (np.isnan(a32) & np.isnan(b32))
+        if any_zero:
+            same |= (a32 == 0) & (b32 == 0)
+        assert same.all(), (f"state variable {i}: {np.count_nonzero(~same)} elements differ, "
+                            f"first at {np.argwhere(~same)[0]}: {a[~same][:3]} vs {b[~same][:3]}")
+
+
 def _keras_has_complex_variables():
     try:
         return keras.Variable(np.zeros(1, np.complex64), dtype="complex64").dtype == "complex64"

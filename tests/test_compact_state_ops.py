@@ -13,6 +13,7 @@ import tensorflow as tf
 import rmsprop_op
 from rmsprop_op import compact_state as cs
 from rmsprop_op import plain_tf
+from tests.helpers import assert_same_state
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHAPES = [[5000], [1000, 64], [300, 700], [3, 3, 64, 128], [5000, 1]]
@@ -43,20 +44,6 @@ def _make(kind, shape, centered, momentum, seed=1, zero_state=False):
 
 def _state(var, *slots):
     return [var.numpy()] + [v.numpy() for s in slots if s is not None for v in s.variables]
-
-
-def _assert_same_bits(got, want):
-    """Every variable bit for bit (any NaN equals any NaN: plain TF does not
-    canonicalize NaNs)."""
-    for i, (a, b) in enumerate(zip(got, want)):
-        assert a.dtype == b.dtype and a.shape == b.shape
-        if a.dtype.kind in "iu":
-            np.testing.assert_array_equal(a, b, err_msg=f"state variable {i}")
-            continue
-        bits = np.uint32 if a.dtype.itemsize == 4 else np.uint16
-        a32, b32 = a.astype(np.float32), b.astype(np.float32)
-        same = (a.view(bits) == b.view(bits)) | (np.isnan(a32) & np.isnan(b32))
-        assert same.all(), f"state variable {i}: {np.count_nonzero(~same)} elements differ"
 
 
 @pytest.fixture
@@ -91,7 +78,7 @@ def _compare(*args, **kwargs):
     plain = plain_tf.update
     want = _run(plain, *args, **kwargs)
     got = _run(rmsprop_op.update, *args, **kwargs)
-    _assert_same_bits(got, want)
+    assert_same_state(got, want)
 
 
 VARIANTS = [(c, m) for c in (False, True) for m in (False, True)]
@@ -194,7 +181,7 @@ def test_in_a_tf_function():
     step()
     for _ in range(2):
         plain_tf.update(ref[0], ref[1], g, mom=ref[3], momentum=0.9, **HYPER)
-    _assert_same_bits(_state(var, ms, mom), _state(ref[0], ref[1], ref[3]))
+    assert_same_state(_state(var, ms, mom), _state(ref[0], ref[1], ref[3]))
 
 
 def test_stochastic_rounding_and_mixed_slots_use_plain_tf(monkeypatch):

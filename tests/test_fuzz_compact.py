@@ -24,6 +24,7 @@ import rmsprop_op
 from rmsprop_op import compact_state as cs
 from rmsprop_op import plain_tf
 from tests.fuzz_support import draw_array, draw_hyper, draw_indices, eager, examples
+from tests.helpers import assert_same_state
 
 _EDGE_SCALES = [0.0, -0.0, -1.0, 1e-45, 1e-40, 1.1754944e-38, 1e-20, 1e20, 3.4028235e38,
                 np.inf, -np.inf, np.nan]
@@ -73,23 +74,6 @@ def _values(var, slots):
     return [var.numpy()] + [v.numpy() for s in slots if s is not None for v in s.variables]
 
 
-def _assert_same(got, want, any_zero=False):
-    """Bit for bit; any NaN equals any NaN (plain TF does not canonicalize
-    NaNs, the kernels do), and with `any_zero` -0.0 equals +0.0."""
-    for i, (a, b) in enumerate(zip(got, want)):
-        assert a.dtype == b.dtype and a.shape == b.shape, f"state variable {i}"
-        if a.dtype.kind in "iu":
-            np.testing.assert_array_equal(a, b, err_msg=f"state variable {i}")
-            continue
-        bits = np.uint32 if a.dtype.itemsize == 4 else np.uint16
-        a32, b32 = a.astype(np.float32), b.astype(np.float32)
-        same = (a.view(bits) == b.view(bits)) | (np.isnan(a32) & np.isnan(b32))
-        if any_zero:
-            same |= (a32 == 0) & (b32 == 0)
-        assert same.all(), (f"state variable {i}: {np.count_nonzero(~same)} elements differ, "
-                            f"first at {np.argwhere(~same)[0]}: {a[~same][:3]} vs {b[~same][:3]}")
-
-
 @pytest.mark.parametrize("kind", cs.FORMATS)
 @pytest.mark.slow
 @settings(max_examples=examples(0.5))
@@ -129,12 +113,12 @@ def test_fused_compact_update_matches_plain_tf(kind, data):
     if not in_range:
         with pytest.raises(tf.errors.InvalidArgumentError):
             apply(rmsprop_op.update, variables[0], fused_slots)
-        _assert_same(_values(variables[0], fused_slots), before)
+        assert_same_state(_values(variables[0], fused_slots), before)
         return
     apply(plain_tf.update, variables[1], reference_slots)
     apply(rmsprop_op.update, variables[0], fused_slots)
     note(f"shape {shape}")
     # Sparse: plain_tf sums every row's gradients, which makes a lone -0.0
     # row +0.0; the kernels take a lone row as it is (as the float32 ops do).
-    _assert_same(_values(variables[0], fused_slots), _values(variables[1], reference_slots),
+    assert_same_state(_values(variables[0], fused_slots), _values(variables[1], reference_slots),
                  any_zero=sparse)

@@ -44,6 +44,21 @@ __device__ __forceinline__ float DecodeSigned(uint8_t byte, float scale) {
   return (code < 0 ? -m : m) * scale;
 }
 
+// The maps' arithmetic encodings, copied to shared memory by
+// LoadCodeRegions (every thread calls it): they are read with divergent
+// region indices, which constant memory serializes.
+struct SharedCodeRegions {
+  compact::CodeRegions unsigned_map;
+  compact::CodeRegions signed_map;
+};
+__device__ __forceinline__ void LoadCodeRegions(SharedCodeRegions* regions) {
+  if (threadIdx.x == 0) {
+    regions->unsigned_map = kUnsignedCodeRegions;
+    regions->signed_map = kSignedCodeRegions;
+  }
+  __syncthreads();
+}
+
 // The largest of `bits` over the thread block (all threads call it).
 __device__ __forceinline__ uint32_t BlockMax(uint32_t bits, uint32_t* shared) {
   for (int offset = kWarpSize / 2; offset > 0; offset /= 2) {
@@ -74,21 +89,30 @@ __device__ __forceinline__ void EncodeSlot(float value, bool active, bool is_sig
                                           : compact::UnsignedCode(regions, value, x));
 }
 
+// Element i of block b: every int8 slot of the update encoded (every thread
+// of the block calls it).
+template <typename V>
+__device__ __forceinline__ void EncodeSlots(const CompactUpdate& u, int64_t b, int64_t i,
+                                            bool active, float ms, float mg, float mom,
+                                            const SharedCodeRegions& regions,
+                                            uint32_t* largest) {
+  EncodeSlot(ms, active, false, regions.unsigned_map, u.ms.codes + i, u.ms.scales + b, largest);
+  if (V::kCentered) {
+    EncodeSlot(mg, active, true, regions.signed_map, u.mg.codes + i, u.mg.scales + b, largest);
+  }
+  if (V::kMomentum) {
+    EncodeSlot(mom, active, true, regions.signed_map, u.mom.codes + i, u.mom.scales + b,
+               largest);
+  }
+}
+
 template <typename V, StateFormat kFormat>
 __global__ void __launch_bounds__(kThreads)
     DenseCompactKernel(const CompactUpdate u, const rmsprop_math::Hyper<float> h) {
-  __shared__ compact::CodeRegions unsigned_regions;
-  __shared__ compact::CodeRegions signed_regions;
+  __shared__ SharedCodeRegions regions;
   __shared__ uint32_t largest;
   constexpr bool kInt8 = kFormat == StateFormat::kInt8;
-  if constexpr (kInt8) {
-    // Read with divergent region indices: shared memory, not constant memory.
-    if (threadIdx.x == 0) {
-      unsigned_regions = kUnsignedCodeRegions;
-      signed_regions = kSignedCodeRegions;
-    }
-    __syncthreads();
-  }
+  if constexpr (kInt8) LoadCodeRegions(&regions);
   const rmsprop_math::Extras<float> no_extras = {};
   const BlockLayout& l = u.layout;
   for (int64_t b = blockIdx.x; b < l.num_blocks(); b += gridDim.x) {
@@ -113,16 +137,7 @@ __global__ void __launch_bounds__(kThreads)
       u.var[i] = var;
     }
     if constexpr (kInt8) {
-      EncodeSlot(ms, active, false, unsigned_regions, u.ms.codes + i, u.ms.scales + b,
-                 &largest);
-      if (V::kCentered) {
-        EncodeSlot(mg, active, true, signed_regions, u.mg.codes + i, u.mg.scales + b,
-                   &largest);
-      }
-      if (V::kMomentum) {
-        EncodeSlot(mom, active, true, signed_regions, u.mom.codes + i, u.mom.scales + b,
-                   &largest);
-      }
+      EncodeSlots<V>(u, b, i, active, ms, mg, mom, regions, &largest);
     } else if (active) {
       u.ms.bfloat16[i] = __bfloat16_as_ushort(FromCompute<__nv_bfloat16>(ms));
       if (V::kCentered) u.mg.bfloat16[i] = __bfloat16_as_ushort(FromCompute<__nv_bfloat16>(mg));

@@ -37,21 +37,13 @@ template <typename V, StateFormat kFormat, typename Key, typename P>
 __global__ void __launch_bounds__(kThreads)
     SparseCompactKernel(const CompactUpdate u, const RowGroups<Key, P> groups,
                         const rmsprop_math::Hyper<float> h) {
-  __shared__ compact::CodeRegions unsigned_regions;
-  __shared__ compact::CodeRegions signed_regions;
+  __shared__ SharedCodeRegions regions;
   __shared__ uint32_t largest;
   // The run of each row of the block, -1 for an untouched row.
   __shared__ int64_t run_of_row[kCompactBlockSize];
   if (*groups.bad != kNoBadIndex) return;
   constexpr bool kInt8 = kFormat == StateFormat::kInt8;
-  if constexpr (kInt8) {
-    // Read with divergent region indices: shared memory, not constant memory.
-    if (threadIdx.x == 0) {
-      unsigned_regions = kUnsignedCodeRegions;
-      signed_regions = kSignedCodeRegions;
-    }
-    __syncthreads();
-  }
+  if constexpr (kInt8) LoadCodeRegions(&regions);
   const rmsprop_math::Extras<float> no_extras = {};
   const BlockLayout& l = u.layout;
   const int64_t num_runs = *groups.num_runs;
@@ -111,16 +103,7 @@ __global__ void __launch_bounds__(kThreads)
         rmsprop_math::UpdateElement<V, float>(g, var, ms, mg, mom, ema, h, no_extras);
         u.var[i] = var;
       }
-      EncodeSlot(ms, active, false, unsigned_regions, u.ms.codes + i, u.ms.scales + b,
-                 &largest);
-      if (V::kCentered) {
-        EncodeSlot(mg, active, true, signed_regions, u.mg.codes + i, u.mg.scales + b,
-                   &largest);
-      }
-      if (V::kMomentum) {
-        EncodeSlot(mom, active, true, signed_regions, u.mom.codes + i, u.mom.scales + b,
-                   &largest);
-      }
+      EncodeSlots<V>(u, b, i, active, ms, mg, mom, regions, &largest);
     } else if (touched) {
       var = u.var[i];
       ms = __bfloat162float(__ushort_as_bfloat16(u.ms.bfloat16[i]));
