@@ -70,8 +70,6 @@ def _fusable_extras(optimizer, grads, trainable_variables):
         tf_variable = _compat.tf_variable(variable)
         if tf_variable.dtype not in _FUSABLE_DTYPES or grad.dtype != tf_variable.dtype:
             return None
-        if optimizer._has_compact_state(tf_variable):  # updated one at a time, Keras's steps apart
-            return None
         tf_variables.append(tf_variable)
     if not groupable(tf_variables) or not fused_kernels_for(tf_variables):
         return None

@@ -237,7 +237,8 @@ class RMSprop(_compat.KerasHooks, keras.optimizers.Optimizer):
         each variable through its own `distribution.extended.update`, or
         dense updates of many variables of one dtype and device in one
         grouped op (one dispatch instead of hundreds), with the planned
-        extras. Sparse gradients get one op each."""
+        extras. Sparse gradients get one op each, and so do variables with
+        compact state (inside group_apply_rmsprop, with the same extras)."""
         plan = self._update_plan
         # No plan: the hook was reached other than through `apply` (Keras 3
         # does not); the per-variable path is right everywhere.
@@ -248,7 +249,7 @@ class RMSprop(_compat.KerasHooks, keras.optimizers.Optimizer):
             return self._per_variable_updates(distribution, grads_and_vars, learning_rate)
         dense_groups = {}
         for grad, var in zip((g for g, _ in grads_and_vars), variables):
-            if isinstance(grad, tf.IndexedSlices) or self._has_compact_state(var):
+            if isinstance(grad, tf.IndexedSlices):
                 self.update_step(grad, var, learning_rate)
             else:
                 dense_groups.setdefault((var.dtype, var.device), []).append((grad, var))

@@ -94,31 +94,73 @@ def update(var, ms, grad, *, mg=None, mom=None, indices=None, lr, rho, momentum=
     be kept in a compact format (`rmsprop_op.compact_state`'s Int8State or
     Bfloat16State objects instead of variables).
     """
-    compact = any(compact_state.is_compact(slot) for slot in (ms, mg, mom))
-    if compact and not _fused_compact(var, [s for s in (ms, mg, mom) if s is not None]):
-        return plain_tf.update(var, ms, grad, mg=mg, mom=mom, indices=indices, lr=lr, rho=rho,
+    if any(compact_state.is_compact(slot) for slot in (ms, mg, mom)):
+        return _compact_update(var, ms, mg, mom, grad, indices, lr=lr, rho=rho,
                                momentum=momentum, epsilon=epsilon, use_locking=use_locking,
                                epsilon_after_sqrt=epsilon_after_sqrt)
-    lr_t, rho, momentum_t, epsilon = _hyperparameters(lr, rho, momentum, epsilon)
-    extra = {}
-    if compact:  # each slot is its state variables; the op is told their format
-        def slot(state, name):
-            return [_handle(v, name) for v in state.variables]
-        momentum_slot = [] if mom is None else slot(mom, "mom")
-        if mom is None:
-            _momentum_slot(None, momentum)
-        extra["state_format"] = ms.kind
-    else:
-        slot = _handle
-        momentum_slot = _momentum_slot(mom, momentum)
-    inputs = dict(var=_handle(var, "var"), ms=slot(ms, "ms"), mom=momentum_slot, grad=grad,
-                  lr=lr_t, rho=rho, momentum=momentum_t, epsilon=epsilon,
-                  use_locking=use_locking, epsilon_after_sqrt=epsilon_after_sqrt, **extra)
+    inputs = dict(var=_handle(var, "var"), ms=_handle(ms, "ms"),
+                  mom=_momentum_slot(mom, momentum), grad=grad,
+                  **_hyperparameter_inputs(lr, rho, momentum, epsilon),
+                  use_locking=use_locking, epsilon_after_sqrt=epsilon_after_sqrt)
     if mg is not None:
-        inputs["mg"] = slot(mg, "mg")
+        inputs["mg"] = _handle(mg, "mg")
     if indices is not None:
         inputs["indices"] = indices
-    return (_COMPACT_OPS if compact else _OPS)[mg is not None, indices is not None](**inputs)
+    return _OPS[mg is not None, indices is not None](**inputs)
+
+
+def _hyperparameter_inputs(lr, rho, momentum, epsilon):
+    return dict(zip(("lr", "rho", "momentum", "epsilon"),
+                    _hyperparameters(lr, rho, momentum, epsilon)))
+
+
+def _extras_inputs(ema_momentum=0.0, grad_divisor=1.0, clip_multiplier=1.0, clip_divisors=None,
+                   clip_value=float("inf"), weight_decay=None):
+    """The extras' inputs of the grouped op and the dense compact ops (see
+    group_apply_rmsprop); the defaults leave the update as it is."""
+    if clip_divisors is None:
+        clip_divisors = tf.zeros([0], tf.float64)
+    return dict(
+        grad_divisor=_float64(grad_divisor, "grad_divisor"),
+        clip_multiplier=_float64(clip_multiplier, "clip_multiplier"),
+        clip_divisors=_float64(clip_divisors, "clip_divisors"),
+        clip_value=_float64(clip_value, "clip_value"),
+        weight_decay=_float64(0.0 if weight_decay is None else weight_decay, "weight_decay"),
+        ema_momentum=_float64(ema_momentum, "ema_momentum"),
+        apply_weight_decay=weight_decay is not None)
+
+
+def _compact_update(var, ms, mg, mom, grad, indices, *, lr, rho, momentum, epsilon, use_locking,
+                    epsilon_after_sqrt, ema=None, **extras):
+    """`update` of a variable with compact slots; for a dense gradient, with
+    the grouped op's extras (`ema` its EMA slot, clip_divisors of 0 or 1
+    value) in the same op."""
+    slots = [s for s in (ms, mg, mom) if s is not None]
+    hyper = dict(lr=lr, rho=rho, momentum=momentum, epsilon=epsilon, use_locking=use_locking,
+                 epsilon_after_sqrt=epsilon_after_sqrt)
+    if not _fused_compact(var, slots):
+        if indices is None and (ema is not None or extras):
+            return plain_tf.group_apply_rmsprop(
+                [var], None if mg is None else [mg], [ms], None if mom is None else [mom],
+                [grad], emas=None if ema is None else [ema], **hyper, **extras)
+        return plain_tf.update(var, ms, grad, mg=mg, mom=mom, indices=indices, **hyper)
+    if mom is None:
+        _momentum_slot(None, momentum)
+
+    def state(slot, name):  # each slot is its state variables; the op is told their format
+        return [_handle(v, name) for v in slot.variables]
+    inputs = dict(var=_handle(var, "var"), ms=state(ms, "ms"),
+                  mom=[] if mom is None else state(mom, "mom"), grad=grad,
+                  **_hyperparameter_inputs(lr, rho, momentum, epsilon),
+                  use_locking=use_locking, epsilon_after_sqrt=epsilon_after_sqrt,
+                  state_format=ms.kind)
+    if mg is not None:
+        inputs["mg"] = state(mg, "mg")
+    if indices is not None:
+        inputs["indices"] = indices
+    else:
+        inputs.update(_extras_inputs(**extras), ema=[] if ema is None else [_handle(ema, "ema")])
+    return _COMPACT_OPS[mg is not None, indices is not None](**inputs)
 
 
 # (centered, sparse) -> op.
@@ -196,6 +238,9 @@ def group_apply_rmsprop(variables, mgs, mss, moms, grads, lr, rho, momentum, eps
     clip(((g / grad_divisor) * clip_multiplier) / clip_divisors[i], -clip_value, clip_value);
     with `weight_decay`, var <- var - var * weight_decay * lr before the update;
     with `emas` (one slot per variable), ema <- ema_momentum * ema + (1 - ema_momentum) * var after it.
+
+    Slots may be in a compact format (`rmsprop_op.compact_state`): such a
+    variable is updated by an op of its own, with the same steps around it.
     """
     n = len(variables)
     if n == 0:
@@ -205,25 +250,59 @@ def group_apply_rmsprop(variables, mgs, mss, moms, grads, lr, rho, momentum, eps
             raise ValueError(f"{name} has {len(slots)} entries but there are {n} variables")
     if moms is None:
         _momentum_slot(None, momentum)
-    lr, rho, momentum_t, epsilon = _hyperparameters(lr, rho, momentum, epsilon)
-    if clip_divisors is None:
-        clip_divisors = tf.zeros([0], tf.float64)
+    hyper = dict(lr=lr, rho=rho, momentum=momentum, epsilon=epsilon, use_locking=use_locking,
+                 epsilon_after_sqrt=epsilon_after_sqrt)
+    extras = dict(ema_momentum=ema_momentum, grad_divisor=grad_divisor,
+                  clip_multiplier=clip_multiplier, clip_value=clip_value,
+                  weight_decay=weight_decay)
+    compact = [i for i in range(n) if compact_state.is_compact(mss[i])]
+    if compact:
+        return _group_with_compact_state(compact, variables, mgs, mss, moms, grads, emas,
+                                         clip_divisors, hyper, extras)
     return _ops.fused_resource_group_apply_rms_prop(
         var=[_handle(v, "variables", i) for i, v in enumerate(variables)],
         mg=[] if mgs is None else [_handle(v, "mgs", i) for i, v in enumerate(mgs)],
         ms=[_handle(v, "mss", i) for i, v in enumerate(mss)],
         mom=[] if moms is None else [_handle(v, "moms", i) for i, v in enumerate(moms)],
         ema=[] if emas is None else [_handle(v, "emas", i) for i, v in enumerate(emas)],
-        grad=list(grads), lr=lr, rho=rho, momentum=momentum_t, epsilon=epsilon,
-        grad_divisor=_float64(grad_divisor, "grad_divisor"),
-        clip_multiplier=_float64(clip_multiplier, "clip_multiplier"),
-        clip_divisors=_float64(clip_divisors, "clip_divisors"),
-        clip_value=_float64(clip_value, "clip_value"),
-        weight_decay=_float64(0.0 if weight_decay is None else weight_decay, "weight_decay"),
-        ema_momentum=_float64(ema_momentum, "ema_momentum"),
-        apply_weight_decay=weight_decay is not None,
+        grad=list(grads), **_hyperparameter_inputs(lr, rho, momentum, epsilon),
+        **_extras_inputs(clip_divisors=clip_divisors, **extras),
         use_locking=use_locking,
         epsilon_after_sqrt=epsilon_after_sqrt)
+
+
+def _group_with_compact_state(compact, variables, mgs, mss, moms, grads, emas, clip_divisors,
+                              hyper, extras):
+    """group_apply_rmsprop where the variables at positions `compact` have
+    compact slots: one compact op for each of them (the grouped op takes
+    full-precision slots; compact state is for large variables, where one op
+    more costs nothing), and one grouped op for the others."""
+    def at(slots, positions):
+        return None if slots is None else [slots[i] for i in positions]
+    n = len(variables)
+    if clip_divisors is not None:
+        clip_divisors = _float64(clip_divisors, "clip_divisors")
+        if clip_divisors.shape.rank != 1 or clip_divisors.shape[0] not in (None, 0, n):
+            raise ValueError(f"clip_divisors must be a vector of 0 or {n} values (one per "
+                             f"variable), got shape {clip_divisors.shape}")
+        if clip_divisors.shape[0] == 0:
+            clip_divisors = None
+    ops = []
+    for i in compact:
+        ops.append(_compact_update(
+            variables[i], mss[i], None if mgs is None else mgs[i], None if moms is None else moms[i],
+            grads[i], None, ema=None if emas is None else emas[i],
+            clip_divisors=None if clip_divisors is None else clip_divisors[i:i + 1],
+            **hyper, **extras))
+    full = [i for i in range(n) if i not in set(compact)]
+    if full:
+        ops.append(group_apply_rmsprop(
+            at(variables, full), at(mgs, full), at(mss, full), at(moms, full), at(grads, full),
+            emas=at(emas, full),
+            clip_divisors=None if clip_divisors is None else tf.gather(clip_divisors, full),
+            **hyper, **extras))
+    ops = [op for op in ops if op is not None]
+    return tf.group(ops) if ops else None
 
 
 def gradient_squared_norms(grads, divisor=1.0):

@@ -157,7 +157,7 @@ def _dense_with_extras(var, ms, mg, mom, ema, grad, clip_divisor, lr, rho, momen
         m = real(ema_momentum)
         new.append(m * _read(ema, c) + (tf.ones([], c) - m) * new[0])
         slots.append(ema)
-    return tf.group([s.assign(tf.cast(x, s.dtype)) for s, x in zip(slots, new) if s is not None])
+    return tf.group([_write(s, x) for s, x in zip(slots, new) if s is not None])
 
 
 def group_apply_rmsprop(variables, mgs, mss, moms, grads, lr, rho, momentum, epsilon,

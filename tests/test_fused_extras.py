@@ -354,3 +354,169 @@ def test_plain_tf_extras_match_the_op(dtype):
     for a, b in zip(results[0][0], results[1][0]):
         np.testing.assert_allclose(a, b, rtol=1e-6)
     np.testing.assert_allclose(results[0][1], results[1][1], rtol=1e-12)
+
+
+# With compact state (RMSprop(state_dtype=...)): a variable with compact
+# slots gets a compact op of its own, with the same steps in its pass.
+
+def _compact_slot(kind, values, signed):
+    from rmsprop_op import compact_state
+    from tests import reference
+    if kind == "bfloat16":
+        return compact_state.Bfloat16State(tf.Variable(values.astype(NUMPY_DTYPES["bfloat16"])))
+    codes, scales = reference.compact_quantize(values, signed)
+    return compact_state.Int8State(tf.Variable(codes), tf.Variable(scales))
+
+
+def _compact_values(kind, slot):
+    from tests import reference
+    if kind == "bfloat16":
+        return slot.variable.numpy().astype(np.float32)
+    return reference.compact_dequantize(slot.codes.numpy(), slot.scales.numpy(), slot.signed)
+
+
+def _compact_stored(kind, values, signed):
+    """The float32 values a compact slot holds once `values` are stored."""
+    from tests import reference
+    if kind == "bfloat16":
+        return values.astype(NUMPY_DTYPES["bfloat16"]).astype(np.float32)
+    return reference.compact_dequantize(*reference.compact_quantize(values, signed), signed)
+
+
+COMPACT_EXTRAS = [
+    dict(grad_divisor=8.0, clip_multiplier=0.7, clip_divisor=1.3, clip_value=0.25,
+         weight_decay=0.1, ema_momentum=0.9),
+    dict(grad_divisor=4.0),
+    dict(clip_value=0.5),
+    dict(weight_decay=0.02),
+    dict(ema_momentum=0.0),
+]
+
+
+@pytest.mark.parametrize("kind", ["int8", "bfloat16"])
+@pytest.mark.parametrize("centered,momentum", [(False, False), (False, True), (True, True)])
+@pytest.mark.parametrize("extras", COMPACT_EXTRAS)
+def test_compact_op_with_extras_matches_reference(kind, centered, momentum, extras):
+    """The grouped update of a variable with compact slots and one without,
+    with every extra, against the NumPy reference on the decoded state."""
+    from rmsprop_op import plain_tf
+    rng = np.random.default_rng(11)
+    shape = (96, 64)
+    has_ema = "ema_momentum" in extras
+    hyper = dict(lr=0.05, rho=0.9, momentum=0.5 if momentum else 0.0, epsilon=1e-6)
+    kwargs = {k: v for k, v in extras.items() if k != "clip_divisor"}
+    divisors = [extras["clip_divisor"], 2.0] if "clip_divisor" in extras else None
+    var0 = rng.standard_normal(shape).astype(np.float32)
+    small0 = rng.standard_normal(64).astype(np.float32)
+    ms0 = rng.uniform(0.5, 1, shape).astype(np.float32)
+    mg0 = (rng.standard_normal(shape) * 0.1).astype(np.float32)
+    mom0 = (rng.standard_normal(shape) * 0.1).astype(np.float32)
+    ema0 = rng.standard_normal(shape).astype(np.float32)
+    grad = (rng.standard_normal(shape) * 3).astype(np.float32)
+    small_grad = (rng.standard_normal(64) * 3).astype(np.float32)
+    results = {}
+    for impl in (rmsprop_op, plain_tf):
+        var, small = tf.Variable(var0), tf.Variable(small0)
+        ms = _compact_slot(kind, ms0, False)
+        mg = _compact_slot(kind, mg0, True) if centered else None
+        mom = _compact_slot(kind, mom0, True) if momentum else None
+        ema, small_ema = tf.Variable(ema0), tf.Variable(small0)
+        small_slots = [tf.Variable(np.full(64, 0.7, np.float32)),
+                       tf.Variable(np.zeros(64, np.float32)), tf.Variable(np.zeros(64, np.float32))]
+        old = dict(ms=_compact_values(kind, ms), mg=mg and _compact_values(kind, mg),
+                   mom=mom and _compact_values(kind, mom))
+        impl.group_apply_rmsprop(
+            [var, small], [mg, small_slots[1]] if centered else None, [ms, small_slots[0]],
+            [mom, small_slots[2]] if momentum else None,
+            [tf.constant(grad), tf.constant(small_grad)],
+            emas=[ema, small_ema] if has_ema else None, clip_divisors=divisors, **hyper,
+            **kwargs)
+        results[impl] = [var.numpy(), _compact_values(kind, ms)] + [
+            _compact_values(kind, s) for s in (mg, mom) if s is not None] + [
+            ema.numpy(), small.numpy(), small_ema.numpy()]
+    expected = rmsprop_step_with_extras(
+        var0, old["ms"], old["mg"], old["mom"], ema0 if has_ema else None, grad, **hyper,
+        **extras, compute_dtype=np.float32)
+    want = [expected[0], _compact_stored(kind, expected[1], False)] + [
+        _compact_stored(kind, x, True) for x in expected[2:4] if x is not None]
+    got = results[rmsprop_op]
+    for i, w in enumerate(want):
+        np.testing.assert_array_equal(got[i], w, err_msg=f"{kind} output {i}")
+    if has_ema:
+        np.testing.assert_array_equal(got[len(want)], expected[4], err_msg="ema")
+    for a, b in zip(got, results[plain_tf]):  # plain TF, the path under XLA, the same bits
+        np.testing.assert_array_equal(a, b)
+
+
+def test_compact_op_rejects_bad_extras_and_writes_nothing():
+    from rmsprop_op import compact_state
+    shape = (96, 64)
+    var = tf.Variable(np.ones(shape, np.float32))
+    ms = _compact_slot("int8", np.full(shape, 0.5, np.float32), False)
+    codes = ms.codes.numpy()
+    for bad, message in ((dict(emas=[tf.Variable(np.zeros((96, 65), np.float32))]), "ema"),
+                         (dict(grad_divisor=0.0), "grad_divisor"),
+                         (dict(clip_divisors=[1.0, 2.0]), "clip_divisors")):
+        with pytest.raises((tf.errors.InvalidArgumentError, ValueError), match=message):
+            rmsprop_op.group_apply_rmsprop([var], None, [ms], None, [tf.ones(shape)], lr=0.1,
+                                           rho=0.9, momentum=0.0, epsilon=1e-7, **bad)
+        np.testing.assert_array_equal(var.numpy(), np.ones(shape, np.float32))
+        np.testing.assert_array_equal(ms.codes.numpy(), codes)
+    assert compact_state.is_compact(ms)
+
+
+def _train_compact(cls, kwargs, steps, compiled=False):
+    rng = np.random.default_rng(0)
+    variables = [keras.Variable(rng.standard_normal((96, 64)).astype("float32"), name="kernel"),
+                 keras.Variable(rng.standard_normal(64).astype("float32"), name="bias")]
+    optimizer = cls(learning_rate=0.01, **kwargs)
+    optimizer.build(variables)
+    scale = kwargs.get("loss_scale_factor") or 1.0
+
+    def step(grads):
+        optimizer.apply(grads, variables)
+    if compiled:
+        step = tf.function(step)
+    for i in range(steps):
+        g = np.random.default_rng(100 + i)
+        size = 0.01 if i % 3 == 0 else 2.0
+        step([tf.constant((g.standard_normal(s) * size * scale).astype("float32"))
+              for s in ((96, 64), (64,))])
+    return [np.asarray(v.numpy()) for v in variables + list(optimizer.variables)]
+
+
+class _KerasSteps(keras_optimizer.RMSprop):
+    """Overrides update_step: Keras calls it once per variable and runs its
+    own steps around it, the path with nothing fused."""
+
+    def update_step(self, gradient, variable, learning_rate):
+        return super().update_step(gradient, variable, learning_rate)
+
+
+@pytest.mark.parametrize("state_dtype", ["int8", "bfloat16"])
+@pytest.mark.parametrize("options", ["loss_scale+clipvalue+weight_decay+ema", "global_clipnorm",
+                                     "clipnorm+weight_decay"])
+@pytest.mark.parametrize("variant", ["plain", "centered+momentum"])
+def test_compact_state_with_keras_steps_matches_keras_doing_them(state_dtype, options, variant):
+    kwargs = {**VARIANTS[variant], **COMBINATIONS[options], "state_dtype": state_dtype}
+    fused = _train_compact(keras_optimizer.RMSprop, kwargs, 20)
+    keras_steps = _train_compact(_KerasSteps, kwargs, 20)
+    assert len(fused) == len(keras_steps)
+    takes_norm = "clipnorm" in kwargs or "global_clipnorm" in kwargs
+    for a, b in zip(fused, keras_steps):
+        if takes_norm and a.dtype == np.float32:
+            # The norms: summed in double by the fused op, in float32 by Keras;
+            # a last-bit difference can move a bfloat16 slot by one of its steps.
+            np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5)
+        elif not takes_norm:
+            np.testing.assert_array_equal(a, b)
+
+
+def test_compact_state_with_keras_steps_is_one_pass():
+    variables = [keras.Variable(np.ones((96, 64), "float32")), keras.Variable(np.ones(64, "float32"))]
+    ops = _graph_ops(dict(loss_scale_factor=8.0, global_clipnorm=1.0, weight_decay=0.01,
+                          use_ema=True, momentum=0.9, state_dtype="int8"),
+                     grads_fn=lambda: [tf.ones((96, 64)), tf.ones(64)], variables=variables)
+    assert {"FusedResourceApplyCompactRMSProp", "FusedResourceGroupApplyRMSProp",
+            "FusedGradientSquaredNorms"} <= ops
+    assert "AssignSubVariableOp" not in ops and "Square" not in ops

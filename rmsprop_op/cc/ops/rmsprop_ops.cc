@@ -240,13 +240,27 @@ absl::Status CompactShapeFn(InferenceContext* c) {
   }
   if (kSparse) {
     TF_RETURN_IF_ERROR(SparseGradShape(c, var_shape));
-  } else {
-    ShapeHandle grad;
-    TF_RETURN_IF_ERROR(Input(c, "grad", &grad));
-    TF_RETURN_IF_ERROR(About(c->Merge(var_shape, grad, &var_shape),
-                             "grad must have the shape of var"));
+    return Scalars(c, kHyperparameters);
   }
-  return Scalars(c, kHyperparameters);
+  int num_ema;
+  TF_RETURN_IF_ERROR(c->GetAttr("num_ema_slots", &num_ema));
+  if (num_ema > 1) {
+    return absl::InvalidArgumentError("ema must be empty or one EMA slot (of var)");
+  }
+  if (num_ema == 1) {
+    TF_RETURN_IF_ERROR(About(c->Merge(var_shape, HandleShape(c, input), &var_shape),
+                             "ema must have the shape of var"));
+  }
+  ShapeHandle grad;
+  TF_RETURN_IF_ERROR(Input(c, "grad", &grad));
+  TF_RETURN_IF_ERROR(About(c->Merge(var_shape, grad, &var_shape),
+                           "grad must have the shape of var"));
+  TF_RETURN_IF_ERROR(Scalars(c, kHyperparameters));
+  TF_RETURN_IF_ERROR(Scalars(c, kExtras));
+  ShapeHandle clip_divisors;
+  TF_RETURN_IF_ERROR(Input(c, "clip_divisors", &clip_divisors));
+  return About(c->WithRank(clip_divisors, 1, &clip_divisors),
+               "clip_divisors must be a vector");
 }
 
 // The `T` attr: every dtype of dtypes.h, or its real ones.
@@ -384,12 +398,22 @@ variable, clip_value clipvalue; 1, 1, empty and +inf leave the gradient as is.
   .Attr("use_locking: bool = false")                          \
   .Attr("epsilon_after_sqrt: bool = false")
 
+// The dense compact ops' extras: the grouped op's, for one variable (its EMA
+// slot, a float32 variable, and clip_divisors of 0 or 1 value).
+#define RMSPROP_COMPACT_EXTRAS                                \
+  .Input("clip_divisors: double")                             \
+  RMSPROP_EXTRAS(RMSPROP_SCALAR_INPUT)                        \
+  .Attr("num_ema_slots: int >= 0 = 0")                        \
+  .Attr("apply_weight_decay: bool = false")
+
 REGISTER_OP("FusedResourceApplyCompactRMSProp")
     .Input("var: resource")
     .Input("ms: num_state_vars * resource")
     .Input("mom: num_momentum_vars * resource")
+    .Input("ema: num_ema_slots * resource")
     .Input("grad: float")
     RMSPROP_HYPERPARAMETER_INPUTS
+    RMSPROP_COMPACT_EXTRAS
     RMSPROP_COMPACT_ATTRS
     .SetShapeFn(CompactShapeFn</*kCentered=*/false, /*kSparse=*/false>)
     .Doc(R"doc(
@@ -398,6 +422,10 @@ compact format (rmsprop_op/compact_state.py): state_format 'bfloat16' (each
 slot one bfloat16 variable, rounded to nearest even) or 'int8' (each slot its
 codes, uint8 for ms and int8 for mom, and its float32 block scales). Each
 block is decoded, updated in float32 and encoded again in one pass.
+
+Keras's steps around the update run in the same pass, as in
+FusedResourceGroupApplyRMSProp for one variable: ema is empty or its one EMA
+slot (float32, var's shape), clip_divisors empty or its one divisor.
 )doc");
 
 REGISTER_OP("FusedResourceApplyCenteredCompactRMSProp")
@@ -405,8 +433,10 @@ REGISTER_OP("FusedResourceApplyCenteredCompactRMSProp")
     .Input("mg: num_state_vars * resource")
     .Input("ms: num_state_vars * resource")
     .Input("mom: num_momentum_vars * resource")
+    .Input("ema: num_ema_slots * resource")
     .Input("grad: float")
     RMSPROP_HYPERPARAMETER_INPUTS
+    RMSPROP_COMPACT_EXTRAS
     RMSPROP_COMPACT_ATTRS
     .SetShapeFn(CompactShapeFn</*kCentered=*/true, /*kSparse=*/false>)
     .Doc(R"doc(

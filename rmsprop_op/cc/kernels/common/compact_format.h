@@ -72,12 +72,15 @@ struct CompactSlot {
 };
 
 // One update of a float32 variable with compact slots; mg and mom are empty
-// when the update is not centered or has no momentum slot.
+// when the update is not centered or has no momentum slot. ema: the
+// variable's EMA slot (float32) when the update has one (the dense ops'
+// extras), else null.
 struct CompactUpdate {
   StateFormat format;
   float* var;
   const float* grad;
   CompactSlot ms, mg, mom;
+  float* ema = nullptr;
   bool centered;
   bool momentum;
   BlockLayout layout;

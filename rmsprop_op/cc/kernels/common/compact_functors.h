@@ -11,11 +11,17 @@
 
 namespace rmsprop_op {
 
-// The variant of an update: which slots it has.
-inline rmsprop_math::VariantChoice ChoiceOf(const CompactUpdate& u) {
+// The variant of an update: which slots it has, and with extras `x`,
+// Keras's steps around it (the gradient step's transform is chosen by the
+// device: GradientTransformOf on the CPU, the general one on the GPU).
+inline rmsprop_math::VariantChoice ChoiceOf(const CompactUpdate& u,
+                                            const rmsprop_math::Extras<float>* x = nullptr) {
   rmsprop_math::VariantChoice choice;
   choice.centered = u.centered;
   choice.momentum = u.momentum;
+  choice.extras = x != nullptr;
+  choice.ema = x != nullptr && u.ema != nullptr;
+  choice.decay = x != nullptr && x->decay;
   return choice;
 }
 
@@ -23,11 +29,14 @@ namespace functor {
 
 // Updates every element of u.var and every block of its slots: each block
 // is decoded to float32, updated by rmsprop_math::UpdateElement, and
-// encoded again (compact_state.py's formats, bit for bit).
+// encoded again (compact_state.py's formats, bit for bit). With `x`,
+// Keras's steps around the update run in the same pass (x->clip_divisor is
+// the variable's own).
 template <typename Device>
 struct DenseApplyCompactRMSProp {
   DeviceStatus operator()(const Device& d, const CompactUpdate& u,
-                          const rmsprop_math::Hyper<float>& h);
+                          const rmsprop_math::Hyper<float>& h,
+                          const rmsprop_math::Extras<float>* x);
 };
 
 // Updates the rows named by `indices` (u.grad holds one row per index,

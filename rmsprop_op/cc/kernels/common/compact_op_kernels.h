@@ -22,11 +22,13 @@
 namespace rmsprop_op {
 
 // A compact op's slots: ms, then mg (centered), then mom (with momentum),
-// each as its state variables (int8: codes, scales; bfloat16: one).
+// each as its state variables (int8: codes, scales; bfloat16: one), then
+// the dense ops' EMA slot (a float32 variable) where given.
 struct CompactLayout {
   StateFormat format;
   bool centered;
   bool momentum;
+  bool ema = false;
 
   int vars_per_slot() const { return format == StateFormat::kInt8 ? 2 : 1; }
 
@@ -67,6 +69,11 @@ struct CompactLayout {
         inputs->push_back({start, slot.name, -1});
         dtypes->push_back(tensorflow::DT_BFLOAT16);
       }
+    }
+    if (ema) {
+      TF_RETURN_IF_ERROR(ctx->op_kernel().InputRange("ema", &start, &stop));
+      inputs->push_back({start, "ema", -1});
+      dtypes->push_back(tensorflow::DT_FLOAT);
     }
     return absl::OkStatus();
   }
@@ -148,6 +155,16 @@ class CompactApplyOpBase : public Base {
         pos += 1;
       }
     }
+    if (layout_.ema) {
+      const tensorflow::Tensor& ema = vars->tensor(pos);
+      if (ema.shape() != var.shape()) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "ema has shape ", ema.shape().DebugString(), " but var has shape ",
+            var.shape().DebugString(), "; an EMA slot must have the shape of its variable; "
+            "nothing was updated"));
+      }
+      u->ema = const_cast<float*>(ema.flat<float>().data());
+    }
     const tensorflow::Tensor* grad;
     TF_RETURN_IF_ERROR(ctx->input("grad", &grad));
     tensorflow::TensorShape expected_grad = var.shape();
@@ -189,23 +206,41 @@ class CompactApplyOpBase : public Base {
   CompactLayout layout_;
 };
 
-// FusedResourceApplyCompactRMSProp and FusedResourceApplyCenteredCompactRMSProp.
+// FusedResourceApplyCompactRMSProp and FusedResourceApplyCenteredCompactRMSProp,
+// with the grouped op's extras for their one variable.
 template <typename Device, bool kCentered>
 class DenseApplyCompactRMSPropOp : public CompactApplyOpBase<Device, kCentered> {
  public:
   explicit DenseApplyCompactRMSPropOp(tensorflow::OpKernelConstruction* ctx)
-      : CompactApplyOpBase<Device, kCentered>(ctx) {}
+      : CompactApplyOpBase<Device, kCentered>(ctx) {
+    int num_ema;
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("num_ema_slots", &num_ema));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("apply_weight_decay", &apply_weight_decay_));
+    OP_REQUIRES(ctx, num_ema <= 1,
+                absl::InvalidArgumentError(absl::StrCat(
+                    "ema must be empty or one EMA slot (of var), got ", num_ema)));
+    this->layout_.ema = num_ema == 1;
+  }
 
   void Compute(tensorflow::OpKernelContext* ctx) override {
+    rmsprop_math::Extras<float> x;
+    std::vector<double> clip_divisors;
+    bool has_extras;
+    OP_REQUIRES_OK(ctx, ReadExtras<float>(ctx, /*num_vars=*/1, apply_weight_decay_,
+                                          this->layout_.ema, &x, &clip_divisors, &has_extras));
+    if (!clip_divisors.empty()) x.clip_divisor = static_cast<float>(clip_divisors[0]);
     rmsprop_math::Hyper<float> h;
     LockedVariables<Device> vars;
     CompactUpdate u;
     OP_REQUIRES_OK(ctx, this->Prepare(ctx, /*sparse=*/false, &h, &vars, &u));
     if (u.layout.num_blocks() == 0) return;
-    const DeviceStatus status =
-        functor::DenseApplyCompactRMSProp<Device>()(ctx->eigen_device<Device>(), u, h);
+    const DeviceStatus status = functor::DenseApplyCompactRMSProp<Device>()(
+        ctx->eigen_device<Device>(), u, h, has_extras ? &x : nullptr);
     OP_REQUIRES(ctx, status.ok(), DeviceError(status));
   }
+
+ private:
+  bool apply_weight_decay_;
 };
 
 // FusedResourceSparseApplyCompactRMSProp and

@@ -62,11 +62,15 @@
 
 #define RMSPROP_REGISTER_COMPACT_DENSE_KERNELS(DEVICE, DEVICE_TYPE)                   \
   REGISTER_KERNEL_BUILDER(                                                            \
-      RMSPROP_COMPACT_KERNEL_BUILDER("FusedResourceApplyCompactRMSProp", DEVICE_TYPE), \
+      RMSPROP_COMPACT_KERNEL_BUILDER("FusedResourceApplyCompactRMSProp", DEVICE_TYPE)  \
+          RMSPROP_EXTRAS(RMSPROP_HOST_MEMORY)                                         \
+          .HostMemory("clip_divisors"),                                               \
       ::rmsprop_op::DenseApplyCompactRMSPropOp<DEVICE, false>);                       \
   REGISTER_KERNEL_BUILDER(                                                            \
       RMSPROP_COMPACT_KERNEL_BUILDER("FusedResourceApplyCenteredCompactRMSProp",      \
-                                     DEVICE_TYPE),                                    \
+                                     DEVICE_TYPE)                                     \
+          RMSPROP_EXTRAS(RMSPROP_HOST_MEMORY)                                         \
+          .HostMemory("clip_divisors"),                                               \
       ::rmsprop_op::DenseApplyCompactRMSPropOp<DEVICE, true>)
 
 #define RMSPROP_REGISTER_COMPACT_SPARSE_KERNELS(DEVICE, DEVICE_TYPE, Tindex, SPARSE_OP) \

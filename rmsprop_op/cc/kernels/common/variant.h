@@ -76,9 +76,13 @@ decltype(auto) WithTransform(int transform, F&& f) {
 
 // How a device compiles the extras: not at all (complex dtypes, the sparse
 // update; choice.extras must be false), every step fixed at compile time
-// (the CPU loops), or the general gradient step with the decay and the EMA
-// step at run time (the CUDA kernels).
-enum class ExtrasDispatch { kNone, kCompiled, kAtRunTime };
+// (the CPU loops), the general gradient step with the decay and the EMA step
+// fixed at compile time (the CPU loops of compact state, where decoding and
+// encoding outweigh the gradient step, and three times the loops would
+// triple their compile time), or the general gradient step with the decay
+// and the EMA step at run time (the CUDA kernels). The general step gives
+// the bits of the others: each of its steps is exact at its neutral value.
+enum class ExtrasDispatch { kNone, kCompiled, kCompiledGeneralGradient, kAtRunTime };
 
 // Returns f(Variant<...>()) for the variant `choice` describes.
 template <ExtrasDispatch kExtrasDispatch, typename F>
@@ -90,6 +94,16 @@ decltype(auto) DispatchVariant(const VariantChoice& choice, F&& f) {
       if constexpr (kExtrasDispatch == ExtrasDispatch::kAtRunTime) {
         if (choice.extras) {
           return f(Variant<kC, kM, true, kFullTransform, false, false, true>());
+        }
+      }
+      if constexpr (kExtrasDispatch == ExtrasDispatch::kCompiledGeneralGradient) {
+        if (choice.extras) {
+          return WithBool(choice.ema, [&](auto ema) {
+            return WithBool(choice.decay, [&](auto decay) {
+              return f(Variant<kC, kM, true, kFullTransform, decltype(ema)::value,
+                               decltype(decay)::value>());
+            });
+          });
         }
       }
       if constexpr (kExtrasDispatch == ExtrasDispatch::kCompiled) {

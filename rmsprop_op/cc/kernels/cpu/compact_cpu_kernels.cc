@@ -77,8 +77,10 @@ namespace functor {
 template <>
 struct DenseApplyCompactRMSProp<CPUDevice> {
   DeviceStatus operator()(const CPUDevice& d, const CompactUpdate& u,
-                          const rmsprop_math::Hyper<float>& h) {
-    const cpu::UpdateBlockFn update_block = cpu::SelectUpdateBlock(u);
+                          const rmsprop_math::Hyper<float>& h,
+                          const rmsprop_math::Extras<float>* x) {
+    const cpu::UpdateBlockFn update_block = cpu::SelectUpdateBlock(u, ChoiceOf(u, x));
+    const rmsprop_math::Extras<float> extras = x != nullptr ? *x : rmsprop_math::Extras<float>{};
     const cpu::CompactTables& tables = cpu::Tables();
     const BlockLayout& l = u.layout;
     d.parallelFor(l.num_blocks(), BlockCost(u, kCompactBlockSize),
@@ -87,7 +89,7 @@ struct DenseApplyCompactRMSProp<CPUDevice> {
                       const int64_t offset = l.BlockOffset(b);
                       const int64_t n = l.BlockRows(b) * l.BlockColumns(b);
                       const cpu::Segment all = {0, n, u.grad + offset};
-                      update_block(u, b, offset, n, &all, 1, h, tables);
+                      update_block(u, b, offset, n, &all, 1, h, extras, tables);
                     }
                   });
     return {};
@@ -115,7 +117,9 @@ struct SparseApplyCompactRMSProp<CPUDevice, Tindex> {
     }
     run_starts.push_back(static_cast<int64_t>(sorted.rows.size()));
     const int64_t num_runs = static_cast<int64_t>(run_starts.size()) - 1;
-    const cpu::UpdateBlockFn update_block = cpu::SelectUpdateBlock(u);
+    // A sparse update has no extras.
+    const cpu::UpdateBlockFn update_block = cpu::SelectUpdateBlock(u, ChoiceOf(u));
+    const rmsprop_math::Extras<float> no_extras = {};
     const cpu::CompactTables& tables = cpu::Tables();
     const double run_elements = static_cast<double>(l.rows_per_block * l.columns);
     d.parallelFor(num_runs, BlockCost(u, run_elements), [&](Eigen::Index first,
@@ -153,7 +157,7 @@ struct SparseApplyCompactRMSProp<CPUDevice, Tindex> {
             segments[num_segments++] = {local, columns, grad};
           }
           update_block(u, b, offset, l.BlockRows(b) * columns, segments, num_segments, h,
-                       tables);
+                       no_extras, tables);
         }
       }
     });

@@ -334,11 +334,11 @@ __attribute__((always_inline)) inline void EncodeBlock(const float* in, bool is_
 template <typename V, StateFormat kFormat, bool kVector>
 __attribute__((always_inline)) inline void UpdateBlockBody(
     const CompactUpdate& u, int64_t block, int64_t offset, int64_t n, const Segment* segments,
-    int num_segments, const rmsprop_math::Hyper<float>& h, const CompactTables& t) {
+    int num_segments, const rmsprop_math::Hyper<float>& h, const rmsprop_math::Extras<float>& x,
+    const CompactTables& t) {
   alignas(64) float ms[kCompactBlockSize];
   alignas(64) float mg[kCompactBlockSize];
   alignas(64) float mom[kCompactBlockSize];
-  const rmsprop_math::Extras<float> no_extras = {};
   if constexpr (kFormat == StateFormat::kInt8) {
     // (No lambdas: they would not inherit the caller's target.)
     DecodeBlock<kVector>(u.ms, block, offset, n, t.unsigned_decode, ms);
@@ -346,9 +346,9 @@ __attribute__((always_inline)) inline void UpdateBlockBody(
     if (V::kMomentum) DecodeBlock<kVector>(u.mom, block, offset, n, t.signed_decode, mom);
     for (int s = 0; s < num_segments; ++s) {
       const int64_t at = segments[s].local;
-      const SlotPointers<float> slots = {u.var + offset + at, ms + at, mg + at, mom + at};
-      UpdateElements<V, float, float>(slots, segments[s].grad, 0, segments[s].length, h,
-                                      no_extras);
+      const SlotPointers<float> slots = {u.var + offset + at, ms + at, mg + at, mom + at,
+                                         V::kEma ? u.ema + offset + at : nullptr};
+      UpdateElements<V, float, float>(slots, segments[s].grad, 0, segments[s].length, h, x);
     }
     EncodeBlock<kVector>(ms, /*is_signed=*/false, u.ms, block, offset, n);
     if (V::kCentered) EncodeBlock<kVector>(mg, /*is_signed=*/true, u.mg, block, offset, n);
@@ -360,8 +360,9 @@ __attribute__((always_inline)) inline void UpdateBlockBody(
       WidenBfloat16<kVector>(u.ms.bfloat16 + at, ms, len);
       if (V::kCentered) WidenBfloat16<kVector>(u.mg.bfloat16 + at, mg, len);
       if (V::kMomentum) WidenBfloat16<kVector>(u.mom.bfloat16 + at, mom, len);
-      const SlotPointers<float> slots = {u.var + at, ms, mg, mom};
-      UpdateElements<V, float, float>(slots, segments[s].grad, 0, len, h, no_extras);
+      const SlotPointers<float> slots = {u.var + at, ms, mg, mom,
+                                         V::kEma ? u.ema + at : nullptr};
+      UpdateElements<V, float, float>(slots, segments[s].grad, 0, len, h, x);
       NarrowBfloat16<kVector>(ms, u.ms.bfloat16 + at, len);
       if (V::kCentered) NarrowBfloat16<kVector>(mg, u.mg.bfloat16 + at, len);
       if (V::kMomentum) NarrowBfloat16<kVector>(mom, u.mom.bfloat16 + at, len);
@@ -371,36 +372,37 @@ __attribute__((always_inline)) inline void UpdateBlockBody(
 
 using UpdateBlockFn = void (*)(const CompactUpdate&, int64_t, int64_t, int64_t,
                                const Segment*, int, const rmsprop_math::Hyper<float>&,
-                               const CompactTables&);
+                               const rmsprop_math::Extras<float>&, const CompactTables&);
 
 template <typename V, StateFormat kFormat>
 RMSPROP_AVX512_TARGET void UpdateBlockAvx512(const CompactUpdate& u, int64_t block,
                                              int64_t offset, int64_t n, const Segment* s,
                                              int num, const rmsprop_math::Hyper<float>& h,
+                                             const rmsprop_math::Extras<float>& x,
                                              const CompactTables& t) {
-  UpdateBlockBody<V, kFormat, true>(u, block, offset, n, s, num, h, t);
+  UpdateBlockBody<V, kFormat, true>(u, block, offset, n, s, num, h, x, t);
 }
 template <typename V, StateFormat kFormat>
 RMSPROP_AVX2_TARGET void UpdateBlockAvx2(const CompactUpdate& u, int64_t block,
                                          int64_t offset, int64_t n, const Segment* s,
                                          int num, const rmsprop_math::Hyper<float>& h,
+                                         const rmsprop_math::Extras<float>& x,
                                          const CompactTables& t) {
-  UpdateBlockBody<V, kFormat, true>(u, block, offset, n, s, num, h, t);
+  UpdateBlockBody<V, kFormat, true>(u, block, offset, n, s, num, h, x, t);
 }
 template <typename V, StateFormat kFormat>
 void UpdateBlockBaseline(const CompactUpdate& u, int64_t block, int64_t offset, int64_t n,
                          const Segment* s, int num, const rmsprop_math::Hyper<float>& h,
-                         const CompactTables& t) {
-  UpdateBlockBody<V, kFormat, false>(u, block, offset, n, s, num, h, t);
+                         const rmsprop_math::Extras<float>& x, const CompactTables& t) {
+  UpdateBlockBody<V, kFormat, false>(u, block, offset, n, s, num, h, x, t);
 }
 
-// The block loop for this update's variant and format on this processor.
-inline UpdateBlockFn SelectUpdateBlock(const CompactUpdate& u) {
-  rmsprop_math::VariantChoice choice;
-  choice.centered = u.centered;
-  choice.momentum = u.momentum;
+// The block loop for this update's variant (`choice`) and format on this
+// processor.
+inline UpdateBlockFn SelectUpdateBlock(const CompactUpdate& u,
+                                       const rmsprop_math::VariantChoice& choice) {
   const Isa isa = CurrentIsa();
-  return rmsprop_math::DispatchVariant<rmsprop_math::ExtrasDispatch::kNone>(
+  return rmsprop_math::DispatchVariant<rmsprop_math::ExtrasDispatch::kCompiledGeneralGradient>(
       choice, [&](auto variant) -> UpdateBlockFn {
         using V = decltype(variant);
         auto of_format = [&](auto format) -> UpdateBlockFn {

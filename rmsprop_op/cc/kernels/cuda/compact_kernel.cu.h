@@ -108,12 +108,12 @@ __device__ __forceinline__ void EncodeSlots(const CompactUpdate& u, int64_t b, i
 
 template <typename V, StateFormat kFormat>
 __global__ void __launch_bounds__(kThreads)
-    DenseCompactKernel(const CompactUpdate u, const rmsprop_math::Hyper<float> h) {
+    DenseCompactKernel(const CompactUpdate u, const rmsprop_math::Hyper<float> h,
+                       const rmsprop_math::Extras<float> x) {
   __shared__ SharedCodeRegions regions;
   __shared__ uint32_t largest;
   constexpr bool kInt8 = kFormat == StateFormat::kInt8;
   if constexpr (kInt8) LoadCodeRegions(&regions);
-  const rmsprop_math::Extras<float> no_extras = {};
   const BlockLayout& l = u.layout;
   for (int64_t b = blockIdx.x; b < l.num_blocks(); b += gridDim.x) {
     const int64_t offset = l.BlockOffset(b);
@@ -133,8 +133,10 @@ __global__ void __launch_bounds__(kThreads)
         if (V::kCentered) mg = __bfloat162float(__ushort_as_bfloat16(u.mg.bfloat16[i]));
         if (V::kMomentum) mom = __bfloat162float(__ushort_as_bfloat16(u.mom.bfloat16[i]));
       }
-      rmsprop_math::UpdateElement<V, float>(g, var, ms, mg, mom, ema, h, no_extras);
+      if (V::UpdatesEma(x)) ema = u.ema[i];
+      rmsprop_math::UpdateElement<V, float>(g, var, ms, mg, mom, ema, h, x);
       u.var[i] = var;
+      if (V::UpdatesEma(x)) u.ema[i] = ema;
     }
     if constexpr (kInt8) {
       EncodeSlots<V>(u, b, i, active, ms, mg, mom, regions, &largest);
@@ -148,19 +150,23 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-// Enqueues the dense update with compact state on `stream`.
+// Enqueues the dense update with compact state on `stream`; with `x`,
+// Keras's steps around it (decided at run time, as the grouped op's).
 inline cudaError_t LaunchDenseCompactApply(cudaStream_t stream, const CompactUpdate& u,
-                                           const rmsprop_math::Hyper<float>& h) {
+                                           const rmsprop_math::Hyper<float>& h,
+                                           const rmsprop_math::Extras<float>* x) {
   const int64_t num_blocks = u.layout.num_blocks();
   if (num_blocks <= 0) return cudaSuccess;
   const int blocks = static_cast<int>(std::min<int64_t>(num_blocks, ResidentBlocks(kThreads)));
-  rmsprop_math::DispatchVariant<rmsprop_math::ExtrasDispatch::kNone>(
-      ChoiceOf(u), [&](auto variant) {
+  const rmsprop_math::Extras<float> extras = x != nullptr ? *x : rmsprop_math::Extras<float>{};
+  rmsprop_math::DispatchVariant<rmsprop_math::ExtrasDispatch::kAtRunTime>(
+      ChoiceOf(u, x), [&](auto variant) {
         using V = decltype(variant);
         if (u.format == StateFormat::kInt8) {
-          DenseCompactKernel<V, StateFormat::kInt8><<<blocks, kThreads, 0, stream>>>(u, h);
+          DenseCompactKernel<V, StateFormat::kInt8><<<blocks, kThreads, 0, stream>>>(u, h, extras);
         } else {
-          DenseCompactKernel<V, StateFormat::kBfloat16><<<blocks, kThreads, 0, stream>>>(u, h);
+          DenseCompactKernel<V, StateFormat::kBfloat16>
+              <<<blocks, kThreads, 0, stream>>>(u, h, extras);
         }
       });
   return cudaGetLastError();

@@ -141,8 +141,9 @@ RMSPROP_FOR_EACH_REAL_DTYPE(RMSPROP_DEFINE_GPU_NORMS_FUNCTOR)
 
 template <>
 DeviceStatus DenseApplyCompactRMSProp<GPUDevice>::operator()(
-    const GPUDevice& d, const CompactUpdate& u, const rmsprop_math::Hyper<float>& h) {
-  return StatusOf(gpu::LaunchDenseCompactApply(GpuStream(d), u, h),
+    const GPUDevice& d, const CompactUpdate& u, const rmsprop_math::Hyper<float>& h,
+    const rmsprop_math::Extras<float>* x) {
+  return StatusOf(gpu::LaunchDenseCompactApply(GpuStream(d), u, h, x),
                   "the dense RMSProp update with compact state");
 }
 

@@ -81,7 +81,8 @@ RMSPROP_FOR_EACH_REAL_DTYPE(RMSPROP_DECLARE_GPU_NORMS_FUNCTOR)
 // The dense update with compact state.
 template <>
 DeviceStatus DenseApplyCompactRMSProp<Eigen::GpuDevice>::operator()(
-    const Eigen::GpuDevice& d, const CompactUpdate& u, const rmsprop_math::Hyper<float>& h);
+    const Eigen::GpuDevice& d, const CompactUpdate& u, const rmsprop_math::Hyper<float>& h,
+    const rmsprop_math::Extras<float>* x);
 
 // The sparse update with compact state (SparseApplyCompactRMSProp,
 // common/compact_functors.h), enqueued as EnqueueSparseApplyRMSProp is: when
