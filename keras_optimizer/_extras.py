@@ -114,3 +114,16 @@ def op_arguments(optimizer, extras, grads, variables):
         if extras.use_ema:
             arguments["emas"] = [_compat.ema_slot(optimizer, variables[i]) for i in positions]
         yield positions, arguments
+
+
+def at_positions(arguments, positions, n):
+    """The grouped op's extras `arguments` (of `op_arguments`) for the
+    variables at `positions` of the n it was made for."""
+    if len(positions) == n:
+        return arguments
+    out = dict(arguments)
+    if out.get("emas") is not None:
+        out["emas"] = [out["emas"][i] for i in positions]
+    if out.get("clip_divisors") is not None:
+        out["clip_divisors"] = tf.gather(out["clip_divisors"], positions)
+    return out

@@ -273,17 +273,25 @@ class RMSprop(_compat.KerasHooks, keras.optimizers.Optimizer):
         grads = [tf.cast(g, v.dtype) for g, v in zip(grads, variables)]
         slots = [self._slots(v) for v in variables]
         emas = extras.get("emas") or [None] * len(variables)
-        ops = rmsprop_op if fused_kernels_for(
-            variables, [s + (e,) for s, e in zip(slots, emas)]) else plain_tf
-        return ops.group_apply_rmsprop(
-            variables,
-            [mg for _, mg, _ in slots] if self.centered else None,
-            [ms for ms, _, _ in slots],
-            [mom for _, _, mom in slots] if self.momentum > 0 else None,
-            grads,
-            **self._hyperparameters(learning_rate),
-            **extras,
-        )
+        fused = [fused_kernels_for([v], [s + (e,)]) for v, s, e in zip(variables, slots, emas)]
+        updates = []
+        # The fused ops for those they can update (inside XLA, not those with
+        # compact state), plain TensorFlow for the others.
+        for ops, use in ((rmsprop_op, True), (plain_tf, False)):
+            positions = [i for i, f in enumerate(fused) if f == use]
+            if not positions:
+                continue
+            part = [slots[i] for i in positions]
+            updates.append(ops.group_apply_rmsprop(
+                [variables[i] for i in positions],
+                [mg for _, mg, _ in part] if self.centered else None,
+                [ms for ms, _, _ in part],
+                [mom for _, _, mom in part] if self.momentum > 0 else None,
+                [grads[i] for i in positions],
+                **self._hyperparameters(learning_rate),
+                **_extras.at_positions(extras, positions, len(variables)),
+            ))
+        return updates
 
     def minimize(self, loss, var_list, tape=None):
         """Minimizes `loss` by updating `var_list`; returns the step count.

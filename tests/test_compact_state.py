@@ -447,13 +447,14 @@ def test_fused_op_is_the_plain_tf_path(state_dtype, monkeypatch):
         np.testing.assert_array_equal(a, b)
 
 
-def test_jit_compiled_fit_with_compact_state_follows_the_unjitted_one():
+@pytest.mark.parametrize("extras", [{}, dict(weight_decay=0.01, clipnorm=1.0, use_ema=True)])
+def test_jit_compiled_fit_with_compact_state_follows_the_unjitted_one(extras):
     from keras_optimizer import RMSprop
     x, y = _data()
     losses = []
     for jit in (False, True):
         model = _model()
-        model.compile(RMSprop(1e-3, momentum=0.9, state_dtype="int8"),
+        model.compile(RMSprop(1e-3, momentum=0.9, state_dtype="int8", **extras),
                       "sparse_categorical_crossentropy", jit_compile=jit)
         losses.append(model.fit(x, y, batch_size=64, epochs=3, shuffle=False, verbose=0)
                       .history["loss"])

@@ -345,6 +345,32 @@ def test_compact_state_dense_matches_cpu(kind, centered, with_mom, shape):
     assert_bitwise_equal(*results)
 
 
+@pytest.mark.parametrize("kind", ["int8", "bfloat16"])
+@pytest.mark.parametrize("extras", [
+    dict(grad_divisor=8.0, clip_multiplier=0.7, clip_divisors=[1.3], clip_value=0.25,
+         weight_decay=0.1, ema_momentum=0.9),
+    dict(weight_decay=0.02),
+])
+def test_compact_state_dense_with_extras_matches_cpu(kind, extras):
+    """Keras's steps in the CUDA kernel with compact slots (decided at run
+    time) against the CPU loops (fixed at compile time), bit for bit."""
+    shape = (300, 700)
+    grads = [np.random.default_rng(s).standard_normal(shape).astype(np.float32) for s in range(3)]
+    results = []
+    for device in (GPU, CPU):
+        slots = _compact_slots(kind, shape, device, 1)
+        with tf.device(device):
+            var = tf.Variable(np.random.default_rng(2).standard_normal(shape).astype(np.float32))
+            ema = tf.Variable(np.random.default_rng(3).standard_normal(shape).astype(np.float32))
+            for grad in grads:
+                rmsprop_op.group_apply_rmsprop(
+                    [var], [slots["mg"]], [slots["ms"]], [slots["mom"]], [tf.constant(grad)],
+                    emas=[ema] if "ema_momentum" in extras else None, **_hyper(True), **extras)
+        results.append([var.numpy(), ema.numpy()] +
+                       [v.numpy() for s in slots.values() for v in s.variables])
+    assert_bitwise_equal(*results)
+
+
 def _compact_update(var, slots, grad, indices, centered, with_mom):
     rmsprop_op.update(var, slots["ms"], tf.constant(grad),
                       mg=slots["mg"] if centered else None,
