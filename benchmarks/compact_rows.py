@@ -1,7 +1,8 @@
 """The `compact` rows of `make bench`: RMSprop's state kept in bfloat16 or
 block-wise in 8 bits (`keras_optimizer.RMSprop(state_dtype=...)`, formats in
 rmsprop_op/compact_state.py) against float32 state: the state's bytes per
-parameter, and the speed of a dense and a sparse update."""
+parameter, the speed of a dense and a sparse update, and Keras's steps
+around an int8 update fused into its pass against Keras's own passes."""
 import keras
 import numpy as np
 import tensorflow as tf
@@ -24,6 +25,7 @@ def compact_rows(bench, quick):
     memory_rows(bench, table_rows)
     dense_rows(bench, 100_000 if quick else 1 << 24)
     sparse_rows(bench, table_rows, 1024 if quick else 4096)
+    extras_rows(bench, 100_000 if quick else 1 << 24)
 
 
 def _case(n):
@@ -126,3 +128,35 @@ def sparse_rows(bench, table_rows, batch, dim=64):
         extra = {} if name == FLOAT32 else dict(vs_float32_state=best[FLOAT32] / best[name])
         bench.add("compact", case, name, best[name], num_bytes[name], 4,
                   limit_seconds=best[f"{name} limit"], per_call=k, **extra)
+
+
+class KerasPasses(keras_optimizer.RMSprop):
+    """Overrides `update_step`, so Keras runs its steps around the update as
+    its own passes and calls the update once per variable."""
+
+    def update_step(self, gradient, variable, learning_rate):
+        return super().update_step(gradient, variable, learning_rate)
+
+
+def extras_rows(bench, n):
+    """One float32 variable of n elements with int8 state, momentum 0.9,
+    weight decay, EMA and global_clipnorm: the steps in the compact op's
+    pass (ours) against Keras's passes around the same compact op, one
+    update per tf.function call on both sides, in turn, best of three."""
+    grad = tf.constant(np.random.default_rng(3).standard_normal(n).astype(np.float32))
+    options = dict(state_dtype="int8", weight_decay=0.01, use_ema=True, global_clipnorm=1.0,
+                   **HYPER)
+    timed = {}
+    for name, cls in (("int8, steps fused", keras_optimizer.RMSprop),
+                      ("int8, Keras's passes", KerasPasses)):
+        var = keras.Variable(np.full(n, 0.5, np.float32))
+        opt = cls(**options)
+        opt.build([var])
+        timed[name] = Timed(lambda opt=opt, var=var: opt.apply([grad], [var]), 1)
+    best = best_in_turn({name: (lambda t=t: t.seconds(10 if n > 1e6 else 30))
+                         for name, t in timed.items()})
+    case = f"{_case(n)} m=0.9 wd+ema+gcn"
+    bench.add("compact", case, "int8, Keras's passes", best["int8, Keras's passes"], None,
+              per_call=1)
+    bench.add("compact", case, "int8, steps fused", best["int8, steps fused"], None, per_call=1,
+              fused_speedup=best["int8, Keras's passes"] / best["int8, steps fused"])

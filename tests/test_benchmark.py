@@ -64,9 +64,15 @@ def test_quick_compact_rows(tmp_path):
     for impl, per_element in (("float32 state", 12), ("bfloat16 state", 6),
                               ("int8 state", 3 * (1 + 4 / 256))):
         assert memory[impl]["state_bytes_per_parameter"] == pytest.approx(per_element, rel=1e-5)
-    timed = [r for r in rows if r["ms"] is not None]
+    timed = [r for r in rows if r["ms"] is not None and r["impl"] in memory]
     cases = {r["case"] for r in timed}
     assert len(cases) == 2  # the dense and the sparse update
+    # Keras's steps with int8 state: fused and as Keras's passes, the same calls.
+    steps = {r["impl"]: r for r in rows if r["impl"].startswith("int8, ")}
+    assert set(steps) == {"int8, steps fused", "int8, Keras's passes"}
+    assert len({r["per_call"] for r in steps.values()}) == 1
+    assert steps["int8, steps fused"]["fused_speedup"] == pytest.approx(
+        steps["int8, Keras's passes"]["ms"] / steps["int8, steps fused"]["ms"])
     for case in cases:
         sides = [r for r in timed if r["case"] == case]
         assert {r["impl"] for r in sides} == set(memory)
