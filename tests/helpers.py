@@ -95,3 +95,23 @@ def _keras_has_complex_variables():
 # Keras 3.3 to 3.5 refuse complex variables (or store them as float32).
 requires_complex_variables = pytest.mark.skipif(
     not _keras_has_complex_variables(), reason=f"Keras {keras.__version__} has no complex variables")
+
+
+def compact_slot(kind, values, signed, noise_seed=None):
+    """A compact slot (rmsprop_op.compact_state) holding float32 `values`,
+    stored by the NumPy reference: bfloat16, or int8 codes and scales."""
+    from rmsprop_op import compact_state
+    from tests import reference
+    if kind == "bfloat16":
+        return compact_state.Bfloat16State(tf.Variable(values.astype(NUMPY_DTYPES["bfloat16"])),
+                                           noise_seed)
+    codes, scales = reference.compact_quantize(values, signed)
+    return compact_state.Int8State(tf.Variable(codes), tf.Variable(scales))
+
+
+def compact_values(kind, slot):
+    """The float32 values a compact slot holds, by the NumPy reference."""
+    from tests import reference
+    if kind == "bfloat16":
+        return slot.variable.numpy().astype(np.float32)
+    return reference.compact_dequantize(slot.codes.numpy(), slot.scales.numpy(), slot.signed)

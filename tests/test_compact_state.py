@@ -10,6 +10,7 @@ import tensorflow as tf
 import rmsprop_op
 from rmsprop_op import compact_state, plain_tf
 from tests import reference
+from tests.helpers import compact_slot, compact_values
 
 SHAPES = [(5000,), (1000, 64), (300, 700), (3, 3, 64, 128), (5000, 1), (4099, 3)]
 HYPER = dict(lr=0.01, rho=0.9, epsilon=1e-7)
@@ -152,17 +153,8 @@ def test_bfloat16_rounds_to_nearest_or_stochastically_without_bias():
 
 # The update with compact slots, against the NumPy reference.
 
-def _state(kind, values, signed, noise_seed=None):
-    if kind == "bfloat16":
-        return compact_state.Bfloat16State(tf.Variable(values.astype(ml_dtypes.bfloat16)), noise_seed)
-    codes, scales = reference.compact_quantize(values, signed)
-    return compact_state.Int8State(tf.Variable(codes), tf.Variable(scales))
-
-
-def _read_reference(kind, state):
-    if kind == "bfloat16":
-        return state.variable.numpy().astype(np.float32)
-    return reference.compact_dequantize(state.codes.numpy(), state.scales.numpy(), state.signed)
+_state = compact_slot
+_read_reference = compact_values
 
 
 def _store_reference(kind, values, old, touched_rows=None):

@@ -17,6 +17,7 @@ import tensorflow as tf
 
 import keras_optimizer
 import rmsprop_op
+from tests.helpers import compact_slot, compact_values
 from tests.reference import NUMPY_DTYPES, rmsprop_step_with_extras
 
 VARIANTS = {
@@ -37,22 +38,26 @@ COMBINATIONS = {
 }
 
 
-def _variables(dtype="float32"):
+SHAPES = ((24, 17), (17,))  # a kernel and a bias
+
+
+def _variables(dtype="float32", shapes=SHAPES):
     rng = np.random.default_rng(0)
-    return [keras.Variable(rng.standard_normal((24, 17)).astype(dtype), name="kernel"),
-            keras.Variable(rng.standard_normal(17).astype(dtype), name="bias")]
+    return [keras.Variable(rng.standard_normal(shape).astype(dtype), name=name)
+            for shape, name in zip(shapes, ("kernel", "bias"))]
 
 
-def _gradients(step, scale=1.0, dtype="float32"):
+def _gradients(step, scale=1.0, dtype="float32", shapes=SHAPES):
     rng = np.random.default_rng(100 + step)
     # Every third step small, so that clipnorm clips some steps and not others.
     size = 0.01 if step % 3 == 0 else 2.0
-    return [tf.constant((rng.standard_normal(s) * size * scale).astype(dtype))
-            for s in ((24, 17), (17,))]
+    return [tf.constant((rng.standard_normal(s) * size * scale).astype(dtype)) for s in shapes]
 
 
-def _train(cls, kwargs, steps, compiled, dtype="float32"):
-    variables = _variables(dtype)
+def _train(cls, kwargs, steps, compiled, dtype="float32", shapes=SHAPES, all_state=False):
+    """The variables after `steps` steps, then the EMA's or, with all_state,
+    every variable of the optimizer."""
+    variables = _variables(dtype, shapes)
     optimizer = cls(learning_rate=0.01, **kwargs)
     optimizer.build(variables)
     scale = kwargs.get("loss_scale_factor") or 1.0
@@ -62,8 +67,10 @@ def _train(cls, kwargs, steps, compiled, dtype="float32"):
     if compiled:
         step = tf.function(step)
     for i in range(steps):
-        step(_gradients(i, scale, dtype))
+        step(_gradients(i, scale, dtype, shapes))
     out = [v.numpy() for v in variables]
+    if all_state:
+        return out + [np.asarray(v.numpy()) for v in optimizer.variables]
     if kwargs.get("use_ema"):
         out += [a.numpy() for a in optimizer._model_variables_moving_average]
     return out
@@ -359,22 +366,6 @@ def test_plain_tf_extras_match_the_op(dtype):
 # With compact state (RMSprop(state_dtype=...)): a variable with compact
 # slots gets a compact op of its own, with the same steps in its pass.
 
-def _compact_slot(kind, values, signed):
-    from rmsprop_op import compact_state
-    from tests import reference
-    if kind == "bfloat16":
-        return compact_state.Bfloat16State(tf.Variable(values.astype(NUMPY_DTYPES["bfloat16"])))
-    codes, scales = reference.compact_quantize(values, signed)
-    return compact_state.Int8State(tf.Variable(codes), tf.Variable(scales))
-
-
-def _compact_values(kind, slot):
-    from tests import reference
-    if kind == "bfloat16":
-        return slot.variable.numpy().astype(np.float32)
-    return reference.compact_dequantize(slot.codes.numpy(), slot.scales.numpy(), slot.signed)
-
-
 def _compact_stored(kind, values, signed):
     """The float32 values a compact slot holds once `values` are stored."""
     from tests import reference
@@ -417,22 +408,22 @@ def test_compact_op_with_extras_matches_reference(kind, centered, momentum, extr
     results = {}
     for impl in (rmsprop_op, plain_tf):
         var, small = tf.Variable(var0), tf.Variable(small0)
-        ms = _compact_slot(kind, ms0, False)
-        mg = _compact_slot(kind, mg0, True) if centered else None
-        mom = _compact_slot(kind, mom0, True) if momentum else None
+        ms = compact_slot(kind, ms0, False)
+        mg = compact_slot(kind, mg0, True) if centered else None
+        mom = compact_slot(kind, mom0, True) if momentum else None
         ema, small_ema = tf.Variable(ema0), tf.Variable(small0)
         small_slots = [tf.Variable(np.full(64, 0.7, np.float32)),
                        tf.Variable(np.zeros(64, np.float32)), tf.Variable(np.zeros(64, np.float32))]
-        old = dict(ms=_compact_values(kind, ms), mg=mg and _compact_values(kind, mg),
-                   mom=mom and _compact_values(kind, mom))
+        old = dict(ms=compact_values(kind, ms), mg=mg and compact_values(kind, mg),
+                   mom=mom and compact_values(kind, mom))
         impl.group_apply_rmsprop(
             [var, small], [mg, small_slots[1]] if centered else None, [ms, small_slots[0]],
             [mom, small_slots[2]] if momentum else None,
             [tf.constant(grad), tf.constant(small_grad)],
             emas=[ema, small_ema] if has_ema else None, clip_divisors=divisors, **hyper,
             **kwargs)
-        results[impl] = [var.numpy(), _compact_values(kind, ms)] + [
-            _compact_values(kind, s) for s in (mg, mom) if s is not None] + [
+        results[impl] = [var.numpy(), compact_values(kind, ms)] + [
+            compact_values(kind, s) for s in (mg, mom) if s is not None] + [
             ema.numpy(), small.numpy(), small_ema.numpy()]
     expected = rmsprop_step_with_extras(
         var0, old["ms"], old["mg"], old["mom"], ema0 if has_ema else None, grad, **hyper,
@@ -452,7 +443,7 @@ def test_compact_op_rejects_bad_extras_and_writes_nothing():
     from rmsprop_op import compact_state
     shape = (96, 64)
     var = tf.Variable(np.ones(shape, np.float32))
-    ms = _compact_slot("int8", np.full(shape, 0.5, np.float32), False)
+    ms = compact_slot("int8", np.full(shape, 0.5, np.float32), False)
     codes = ms.codes.numpy()
     for bad, message in ((dict(emas=[tf.Variable(np.zeros((96, 65), np.float32))]), "ema"),
                          (dict(grad_divisor=0.0), "grad_divisor"),
@@ -465,24 +456,9 @@ def test_compact_op_rejects_bad_extras_and_writes_nothing():
     assert compact_state.is_compact(ms)
 
 
-def _train_compact(cls, kwargs, steps, compiled=False):
-    rng = np.random.default_rng(0)
-    variables = [keras.Variable(rng.standard_normal((96, 64)).astype("float32"), name="kernel"),
-                 keras.Variable(rng.standard_normal(64).astype("float32"), name="bias")]
-    optimizer = cls(learning_rate=0.01, **kwargs)
-    optimizer.build(variables)
-    scale = kwargs.get("loss_scale_factor") or 1.0
-
-    def step(grads):
-        optimizer.apply(grads, variables)
-    if compiled:
-        step = tf.function(step)
-    for i in range(steps):
-        g = np.random.default_rng(100 + i)
-        size = 0.01 if i % 3 == 0 else 2.0
-        step([tf.constant((g.standard_normal(s) * size * scale).astype("float32"))
-              for s in ((96, 64), (64,))])
-    return [np.asarray(v.numpy()) for v in variables + list(optimizer.variables)]
+def _train_compact(cls, kwargs, steps):
+    # A kernel with compact state, a bias without.
+    return _train(cls, kwargs, steps, False, shapes=((96, 64), (64,)), all_state=True)
 
 
 class _KerasSteps(keras_optimizer.RMSprop):

@@ -331,18 +331,27 @@ def _compact_slots(kind, shape, device, seed):
 def test_compact_state_dense_matches_cpu(kind, centered, with_mom, shape):
     """The CUDA kernels with compact slots against the CPU kernels, bit for
     bit, over three steps."""
+    def step(var, ema, slots, grad):
+        rmsprop_op.update(var, slots["ms"], grad, mg=slots["mg"] if centered else None,
+                          mom=slots["mom"] if with_mom else None, **_hyper(with_mom))
+    assert_bitwise_equal(*_dense_compact_runs(kind, shape, step))
+
+
+def _dense_compact_runs(kind, shape, step):
+    """var, ema and every state variable after three steps
+    `step(var, ema, slots, grad)` on the GPU, then on the CPU."""
     grads = [np.random.default_rng(s).standard_normal(shape).astype(np.float32) for s in range(3)]
     results = []
     for device in (GPU, CPU):
         slots = _compact_slots(kind, shape, device, 1)
         with tf.device(device):
             var = tf.Variable(np.random.default_rng(2).standard_normal(shape).astype(np.float32))
+            ema = tf.Variable(np.random.default_rng(3).standard_normal(shape).astype(np.float32))
             for grad in grads:
-                rmsprop_op.update(var, slots["ms"], tf.constant(grad),
-                                  mg=slots["mg"] if centered else None,
-                                  mom=slots["mom"] if with_mom else None, **_hyper(with_mom))
-        results.append([var.numpy()] + [v.numpy() for s in slots.values() for v in s.variables])
-    assert_bitwise_equal(*results)
+                step(var, ema, slots, tf.constant(grad))
+        results.append([var.numpy(), ema.numpy()] +
+                       [v.numpy() for s in slots.values() for v in s.variables])
+    return results
 
 
 @pytest.mark.parametrize("kind", ["int8", "bfloat16"])
@@ -354,21 +363,11 @@ def test_compact_state_dense_matches_cpu(kind, centered, with_mom, shape):
 def test_compact_state_dense_with_extras_matches_cpu(kind, extras):
     """Keras's steps in the CUDA kernel with compact slots (decided at run
     time) against the CPU loops (fixed at compile time), bit for bit."""
-    shape = (300, 700)
-    grads = [np.random.default_rng(s).standard_normal(shape).astype(np.float32) for s in range(3)]
-    results = []
-    for device in (GPU, CPU):
-        slots = _compact_slots(kind, shape, device, 1)
-        with tf.device(device):
-            var = tf.Variable(np.random.default_rng(2).standard_normal(shape).astype(np.float32))
-            ema = tf.Variable(np.random.default_rng(3).standard_normal(shape).astype(np.float32))
-            for grad in grads:
-                rmsprop_op.group_apply_rmsprop(
-                    [var], [slots["mg"]], [slots["ms"]], [slots["mom"]], [tf.constant(grad)],
-                    emas=[ema] if "ema_momentum" in extras else None, **_hyper(True), **extras)
-        results.append([var.numpy(), ema.numpy()] +
-                       [v.numpy() for s in slots.values() for v in s.variables])
-    assert_bitwise_equal(*results)
+    def step(var, ema, slots, grad):
+        rmsprop_op.group_apply_rmsprop(
+            [var], [slots["mg"]], [slots["ms"]], [slots["mom"]], [grad],
+            emas=[ema] if "ema_momentum" in extras else None, **_hyper(True), **extras)
+    assert_bitwise_equal(*_dense_compact_runs(kind, (300, 700), step))
 
 
 def _compact_update(var, slots, grad, indices, centered, with_mom):

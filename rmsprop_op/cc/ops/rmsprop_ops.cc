@@ -103,6 +103,17 @@ absl::Status Input(InferenceContext* c, const char* name, ShapeHandle* shape) {
   return absl::OkStatus();
 }
 
+// The hyperparameters and the extras (the grouped op's and the dense
+// compact ops'): scalars, and clip_divisors a vector.
+absl::Status ScalarsAndExtras(InferenceContext* c) {
+  TF_RETURN_IF_ERROR(Scalars(c, kHyperparameters));
+  TF_RETURN_IF_ERROR(Scalars(c, kExtras));
+  ShapeHandle clip_divisors;
+  TF_RETURN_IF_ERROR(Input(c, "clip_divisors", &clip_divisors));
+  return About(c->WithRank(clip_divisors, 1, &clip_divisors),
+               "clip_divisors must be a vector");
+}
+
 template <bool kCentered>
 absl::Status DenseShapeFn(InferenceContext* c) {
   int n = 0;
@@ -182,12 +193,7 @@ absl::Status GroupShapeFn(InferenceContext* c) {
                                 i, "]")));
     }
   }
-  TF_RETURN_IF_ERROR(Scalars(c, kHyperparameters));
-  TF_RETURN_IF_ERROR(Scalars(c, kExtras));
-  ShapeHandle clip_divisors;
-  TF_RETURN_IF_ERROR(Input(c, "clip_divisors", &clip_divisors));
-  return About(c->WithRank(clip_divisors, 1, &clip_divisors),
-               "clip_divisors must be a vector");
+  return ScalarsAndExtras(c);
 }
 
 // The ops with compact state: var, [mg], ms, [mom], each slot as
@@ -255,12 +261,7 @@ absl::Status CompactShapeFn(InferenceContext* c) {
   TF_RETURN_IF_ERROR(Input(c, "grad", &grad));
   TF_RETURN_IF_ERROR(About(c->Merge(var_shape, grad, &var_shape),
                            "grad must have the shape of var"));
-  TF_RETURN_IF_ERROR(Scalars(c, kHyperparameters));
-  TF_RETURN_IF_ERROR(Scalars(c, kExtras));
-  ShapeHandle clip_divisors;
-  TF_RETURN_IF_ERROR(Input(c, "clip_divisors", &clip_divisors));
-  return About(c->WithRank(clip_divisors, 1, &clip_divisors),
-               "clip_divisors must be a vector");
+  return ScalarsAndExtras(c);
 }
 
 // The `T` attr: every dtype of dtypes.h, or its real ones.
