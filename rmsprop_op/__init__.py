@@ -271,21 +271,46 @@ def group_apply_rmsprop(variables, mgs, mss, moms, grads, lr, rho, momentum, eps
         epsilon_after_sqrt=epsilon_after_sqrt)
 
 
+def _check_group_before_any_op(variables, grads, emas):
+    """The grouped op's checks of distinct variables and of shapes known
+    before running, for a group that becomes several ops."""
+    def refuse(message):
+        raise tf.errors.InvalidArgumentError(None, None, message + "; nothing was updated")
+    handles = [_handle(v, "variables", i) for i, v in enumerate(variables)]
+    if len({id(h) for h in handles}) < len(handles):
+        refuse("a variable is given twice: one grouped update cannot apply both")
+    for i, (var, grad) in enumerate(zip(variables, grads)):
+        shape = tf.TensorShape(var.shape)
+        if not shape.is_compatible_with(tf.convert_to_tensor(grad).shape):
+            refuse(f"grad[{i}] has shape {tf.convert_to_tensor(grad).shape} but var[{i}] has "
+                   f"shape {shape}; they must match")
+        if emas is not None and not shape.is_compatible_with(emas[i].shape):
+            refuse(f"emas[{i}] has shape {emas[i].shape} but var[{i}] has shape {shape}; an "
+                   "EMA slot must have the shape of its variable")
+
+
 def _group_with_compact_state(compact, variables, mgs, mss, moms, grads, emas, clip_divisors,
                               hyper, extras):
     """group_apply_rmsprop where the variables at positions `compact` have
     compact slots: one compact op for each of them (the grouped op takes
     full-precision slots; compact state is for large variables, where one op
-    more costs nothing), and one grouped op for the others."""
+    more costs nothing), and one grouped op for the others. What the ops
+    would refuse for one variable while another's op has run is refused
+    here first, before any op is made."""
     def at(slots, positions):
         return None if slots is None else [slots[i] for i in positions]
     n = len(variables)
+    _check_group_before_any_op(variables, grads, emas)
     if clip_divisors is not None:
         clip_divisors = _float64(clip_divisors, "clip_divisors")
-        if clip_divisors.shape.rank != 1 or clip_divisors.shape[0] not in (None, 0, n):
-            raise ValueError(f"clip_divisors must be a vector of 0 or {n} values (one per "
-                             f"variable), got shape {clip_divisors.shape}")
-        if clip_divisors.shape[0] == 0:
+        rank, length = clip_divisors.shape.rank, None
+        if rank is not None:
+            length = clip_divisors.shape[0] if rank == 1 else -1
+        if length not in (None, 0, n):
+            raise tf.errors.InvalidArgumentError(
+                None, None, f"clip_divisors must be a vector of 0 or {n} values (one per "
+                f"variable), got shape {clip_divisors.shape}; nothing was updated")
+        if length == 0:
             clip_divisors = None
     ops = []
     for i in compact:

@@ -443,14 +443,20 @@ def test_fused_op_is_the_plain_tf_path(state_dtype, monkeypatch):
 def test_jit_compiled_fit_with_compact_state_follows_the_unjitted_one(extras):
     from keras_optimizer import RMSprop
     x, y = _data()
-    losses = []
+    losses, averages = [], []
     for jit in (False, True):
         model = _model()
         model.compile(RMSprop(1e-3, momentum=0.9, state_dtype="int8", **extras),
                       "sparse_categorical_crossentropy", jit_compile=jit)
         losses.append(model.fit(x, y, batch_size=64, epochs=3, shuffle=False, verbose=0)
                       .history["loss"])
+        # The weights' moving averages (Keras's own list; empty without use_ema).
+        averages.append([v.numpy() for v in getattr(model.optimizer,
+                                                    "_model_variables_moving_average", [])])
     np.testing.assert_allclose(losses[1], losses[0], rtol=1e-3)
+    assert len(averages[0]) == (4 if extras else 0)
+    for a, b in zip(*averages):
+        np.testing.assert_allclose(a, b, rtol=1e-2, atol=1e-4)
 
 
 def test_embedding_rows_outside_the_batch_keep_their_state():

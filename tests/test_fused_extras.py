@@ -440,20 +440,61 @@ def test_compact_op_with_extras_matches_reference(kind, centered, momentum, extr
 
 
 def test_compact_op_rejects_bad_extras_and_writes_nothing():
-    from rmsprop_op import compact_state
+    """A grouped call with compact slots is several ops: what one of them
+    would refuse is refused before any runs, with nothing written."""
     shape = (96, 64)
-    var = tf.Variable(np.ones(shape, np.float32))
-    ms = compact_slot("int8", np.full(shape, 0.5, np.float32), False)
-    codes = ms.codes.numpy()
-    for bad, message in ((dict(emas=[tf.Variable(np.zeros((96, 65), np.float32))]), "ema"),
-                         (dict(grad_divisor=0.0), "grad_divisor"),
-                         (dict(clip_divisors=[1.0, 2.0]), "clip_divisors")):
-        with pytest.raises((tf.errors.InvalidArgumentError, ValueError), match=message):
-            rmsprop_op.group_apply_rmsprop([var], None, [ms], None, [tf.ones(shape)], lr=0.1,
-                                           rho=0.9, momentum=0.0, epsilon=1e-7, **bad)
-        np.testing.assert_array_equal(var.numpy(), np.ones(shape, np.float32))
-        np.testing.assert_array_equal(ms.codes.numpy(), codes)
-    assert compact_state.is_compact(ms)
+    variables = [tf.Variable(np.ones(shape, np.float32)) for _ in range(2)]
+    mss = [compact_slot("int8", np.full(shape, 0.5, np.float32), False) for _ in range(2)]
+    codes = mss[0].codes.numpy()
+    good = [tf.ones(shape)] * 2
+    for bad, message in (
+            (dict(emas=[tf.Variable(np.zeros(shape, np.float32)),
+                        tf.Variable(np.zeros((96, 65), np.float32))]), "emas\\[1\\]"),
+            (dict(grads=[tf.ones(shape), tf.ones((96, 63))]), "grad\\[1\\]"),
+            (dict(grad_divisor=0.0), "grad_divisor"),
+            (dict(clip_divisors=[1.0, 2.0, 3.0]), "clip_divisors"),
+            (dict(variables=[variables[0], variables[0]]), "given twice")):
+        kwargs = {"variables": variables, "grads": good, **bad}
+        with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+            rmsprop_op.group_apply_rmsprop(kwargs.pop("variables"), None, mss, None,
+                                           kwargs.pop("grads"), lr=0.1, rho=0.9, momentum=0.0,
+                                           epsilon=1e-7, **kwargs)
+        for v, ms in zip(variables, mss):
+            np.testing.assert_array_equal(v.numpy(), np.ones(shape, np.float32))
+            np.testing.assert_array_equal(ms.codes.numpy(), codes)
+
+
+@pytest.mark.parametrize("kind", ["int8", "bfloat16"])
+def test_compact_variables_anywhere_in_a_group_get_their_own_divisor_and_ema(kind):
+    """Two compact variables after a full-precision one: each gets its own
+    clip divisor and EMA slot, the bits of a group of one."""
+    rng = np.random.default_rng(4)
+    shapes = [(64,), (96, 64), (80, 64)]
+    values = [rng.standard_normal(s).astype(np.float32) for s in shapes]
+    grads = [tf.constant(rng.standard_normal(s).astype(np.float32)) for s in shapes]
+    divisors = [1.5, 3.0, 0.5]
+    extras = dict(lr=0.05, rho=0.9, momentum=0.5, epsilon=1e-6, ema_momentum=0.9,
+                  weight_decay=0.1, clip_value=0.4)
+
+    def slots(i):
+        if i == 0:
+            return [tf.Variable(np.full(64, 0.7, np.float32)), tf.Variable(np.zeros(64, np.float32))]
+        return [compact_slot(kind, np.full(shapes[i], 0.7, np.float32), False),
+                compact_slot(kind, np.zeros(shapes[i], np.float32), True)]
+
+    def state(var, ema, ms, mom):
+        return [var.numpy(), ema.numpy()] + [
+            x.numpy() for s in (ms, mom) for x in getattr(s, "variables", [s])]
+    grouped = [(tf.Variable(v), tf.Variable(v), *slots(i)) for i, v in enumerate(values)]
+    rmsprop_op.group_apply_rmsprop(
+        [g[0] for g in grouped], None, [g[2] for g in grouped], [g[3] for g in grouped], grads,
+        emas=[g[1] for g in grouped], clip_divisors=divisors, **extras)
+    for i, v in enumerate(values):
+        alone = (tf.Variable(v), tf.Variable(v), *slots(i))
+        rmsprop_op.group_apply_rmsprop([alone[0]], None, [alone[2]], [alone[3]], [grads[i]],
+                                       emas=[alone[1]], clip_divisors=[divisors[i]], **extras)
+        for a, b in zip(state(*grouped[i]), state(*alone)):
+            np.testing.assert_array_equal(a, b, err_msg=f"variable {i}")
 
 
 def _train_compact(cls, kwargs, steps):
@@ -486,6 +527,16 @@ def test_compact_state_with_keras_steps_matches_keras_doing_them(state_dtype, op
             np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5)
         elif not takes_norm:
             np.testing.assert_array_equal(a, b)
+
+
+def test_stochastic_rounding_with_keras_steps_matches_keras_doing_them():
+    """bfloat16 state rounded stochastically stays in plain TensorFlow, with
+    the steps in its pass: the bits of Keras doing them."""
+    kwargs = dict(momentum=0.9, weight_decay=0.05, use_ema=True, clipvalue=0.02,
+                  state_dtype="bfloat16", stochastic_rounding=True)
+    for a, b in zip(_train_compact(keras_optimizer.RMSprop, kwargs, 10),
+                    _train_compact(_KerasSteps, kwargs, 10)):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_compact_state_with_keras_steps_is_one_pass():
