@@ -94,7 +94,10 @@ def _where(condition, a, b):
 def _non_negative(x):
     if isinstance(x, _Complex):
         return x
-    return np.where(x < 0, x.dtype.type(0), x).astype(x.dtype)
+    # np.where is no ufunc: keep x's array type (tests/fuzz_support.py's
+    # flush-to-zero arrays), or the next operations would run unflushed.
+    out = np.where(x < 0, x.dtype.type(0), x).astype(x.dtype)
+    return out.view(type(x)) if isinstance(x, np.ndarray) else out
 
 
 def _sqrt(x):
