@@ -18,6 +18,8 @@ import uuid
 import numpy as np
 import pytest
 import tensorflow as tf
+
+import rmsprop_op
 from hypothesis import event, given, note, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -264,3 +266,19 @@ def test_invalid_input_changes_nothing(kind, fault, data):
 
 def test_every_fault_has_a_message():
     assert {fault for _, fault in FAULTS} == set(FAULT_MESSAGES)
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float32"])
+def test_a_subnormal_epsilon_after_the_root_reads_as_zero(dtype):
+    """A case hypothesis found: centered, ms - mg^2 = 0 and epsilon -2^-149
+    after the root. The kernels read the subnormal epsilon as zero (0 + -0 is
+    +0, the step +inf); so must the reference."""
+    np_dtype = NUMPY_DTYPES[dtype]
+    hyper = dict(lr=1.0, rho=0.0, momentum=0.0, epsilon=-2.0 ** -149, epsilon_after_sqrt=True)
+    var, mg, ms = (tf.Variable(np.zeros((), np_dtype)) for _ in range(3))
+    # (A tensor: the Python number is refused before any op, as Keras refuses it.)
+    rmsprop_op.update(var, ms, tf.constant(np.ones((), np_dtype)), mg=mg,
+                      **dict(hyper, epsilon=tf.constant(hyper["epsilon"], tf.float64)))
+    want = reference_dense([np.zeros((), np_dtype)] * 3 + [None], np.ones((), np_dtype), hyper,
+                           dtype)
+    assert var.numpy() == want[0] == -np.inf
