@@ -9,32 +9,36 @@ stochastically: a uniform 16-bit number is added to the float32 bits below
 bfloat16's, which are then dropped, so the expected stored value is the
 float32 value.
 
-int8, block-wise with a dynamic map (Dettmers et al., "8-bit Optimizers via
-Block-wise Quantization", 2022):
+int8, block-wise, as 8-bit floats that share their block's exponent:
 - The variable is viewed as [rows, columns]: rows = shape[0] (the rows a
   sparse update indexes) and columns the product of the other dimensions. A block is
   max(1, 256 // columns) whole rows when a row has at most 256 elements,
   else 256 consecutive elements of one row. So every block lies within whole
   rows, and a sparse update re-quantizes only the blocks of its rows.
 - Each block keeps one float32 scale, the largest magnitude of its values
-  (exactly), and one code per element: the entry of a map of 256 (unsigned)
-  or 255 (signed) values in [-1, 1] nearest to x = value / scale, found by
-  arithmetic (`code_regions`) rather than by search, so that a vectorized
-  kernel computes it without table lookups. In float32: the region d of
-  |x| is the number of thresholds 10**-1, 10**-2, ... above it, and the
-  code's magnitude is bases[d] + rint(|x| * slopes[d] - offsets[d]) (a
-  product, then a difference, each rounded; rint to even). That is the
-  nearest entry except within about 1e-5 of a step of a midpoint.
-- The mean square (never negative) is stored on the unsigned map, uint8 codes
-  0..255, a positive value never on code 0 (even where value / scale
-  underflows); momentum and the mean gradient on
-  the signed map, int8 codes -127..127 (sign and magnitude; -128 reads as -127).
-- The maps are dynamic: the number of leading zero bits of a code's magnitude
-  is a decimal exponent e, the remaining bits a linear fraction, so a map
-  spans 1 down to 1e-7 (unsigned) or 1e-6 (signed) with about 2-3 significant
-  digits near the top of each decade.
-- A block that holds a NaN has a NaN scale; one that holds an infinity has
-  an infinite scale and codes 0. Either reads back as NaN.
+  (exactly), and one code per element. A code's magnitude m stands for a
+  float32 with 3 mantissa bits: m = 0 is 0, and m > 0 is the float32 whose
+  bits are (T - (top - m)) << 20, where top is the largest code (255 for
+  the mean square, 127 for momentum and the mean gradient) and
+  T = (e + 1) << 3 for the scale's biased exponent e. So the top code is
+  twice the scale's power of two, and each code below is one step of an
+  eighth of its binade less: 31.9 binades below the top (unsigned), 15.9
+  (signed), each value within 1/16 of its own magnitude (3.1% to 6.25%).
+  An index below 8 (under float32's normal range) reads as 0, and index
+  2040 (2**128) as the largest float32.
+- A value's code is the nearest (ties away from zero), from its own float32
+  bits: m = ((bits(|value|) + 2**19) >> 20) - T + top where that is
+  positive; below, a signed slot's magnitude codes 1 from half of code 1's
+  float on (bits of code 1 less 2**23, at least 1), else 0. Encoding and
+  decoding are integer arithmetic on float bits: no division, no table.
+- The mean square (never negative) is stored as uint8 codes 0..255, a
+  positive value never on code 0; momentum and the mean gradient as int8
+  codes -127..127 (sign and magnitude; the sign is the value's sign bit;
+  -128 reads as -127).
+- A block is scaled when its scale is a normal float32 (2**-126 <= scale <
+  inf). An unscaled block codes 0 (1 for a positive mean square) and reads
+  as 0, or as NaN where its scale is NaN or infinite: a block that holds a
+  NaN has a NaN scale, one that holds an infinity an infinite scale.
 
 Variables keep full-precision state (their own dtype, as without this option)
 when they are not float32 or have fewer than MIN_ELEMENTS elements: their
@@ -50,58 +54,12 @@ BLOCK_SIZE = 256
 MIN_ELEMENTS = 4096
 
 
-def dynamic_map(bits):
-    """The 2**bits non-negative values of the dynamic map, ascending, as float32:
-    0, then for each exponent e = bits-1 .. 0 the 2**(bits-1-e) values
-    10**-e * (0.1 + 0.9 * i / 2**(bits-1-e)), i = 1 .. 2**(bits-1-e)."""
-    values = [0.0]
-    for e in range(bits - 1, -1, -1):
-        steps = 2 ** (bits - 1 - e)
-        values += [10.0 ** -e * (0.1 + 0.9 * i / steps) for i in range(1, steps + 1)]
-    table = np.array(values, dtype=np.float64)
-    assert np.all(np.diff(table) > 0) and table[-1] == 1.0
-    return table.astype(np.float32)
-
-
-UNSIGNED_MAP = dynamic_map(8)        # uint8 code c -> UNSIGNED_MAP[c]
-SIGNED_MAGNITUDES = dynamic_map(7)   # int8 code c -> sign(c) * SIGNED_MAGNITUDES[|c|]
-
-
-def code_regions(bits):
-    """(thresholds, slopes, offsets, bases) of the dynamic map of `bits` bits:
-    float32 thresholds 10**-1 .. 10**-(bits-1), and per region d (0 .. bits-1)
-    the float32 slope and offset and the integer base with which
-    bases[d] + rint(x * slopes[d] - offsets[d]) is x's code. Region d < bits-1
-    is the decade [10**-(d+1), 10**-d], whose 2**k entries (k = bits-1-d) sit
-    at fractions i / 2**k of [0.1, 1] (times 10**-d), i = 1 .. 2**k, and whose
-    i = 0 is the previous decade's top code, bases[d] = 2**k - 1; the last
-    region is [0, 10**-(bits-1)], codes 0 and 1."""
-    thresholds = np.array([10.0 ** -(d + 1) for d in range(bits - 1)], np.float32)
-    slopes, offsets, bases = [], [], []
-    for d in range(bits - 1):
-        steps = 2 ** (bits - 1 - d)
-        slopes.append(10.0 ** d * steps / 0.9)
-        offsets.append(steps / 9.0)
-        bases.append(steps - 1)
-    slopes.append(10.0 ** (bits - 1))
-    offsets.append(0.0)
-    bases.append(0)
-    return (thresholds, np.array(slopes, np.float32), np.array(offsets, np.float32),
-            np.array(bases, np.int32))
-
-
-UNSIGNED_REGIONS = code_regions(8)
-SIGNED_REGIONS = code_regions(7)
-
-
-def _magnitude_codes(x, regions):
-    """The codes of magnitudes x >= 0 (float32 tensor) by `regions`."""
-    thresholds, slopes, offsets, bases = regions
-    region = tf.zeros_like(x, tf.int32)
-    for threshold in thresholds:
-        region += tf.cast(x < threshold, tf.int32)
-    step = tf.math.rint(x * tf.gather(slopes, region) - tf.gather(offsets, region))
-    return tf.gather(bases, region) + tf.cast(step, tf.int32)
+MANTISSA_BITS = 3
+UNSIGNED_TOP = 255  # the mean square's largest code
+SIGNED_TOP = 127    # momentum's and the mean gradient's largest magnitude
+_SHIFT = 23 - MANTISSA_BITS
+_SMALLEST_NORMAL_BITS = 0x00800000
+_INFINITY_BITS = 0x7F800000
 
 
 def block_layout(shape):
@@ -169,38 +127,55 @@ def block_scales(values, shape):
     return tf.where(has_nan, tf.constant(np.nan, tf.float32), largest)
 
 
+def _top_index(scales):
+    """T of each block (int32): (biased exponent of its scale + 1) << 3."""
+    exponent = tf.bitwise.right_shift(tf.bitcast(scales, tf.int32), 23)
+    return tf.bitwise.left_shift(exponent + 1, MANTISSA_BITS)
+
+
+def _is_scaled(scales):
+    """Blocks whose scale is a normal float32 (in bits: sign clear, exponent 1..254)."""
+    bits = tf.bitcast(scales, tf.int32)
+    return (bits >= _SMALLEST_NORMAL_BITS) & (bits < _INFINITY_BITS)
+
+
 def quantize(values, signed):
     """(codes, scales) of float32 `values`."""
     shape = values.shape
     scales = block_scales(values, shape)
-    scale = _per_element(scales, shape)
-    x = tf.where(scale > 0, values / tf.where(scale > 0, scale, 1.0), 0.0)
-    # The mean square's code is of x, a signed slot's of |x|; NaN (inf / inf),
-    # 0 and (on the unsigned map) negative x code 0.
-    magnitude = tf.abs(x) if signed else x
-    counted = magnitude > 0
-    magnitude = _magnitude_codes(tf.where(counted, magnitude, 0.0),
-                                 SIGNED_REGIONS if signed else UNSIGNED_REGIONS)
-    magnitude = tf.where(counted, magnitude, 0)
+    top = SIGNED_TOP if signed else UNSIGNED_TOP
+    bits = tf.bitcast(values, tf.int32)
+    magnitude_bits = tf.bitwise.bitwise_and(bits, 0x7FFFFFFF)
+    index = tf.bitwise.right_shift(magnitude_bits + (1 << (_SHIFT - 1)), _SHIFT)
+    top_index = _per_element(_top_index(scales), shape)
+    magnitude = index - top_index + top
     if signed:
-        codes = tf.cast(tf.where(x < 0, -magnitude, magnitude), tf.int8)
+        # Below code 1's binade: 1 from half of code 1's float on.
+        half = tf.maximum(tf.bitwise.left_shift(top_index - top + 1, _SHIFT) - (1 << 23), 1)
+        magnitude = tf.maximum(magnitude, tf.cast(magnitude_bits >= half, tf.int32))
+    magnitude = tf.where(_per_element(_is_scaled(scales), shape), tf.maximum(magnitude, 0), 0)
+    if signed:
+        codes = tf.cast(tf.where(bits < 0, -magnitude, magnitude), tf.int8)
     else:
-        # On the value, not the quotient, which may underflow to 0.
-        codes = tf.where(values > 0, tf.maximum(magnitude, 1), magnitude)
-        codes = tf.cast(codes, tf.uint8)
+        codes = tf.cast(tf.where(bits > 0, tf.maximum(magnitude, 1), 0), tf.uint8)
     return codes, scales
 
 
 def dequantize(codes, scales, signed):
     """float32 values of (codes, scales)."""
     shape = codes.shape
+    c = tf.cast(codes, tf.int32)
+    top = SIGNED_TOP if signed else UNSIGNED_TOP
+    magnitude = tf.minimum(tf.abs(c), SIGNED_TOP) if signed else c
+    index = magnitude - top + _per_element(_top_index(scales), shape)
+    bits = tf.minimum(tf.bitwise.left_shift(index, _SHIFT), _INFINITY_BITS - 1)
+    bits = tf.where((magnitude > 0) & (index >= 1 << MANTISSA_BITS), bits, 0)
     if signed:
-        c = tf.cast(codes, tf.int32)
-        magnitude = tf.gather(tf.constant(SIGNED_MAGNITUDES), tf.minimum(tf.abs(c), 127))
-        table_values = tf.where(c < 0, -magnitude, magnitude)
-    else:
-        table_values = tf.gather(tf.constant(UNSIGNED_MAP), tf.cast(codes, tf.int32))
-    return table_values * _per_element(scales, shape)
+        bits = tf.where(c < 0, tf.bitwise.bitwise_or(bits, tf.constant(-2**31, tf.int32)), bits)
+    values = tf.bitcast(bits, tf.float32)
+    scale = _per_element(scales, shape)
+    unscaled = tf.where(tf.math.is_finite(scale), 0.0, np.float32(np.nan))
+    return tf.where(_per_element(_is_scaled(scales), shape), values, unscaled)
 
 
 def round_to_bfloat16(values, noise=None):

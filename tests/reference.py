@@ -222,18 +222,38 @@ def rmsprop_step_with_extras(var, ms, mg, mom, ema, grad, lr, rho, momentum, eps
 # Compact state (rmsprop_op/compact_state.py), re-derived from its
 # description rather than from its code.
 
-def dynamic_map_by_bits(bits):
-    """The dynamic map decoded code by code: for a magnitude code m > 0 of
-    `bits` bits, its leading zero bits are the decimal exponent e and the
-    bits after its first 1 a fraction f of k = bits-1-e bits; the value is
-    10**-e * (0.1 + 0.9 * (f + 1) / 2**k). Code 0 is 0."""
-    values = [0.0]
-    for m in range(1, 2 ** bits):
-        top = m.bit_length() - 1
-        e, k = bits - 1 - top, top
-        f = m - (1 << top)
-        values.append(10.0 ** -e * (0.1 + 0.9 * (f + 1) / 2 ** k))
-    return np.array(values, np.float64).astype(np.float32)
+SMALLEST_NORMAL = 2.0 ** -126
+
+
+def compact_index(magnitude):
+    """The index of float32 magnitudes (float64 array, >= 0) at 3 mantissa
+    bits: 8 * (biased exponent) + the mantissa in eighths, rounded to
+    nearest, ties away from zero (below the normal floats, the magnitude in
+    steps of 2**-129, rounded the same way)."""
+    magnitude = np.asarray(magnitude, np.float64)
+    fraction, exponent = np.frexp(magnitude)  # magnitude = fraction * 2**exponent, fraction in [0.5, 1)
+    eighths = np.floor((fraction * 2 - 1) * 8 + 0.5)
+    normal = 8 * (exponent - 1 + 127) + eighths
+    below = np.floor(magnitude * 2.0 ** 129 + 0.5)
+    return np.where(magnitude >= SMALLEST_NORMAL, normal, below).astype(np.int64)
+
+
+def compact_index_value(index):
+    """The float32 an index stands for (>= 8): 2**(index // 8 - 127) * (1 + (index % 8) / 8);
+    2**128 reads as the largest float32."""
+    index = np.asarray(index, np.int64)
+    value = np.ldexp(1 + (index % 8) / 8.0, (index // 8 - 127).astype(np.int32))
+    return np.minimum(value, np.finfo(np.float32).max).astype(np.float32)
+
+
+def _top_index(scale):
+    """T of a block: 8 * (the biased exponent of its scale + 1)."""
+    _, exponent = np.frexp(np.float64(scale))
+    return 8 * (int(exponent) - 1 + 127 + 1)
+
+
+def _is_scaled(scale):
+    return bool(SMALLEST_NORMAL <= scale < np.inf)
 
 
 def _layout(shape):
@@ -253,60 +273,53 @@ def compact_blocks(shape):
             yield rb, cb, slice(r, min(r + rpb, rows)), slice(c, min(c + cpb, columns))
 
 
-def _arithmetic_codes(x, bits):
-    """Codes of float32 x by the arithmetic of compact_state: for x in the
-    decade [10**-(d+1), 10**-d], d < bits-1, with k = bits-1-d fraction bits,
-    2**k - 1 + rint(x * f32(10**d * 2**k / 0.9) - f32(2**k / 9)) in float32;
-    below 10**-(bits-1), rint(x * 10**(bits-1)); x <= 0 or NaN, 0."""
-    x = np.asarray(x, np.float32)
-    code = np.zeros(x.shape, np.int64)
-    done = ~(x > 0)
-    for d in range(bits):
-        if d < bits - 1:
-            inside = ~done & (x >= np.float32(10.0 ** -(d + 1)))
-            k = bits - 1 - d
-            slope, offset, base = np.float32(10.0 ** d * 2 ** k / 0.9), np.float32(2 ** k / 9), 2 ** k - 1
-        else:
-            inside = ~done
-            slope, offset, base = np.float32(10.0 ** d), np.float32(0), 0
-        with np.errstate(invalid="ignore"):
-            step = np.rint((x * slope).astype(np.float32) - offset).astype(np.float32)
-        code = np.where(inside, base + step.astype(np.int64), code)
-        done |= inside
-    return code
-
-
 def compact_quantize(values, signed):
     """(codes, scales) of float32 `values` (see compact_state)."""
     shape = values.shape
     rows, columns, rpb, cpb = _layout(shape)
     view = values.reshape(rows, columns)
-    bits = 7 if signed else 8
+    top = 127 if signed else 255
     scales = np.zeros((-(-rows // rpb), -(-columns // max(cpb, 1))), np.float32)
     codes = np.zeros((rows, columns), np.int8 if signed else np.uint8)
     for rb, cb, rs, cs in compact_blocks(shape):
         block = view[rs, cs]
         scale = np.float32(np.nan) if np.isnan(block).any() else np.abs(block).max()
         scales[rb, cb] = scale
-        with np.errstate(invalid="ignore"):
-            x = block / scale if scale > 0 else np.zeros_like(block)
-        x = np.where(np.isnan(x), np.float32(0), x)  # inf / inf: code 0, read back as NaN
-        if signed:
-            magnitude = _arithmetic_codes(np.abs(x), bits)
-            codes[rs, cs] = np.where(x < 0, -magnitude, magnitude)
+        negative = np.signbit(block)
+        if _is_scaled(scale):
+            magnitude_of = np.abs(block.astype(np.float64))
+            index = compact_index(magnitude_of)
+            magnitude = np.maximum(index - _top_index(scale) + top, 0)
+            if signed:
+                # Between 0 and code 1: the nearer (ties away from zero), as
+                # the format words it, by bits: from code 1's less 2**23 on.
+                half = max((_top_index(scale) - top + 1) * 2 ** 20 - 2 ** 23, 1)
+                magnitude_bits = np.abs(block).view(np.int32)
+                magnitude = np.where((magnitude == 0) & (magnitude_bits >= half), 1, magnitude)
         else:
-            code = _arithmetic_codes(x, bits)
-            codes[rs, cs] = np.where(block > 0, np.maximum(code, 1), code)
+            magnitude = np.zeros(block.shape, np.int64)
+        if signed:
+            codes[rs, cs] = np.where(negative, -magnitude, magnitude)
+        else:
+            positive = ~negative & (block != 0)
+            codes[rs, cs] = np.where(positive, np.maximum(magnitude, 1), 0)
     return codes.reshape(shape), scales
 
 
 def compact_dequantize(codes, scales, signed):
     shape = codes.shape
     rows, columns, _, _ = _layout(shape)
-    table = dynamic_map_by_bits(7 if signed else 8)
-    c = codes.reshape(rows, columns).astype(np.int32)
-    values = (np.where(c < 0, -1, 1) * table[np.minimum(np.abs(c), 127)] if signed
-              else table[c]).astype(np.float32)
+    top = 127 if signed else 255
+    c = codes.reshape(rows, columns).astype(np.int64)
+    magnitude = np.minimum(np.abs(c), 127) if signed else c
+    values = np.zeros((rows, columns), np.float32)
     for rb, cb, rs, cs in compact_blocks(shape):
-        values[rs, cs] = values[rs, cs] * scales[rb, cb]
+        scale = scales[rb, cb]
+        if not _is_scaled(scale):
+            values[rs, cs] = np.float32(0) if np.isfinite(scale) else np.float32(np.nan)
+            continue
+        m = magnitude[rs, cs]
+        index = m - top + _top_index(scale)
+        read = np.where((m > 0) & (index >= 8), compact_index_value(np.maximum(index, 8)), 0)
+        values[rs, cs] = np.where(c[rs, cs] < 0, -read, read)
     return values.reshape(shape)

@@ -1,13 +1,15 @@
 // The compact state formats of rmsprop_op/compact_state.py (bfloat16 slots,
-// and block-wise int8 slots on dynamic maps) as the fused kernels read and
-// write them: the block layout, the maps (compact_tables.h, generated from
-// compact_state.py), and one element's code. No TensorFlow here: the CUDA
+// and block-wise int8 slots of 8-bit floats sharing a block's exponent) as
+// the fused kernels read and write them: the block layout, the constants
+// (compact_tables.h, generated from compact_state.py), and one element's
+// code. No TensorFlow here: the CUDA
 // half of the GPU library includes it.
 #ifndef RMSPROP_OP_CC_KERNELS_COMMON_COMPACT_FORMAT_H_
 #define RMSPROP_OP_CC_KERNELS_COMMON_COMPACT_FORMAT_H_
 
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 
 #include "rmsprop_op/cc/kernels/common/compact_tables.h"
 #include "rmsprop_op/cc/kernels/common/hyperparameters.h"
@@ -88,51 +90,111 @@ struct CompactUpdate {
 
 namespace compact {
 
-// A map's arithmetic encoding (compact_state.code_regions), padded to 8
-// regions: a padded threshold of 0 is above no x >= 0.
-struct CodeRegions {
-  float thresholds[8];
-  float slopes[8];
-  float offsets[8];
-  int32_t bases[8];
-};
+// compact_state.py's int8 codes: 8-bit floats (3 mantissa bits) that share
+// their block's exponent, encoded and decoded by integer arithmetic on
+// float32 bits.
+constexpr int kMantissaBits = RMSPROP_COMPACT_MANTISSA_BITS;
+constexpr int kIndexShift = 23 - kMantissaBits;
+constexpr int32_t kUnsignedTop = RMSPROP_COMPACT_UNSIGNED_TOP;
+constexpr int32_t kSignedTop = RMSPROP_COMPACT_SIGNED_TOP;
+constexpr uint32_t kSmallestNormalBits = 0x00800000u;
+constexpr uint32_t kInfinityBits = 0x7f800000u;
+constexpr uint32_t kLargestFiniteBits = 0x7f7fffffu;
 
-constexpr CodeRegions kUnsignedRegions = {{RMSPROP_COMPACT_UNSIGNED_THRESHOLDS_VALUES},
-                                          {RMSPROP_COMPACT_UNSIGNED_SLOPES_VALUES},
-                                          {RMSPROP_COMPACT_UNSIGNED_OFFSETS_VALUES},
-                                          {RMSPROP_COMPACT_UNSIGNED_BASES_VALUES}};
-constexpr CodeRegions kSignedRegions = {{RMSPROP_COMPACT_SIGNED_THRESHOLDS_VALUES},
-                                        {RMSPROP_COMPACT_SIGNED_SLOPES_VALUES},
-                                        {RMSPROP_COMPACT_SIGNED_OFFSETS_VALUES},
-                                        {RMSPROP_COMPACT_SIGNED_BASES_VALUES}};
-static_assert(RMSPROP_COMPACT_UNSIGNED_SLOPES_SIZE <= 8 &&
-                  RMSPROP_COMPACT_SIGNED_SLOPES_SIZE <= 8,
-              "at most 8 regions");
-
-// The code of a magnitude x > 0: its region d counts the thresholds above
-// it; then bases[d] + rint(x * slopes[d] - offsets[d]), the product and the
-// difference each rounded to float32 (no contraction: -ffp-contract=off,
-// nvcc -fmad=false), rint to even.
-RMSPROP_HOST_DEVICE int MagnitudeCode(const CodeRegions& r, float x) {
-  int d = 0;
-  for (int j = 0; j < 8; ++j) d += x < r.thresholds[j] ? 1 : 0;
-  const float product = x * r.slopes[d];
-  return r.bases[d] + static_cast<int>(rintf(product - r.offsets[d]));
+RMSPROP_HOST_DEVICE uint32_t BitsOfFloat(float x) {
+#ifdef __CUDA_ARCH__
+  return __float_as_uint(x);
+#else
+  uint32_t b;
+  std::memcpy(&b, &x, sizeof(b));
+  return b;
+#endif
+}
+RMSPROP_HOST_DEVICE float FloatOfBits(uint32_t b) {
+#ifdef __CUDA_ARCH__
+  return __uint_as_float(b);
+#else
+  float x;
+  std::memcpy(&x, &b, sizeof(x));
+  return x;
+#endif
 }
 
-// The mean square's code of `value`, x = value / scale: x's if x > 0, and at
-// least 1 where the value (not x, which may underflow to 0) is positive;
-// NaN codes 0.
-RMSPROP_HOST_DEVICE int UnsignedCode(const CodeRegions& r, float value, float x) {
-  const int code = x > 0.0f ? MagnitudeCode(r, x) : 0;
-  return value > 0.0f && code < 1 ? 1 : code;
+// A block is scaled when its scale is a normal float32.
+RMSPROP_HOST_DEVICE bool IsScaled(uint32_t scale_bits) {
+  return scale_bits >= kSmallestNormalBits && scale_bits < kInfinityBits;
 }
 
-// A signed slot's code: |x|'s with x's sign; NaN codes 0.
-RMSPROP_HOST_DEVICE int SignedCode(const CodeRegions& r, float x) {
-  const float magnitude_of_x = x < 0.0f ? -x : x;
-  const int magnitude = magnitude_of_x > 0.0f ? MagnitudeCode(r, magnitude_of_x) : 0;
-  return x < 0.0f ? -magnitude : magnitude;
+// T - top for a scaled block: code magnitude m stands for index m + this.
+RMSPROP_HOST_DEVICE int32_t IndexOffset(uint32_t scale_bits, int32_t top) {
+  return ((static_cast<int32_t>(scale_bits >> 23) + 1) << kMantissaBits) - top;
+}
+
+// The code magnitude of a magnitude's bits (the nearest, ties away from 0).
+RMSPROP_HOST_DEVICE int32_t MagnitudeCode(uint32_t magnitude_bits, int32_t index_offset) {
+  const int32_t index =
+      static_cast<int32_t>((magnitude_bits + (1u << (kIndexShift - 1))) >> kIndexShift);
+  const int32_t m = index - index_offset;
+  return m > 0 ? m : 0;
+}
+
+// The magnitude's bits of code magnitude m > 0; 0 for m = 0 or an index
+// under the normal floats; index 2040 (2**128) reads as the largest float.
+RMSPROP_HOST_DEVICE uint32_t MagnitudeBits(int32_t m, int32_t index_offset) {
+  const int32_t index = m + index_offset;
+  if (m <= 0 || index < (1 << kMantissaBits)) return 0u;
+  const uint32_t bits = static_cast<uint32_t>(index) << kIndexShift;
+  return bits < kLargestFiniteBits ? bits : kLargestFiniteBits;
+}
+
+// The mean square's code of `value` in a block of scale bits `scale_bits`:
+// at least 1 where the value's bits are positive, 0 where they are not.
+RMSPROP_HOST_DEVICE int UnsignedCode(float value, uint32_t scale_bits) {
+  const uint32_t bits = BitsOfFloat(value);
+  if (static_cast<int32_t>(bits) <= 0) return 0;
+  const int32_t m =
+      IsScaled(scale_bits) ? MagnitudeCode(bits, IndexOffset(scale_bits, kUnsignedTop)) : 0;
+  return m < 1 ? 1 : m;
+}
+
+// The bits from which a magnitude below code 1's binade codes 1, not 0: half
+// of code 1's float (its bits less one exponent step), at least 1.
+RMSPROP_HOST_DEVICE int32_t HalfOfCodeOneBits(int32_t index_offset) {
+  const int32_t half = (index_offset + 1) * (1 << kIndexShift) - (1 << 23);
+  return half > 1 ? half : 1;
+}
+
+// A signed slot's code: the nearest magnitude's (0 or code 1 below code 1's
+// binade), with the value's sign bit.
+RMSPROP_HOST_DEVICE int SignedCode(float value, uint32_t scale_bits) {
+  const uint32_t bits = BitsOfFloat(value);
+  int32_t m = 0;
+  if (IsScaled(scale_bits)) {
+    const int32_t offset = IndexOffset(scale_bits, kSignedTop);
+    const uint32_t magnitude_bits = bits & 0x7fffffffu;
+    m = MagnitudeCode(magnitude_bits, offset);
+    if (m == 0 && static_cast<int32_t>(magnitude_bits) >= HalfOfCodeOneBits(offset)) m = 1;
+  }
+  return (bits >> 31) != 0 ? -m : m;
+}
+
+// The value an unscaled block reads as: NaN for a NaN or infinite scale, else 0.
+RMSPROP_HOST_DEVICE float UnscaledValue(uint32_t scale_bits) {
+  return (scale_bits & 0x7fffffffu) >= kInfinityBits ? FloatOfBits(0x7fc00000u) : 0.0f;
+}
+
+RMSPROP_HOST_DEVICE float DecodeUnsigned(uint8_t code, uint32_t scale_bits) {
+  if (!IsScaled(scale_bits)) return UnscaledValue(scale_bits);
+  return FloatOfBits(MagnitudeBits(code, IndexOffset(scale_bits, kUnsignedTop)));
+}
+
+// An int8 code's byte: -128 reads as -127.
+RMSPROP_HOST_DEVICE float DecodeSigned(uint8_t byte, uint32_t scale_bits) {
+  if (!IsScaled(scale_bits)) return UnscaledValue(scale_bits);
+  const int code = static_cast<int8_t>(byte);
+  const int32_t m = code < 0 ? (code == -128 ? 127 : -code) : code;
+  const uint32_t sign = code < 0 ? 0x80000000u : 0u;
+  return FloatOfBits(sign | MagnitudeBits(m, IndexOffset(scale_bits, kSignedTop)));
 }
 
 }  // namespace compact

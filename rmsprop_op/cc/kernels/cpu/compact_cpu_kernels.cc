@@ -81,7 +81,6 @@ struct DenseApplyCompactRMSProp<CPUDevice> {
                           const rmsprop_math::Extras<float>* x) {
     const cpu::UpdateBlockFn update_block = cpu::SelectUpdateBlock(u, ChoiceOf(u, x));
     const rmsprop_math::Extras<float> extras = x != nullptr ? *x : rmsprop_math::Extras<float>{};
-    const cpu::CompactTables& tables = cpu::Tables();
     const BlockLayout& l = u.layout;
     d.parallelFor(l.num_blocks(), BlockCost(u, kCompactBlockSize),
                   [&](Eigen::Index first, Eigen::Index last) {
@@ -89,7 +88,7 @@ struct DenseApplyCompactRMSProp<CPUDevice> {
                       const int64_t offset = l.BlockOffset(b);
                       const int64_t n = l.BlockRows(b) * l.BlockColumns(b);
                       const cpu::Segment all = {0, n, u.grad + offset};
-                      update_block(u, b, offset, n, &all, 1, h, extras, tables);
+                      update_block(u, b, offset, n, &all, 1, h, extras);
                     }
                   });
     return {};
@@ -120,7 +119,6 @@ struct SparseApplyCompactRMSProp<CPUDevice, Tindex> {
     // A sparse update has no extras.
     const cpu::UpdateBlockFn update_block = cpu::SelectUpdateBlock(u, ChoiceOf(u));
     const rmsprop_math::Extras<float> no_extras = {};
-    const cpu::CompactTables& tables = cpu::Tables();
     const double run_elements = static_cast<double>(l.rows_per_block * l.columns);
     d.parallelFor(num_runs, BlockCost(u, run_elements), [&](Eigen::Index first,
                                                             Eigen::Index last) {
@@ -157,7 +155,7 @@ struct SparseApplyCompactRMSProp<CPUDevice, Tindex> {
             segments[num_segments++] = {local, columns, grad};
           }
           update_block(u, b, offset, l.BlockRows(b) * columns, segments, num_segments, h,
-                       no_extras, tables);
+                       no_extras);
         }
       }
     });

@@ -1,11 +1,10 @@
 // The CPU loops of the updates with compact state: one block at a time,
 // decoded into float32 buffers in L1, updated by the float32 element loop
 // (element_loops.h, the same code as the float32 ops), and encoded again.
-// AVX2 decodes 8 elements at a time (table entries read with scalar loads)
-// and encodes 8 at a time by the arithmetic of compact_format.h, with no
-// table lookups; the baseline build runs the same steps one element at a
-// time. Both give the bits of compact_state.py's TensorFlow ops, which run
-// under the same flush-to-zero as these loops.
+// AVX2 decodes and encodes 8 elements at a time by compact_format.h's
+// integer arithmetic on float bits; the baseline build runs the same steps
+// one element at a time. Both give the bits of compact_state.py's
+// TensorFlow ops.
 #ifndef RMSPROP_OP_CC_KERNELS_CPU_COMPACT_LOOPS_H_
 #define RMSPROP_OP_CC_KERNELS_CPU_COMPACT_LOOPS_H_
 
@@ -39,33 +38,6 @@ inline float FloatOf(uint32_t b) {
   return x;
 }
 
-// The maps of compact_tables.h, as the loops read them: by a code's byte.
-struct CompactTables {
-  float unsigned_decode[256];
-  float signed_decode[256];  // int8 code c at byte (uint8_t)c: sign(c) * magnitude
-  CompactTables() {
-    static constexpr float kUnsigned[RMSPROP_COMPACT_UNSIGNED_MAP_SIZE] = {
-        RMSPROP_COMPACT_UNSIGNED_MAP_VALUES};
-    static constexpr float kMagnitudes[RMSPROP_COMPACT_SIGNED_MAGNITUDES_SIZE] = {
-        RMSPROP_COMPACT_SIGNED_MAGNITUDES_VALUES};
-    static_assert(RMSPROP_COMPACT_UNSIGNED_MAP_SIZE == 256 &&
-                      RMSPROP_COMPACT_SIGNED_MAGNITUDES_SIZE == 128,
-                  "one table entry per code");
-    for (int c = 0; c < 256; ++c) {
-      unsigned_decode[c] = kUnsigned[c];
-      const int code = static_cast<int8_t>(c);
-      // -128 reads as -127 (compact_state.dequantize).
-      const float magnitude = kMagnitudes[code < 0 ? (code == -128 ? 127 : -code) : code];
-      signed_decode[c] = code < 0 ? -magnitude : magnitude;
-    }
-  }
-};
-
-inline const CompactTables& Tables() {
-  static const CompactTables* tables = new CompactTables();
-  return *tables;
-}
-
 // A range of a block that an update changes: `length` elements from `local`
 // (relative to the block's first element), with their gradients.
 struct Segment {
@@ -76,9 +48,12 @@ struct Segment {
 
 // -- Decoding and encoding one block, one element at a time. --------------
 
-inline void DecodeScalar(const uint8_t* codes, int64_t n, float scale,
-                         const float* table, float* out) {
-  for (int64_t i = 0; i < n; ++i) out[i] = table[codes[i]] * scale;
+template <bool kSigned>
+inline void DecodeScalar(const uint8_t* codes, int64_t n, float scale, float* out) {
+  const uint32_t s = BitsOf(scale);
+  for (int64_t i = 0; i < n; ++i) {
+    out[i] = kSigned ? compact::DecodeSigned(codes[i], s) : compact::DecodeUnsigned(codes[i], s);
+  }
 }
 
 // The block's scale: its largest magnitude, NaN if it holds a NaN. As bits,
@@ -92,141 +67,105 @@ inline uint32_t LargestMagnitudeBits(const float* v, int64_t begin, int64_t n,
   return largest;
 }
 
-// Sets *scale from the largest magnitude's bits; false when every code is 0
-// (scale NaN or 0: compact_state normalizes to 0 where scale is not > 0).
-inline bool ScaleOf(uint32_t largest, float* scale) {
-  *scale = largest > 0x7f800000u ? std::numeric_limits<float>::quiet_NaN()
-                                 : FloatOf(largest);
-  return *scale > 0.0f;
+inline uint32_t ScaleBitsOf(uint32_t largest) {
+  return largest > compact::kInfinityBits ? 0x7fc00000u : largest;
 }
 
-// The code of `value`, x = value / scale (compact_format.h).
-inline int EncodeOne(float value, float x, bool is_signed) {
-  return is_signed ? compact::SignedCode(compact::kSignedRegions, x)
-                   : compact::UnsignedCode(compact::kUnsignedRegions, value, x);
-}
-
-inline void EncodeTail(const float* v, int64_t begin, int64_t n, float scale,
-                       bool is_signed, uint8_t* codes) {
+template <bool kSigned>
+inline void EncodeTail(const float* v, int64_t begin, int64_t n, uint32_t scale_bits,
+                       uint8_t* codes) {
   for (int64_t i = begin; i < n; ++i) {
-    codes[i] = static_cast<uint8_t>(EncodeOne(v[i], v[i] / scale, is_signed));
+    codes[i] = static_cast<uint8_t>(kSigned ? compact::SignedCode(v[i], scale_bits)
+                                            : compact::UnsignedCode(v[i], scale_bits));
   }
 }
 
-// The codes of a block whose scale is NaN or 0 (every value / scale reads
-// as 0): 1 for a positive mean square, else 0.
-inline void EncodeUnscaled(const float* v, int64_t n, bool is_signed, uint8_t* codes) {
-  for (int64_t i = 0; i < n; ++i) codes[i] = !is_signed && v[i] > 0.0f ? 1 : 0;
-}
-
-inline void EncodeScalar(const float* v, int64_t n, bool is_signed, uint8_t* codes,
-                         float* scale_out) {
-  float scale;
-  if (!ScaleOf(LargestMagnitudeBits(v, 0, n, 0), &scale)) {
-    *scale_out = scale;
-    EncodeUnscaled(v, n, is_signed, codes);
-    return;
-  }
-  *scale_out = scale;
-  EncodeTail(v, 0, n, scale, is_signed, codes);
+template <bool kSigned>
+inline void EncodeScalar(const float* v, int64_t n, uint8_t* codes, float* scale_out) {
+  const uint32_t scale_bits = ScaleBitsOf(LargestMagnitudeBits(v, 0, n, 0));
+  *scale_out = FloatOf(scale_bits);
+  EncodeTail<kSigned>(v, 0, n, scale_bits, codes);
 }
 
 // -- The same with AVX2, 8 elements at a time. ----------------------------
 
 // (Called, not inlined: the per-block callers are compiled for several
 // targets, and an AVX2 function inlines only into AVX2 or wider code.)
-// Table entries are read with scalar loads (8 codes from one 64-bit load),
-// not vpgatherdd, which is slow on AMD processors before Zen 4.
-RMSPROP_AVX2_TARGET inline void DecodeAvx2(
-    const uint8_t* codes, int64_t n, float scale, const float* table, float* out) {
-  const __m256 s = _mm256_set1_ps(scale);
+template <bool kSigned>
+RMSPROP_AVX2_TARGET inline void DecodeAvx2(const uint8_t* codes, int64_t n, float scale,
+                                           float* out) {
+  const uint32_t scale_bits = BitsOf(scale);
+  if (!compact::IsScaled(scale_bits)) {
+    const float value = compact::UnscaledValue(scale_bits);
+    for (int64_t i = 0; i < n; ++i) out[i] = value;
+    return;
+  }
+  const __m256i offset = _mm256_set1_epi32(
+      compact::IndexOffset(scale_bits, kSigned ? compact::kSignedTop : compact::kUnsignedTop));
+  const __m256i zero = _mm256_setzero_si256();
+  const __m256i below_normal = _mm256_set1_epi32((1 << compact::kMantissaBits) - 1);
+  const __m256i largest = _mm256_set1_epi32(static_cast<int32_t>(compact::kLargestFiniteBits));
   int64_t i = 0;
   for (; i + 8 <= n; i += 8) {
-    uint64_t c;
-    std::memcpy(&c, codes + i, sizeof(c));
-    const __m128 lo = _mm_setr_ps(table[c & 0xff], table[(c >> 8) & 0xff],
-                                  table[(c >> 16) & 0xff], table[(c >> 24) & 0xff]);
-    const __m128 hi = _mm_setr_ps(table[(c >> 32) & 0xff], table[(c >> 40) & 0xff],
-                                  table[(c >> 48) & 0xff], table[c >> 56]);
-    _mm256_storeu_ps(out + i, _mm256_mul_ps(_mm256_set_m128(hi, lo), s));
+    const __m128i bytes = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(codes + i));
+    const __m256i c = kSigned ? _mm256_cvtepi8_epi32(bytes) : _mm256_cvtepu8_epi32(bytes);
+    const __m256i m =
+        kSigned ? _mm256_min_epi32(_mm256_abs_epi32(c), _mm256_set1_epi32(compact::kSignedTop))
+                : c;
+    const __m256i index = _mm256_add_epi32(m, offset);
+    const __m256i keep = _mm256_and_si256(_mm256_cmpgt_epi32(m, zero),
+                                          _mm256_cmpgt_epi32(index, below_normal));
+    __m256i bits = _mm256_and_si256(
+        keep, _mm256_min_epu32(_mm256_slli_epi32(index, compact::kIndexShift), largest));
+    if (kSigned) {
+      bits = _mm256_or_si256(bits, _mm256_and_si256(c, _mm256_set1_epi32(INT32_MIN)));
+    }
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + i), bits);
   }
-  DecodeScalar(codes + i, n - i, scale, table, out + i);
+  DecodeScalar<kSigned>(codes + i, n - i, scale, out + i);
 }
 
-// compact_format.h's CodeRegions in registers: thresholds broadcast, the
-// per-region constants indexed by vpermps (8 regions at most).
-struct RegionsAvx2 {
-  __m256 thresholds[8];
-  __m256 slopes, offsets;
-  __m256i bases;
-};
-
-RMSPROP_AVX2_TARGET __attribute__((always_inline)) inline RegionsAvx2 LoadRegionsAvx2(
-    const compact::CodeRegions& r) {
-  RegionsAvx2 out;
-  for (int j = 0; j < 8; ++j) out.thresholds[j] = _mm256_set1_ps(r.thresholds[j]);
-  out.slopes = _mm256_loadu_ps(r.slopes);
-  out.offsets = _mm256_loadu_ps(r.offsets);
-  out.bases = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(r.bases));
-  return out;
-}
-
-// compact::MagnitudeCode of 8 lanes; lanes not > 0 are masked by the
-// caller. kThresholds: the real (not padded) thresholds.
-template <int kThresholds>
-RMSPROP_AVX2_TARGET __attribute__((always_inline)) inline __m256i MagnitudeCodesAvx2(
-    const RegionsAvx2& r, __m256 x) {
-  __m256i region = _mm256_setzero_si256();
-  for (int j = 0; j < kThresholds; ++j) {
-    const __m256 below = _mm256_cmp_ps(x, r.thresholds[j], _CMP_LT_OQ);
-    region = _mm256_sub_epi32(region, _mm256_castps_si256(below));  // below is -1 or 0
-  }
-  const __m256 slope = _mm256_permutevar8x32_ps(r.slopes, region);
-  const __m256 offset = _mm256_permutevar8x32_ps(r.offsets, region);
-  const __m256i base = _mm256_permutevar8x32_epi32(r.bases, region);
-  // cvtps rounds to nearest even (MXCSR's default mode), as rintf.
-  const __m256i step = _mm256_cvtps_epi32(_mm256_sub_ps(_mm256_mul_ps(x, slope), offset));
-  return _mm256_add_epi32(base, step);
-}
-
-// The codes of 8 values with x = value / scale (compact::UnsignedCode or
-// SignedCode).
+// compact::UnsignedCode or SignedCode of 8 values of a scaled block
+// (`offset`: compact::IndexOffset).
+// below_half: compact::HalfOfCodeOneBits - 1 (signed slots only).
 template <bool kSigned>
 RMSPROP_AVX2_TARGET __attribute__((always_inline)) inline __m256i CodesAvx2(
-    __m256 value, __m256 x, const RegionsAvx2& r) {
-  const __m256 zero = _mm256_setzero_ps();
+    __m256i bits, __m256i offset, __m256i below_half) {
+  const __m256i zero = _mm256_setzero_si256();
+  const __m256i magnitude_bits = _mm256_and_si256(bits, _mm256_set1_epi32(0x7fffffff));
+  const __m256i index = _mm256_srli_epi32(
+      _mm256_add_epi32(magnitude_bits, _mm256_set1_epi32(1 << (compact::kIndexShift - 1))),
+      compact::kIndexShift);
+  const __m256i m = _mm256_sub_epi32(index, offset);
   if constexpr (!kSigned) {
-    const __m256i counted = _mm256_castps_si256(_mm256_cmp_ps(x, zero, _CMP_GT_OQ));
-    const __m256i code = _mm256_and_si256(
-        counted, MagnitudeCodesAvx2<RMSPROP_COMPACT_UNSIGNED_THRESHOLDS_SIZE>(r, x));
-    const __m256i positive = _mm256_castps_si256(_mm256_cmp_ps(value, zero, _CMP_GT_OQ));
-    return _mm256_max_epi32(code, _mm256_srli_epi32(positive, 31));
+    const __m256i positive = _mm256_cmpgt_epi32(bits, zero);
+    return _mm256_and_si256(positive, _mm256_max_epi32(m, _mm256_set1_epi32(1)));
   } else {
-    const __m256 magnitude_of_x =
-        _mm256_and_ps(x, _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff)));
-    const __m256i counted =
-        _mm256_castps_si256(_mm256_cmp_ps(magnitude_of_x, zero, _CMP_GT_OQ));
-    const __m256i magnitude = _mm256_and_si256(
-        counted, MagnitudeCodesAvx2<RMSPROP_COMPACT_SIGNED_THRESHOLDS_SIZE>(r, magnitude_of_x));
-    const __m256i negative = _mm256_castps_si256(_mm256_cmp_ps(x, zero, _CMP_LT_OQ));
-    return _mm256_sub_epi32(_mm256_xor_si256(magnitude, negative), negative);
+    // m where m > 0; else 1 from half of code 1 on, else 0.
+    const __m256i low = _mm256_srli_epi32(_mm256_cmpgt_epi32(magnitude_bits, below_half), 31);
+    const __m256i code = _mm256_max_epi32(m, low);
+    const __m256i negative = _mm256_srai_epi32(bits, 31);
+    return _mm256_sub_epi32(_mm256_xor_si256(code, negative), negative);
   }
 }
 
 // EncodeAvx2's loop over whole groups of 8; returns the elements done.
 template <bool kSigned>
 RMSPROP_AVX2_TARGET __attribute__((always_inline)) inline int64_t EncodeLoopAvx2(
-    const float* v, int64_t n, float scale, const RegionsAvx2& r,
-    uint8_t* __restrict__ codes) {
-  const __m256 s = _mm256_set1_ps(scale);
+    const float* v, int64_t n, uint32_t scale_bits, uint8_t* __restrict__ codes) {
+  const int32_t index_offset =
+      compact::IndexOffset(scale_bits, kSigned ? compact::kSignedTop : compact::kUnsignedTop);
+  const __m256i offset = _mm256_set1_epi32(index_offset);
+  const __m256i below_half = _mm256_set1_epi32(compact::HalfOfCodeOneBits(index_offset) - 1);
   int64_t i = 0;
   // 32 at a time: the codes packed to bytes and stored together.
   const __m256i byte_order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
   for (; i + 32 <= n; i += 32) {
     __m256i c[4];
     for (int k = 0; k < 4; ++k) {
-      const __m256 value = _mm256_loadu_ps(v + i + 8 * k);
-      c[k] = CodesAvx2<kSigned>(value, _mm256_div_ps(value, s), r);  // a true division
+      c[k] = CodesAvx2<kSigned>(
+          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(v + i + 8 * k)), offset,
+          below_half);
     }
     const __m256i words01 = _mm256_packs_epi32(c[0], c[1]);
     const __m256i words23 = _mm256_packs_epi32(c[2], c[3]);
@@ -236,8 +175,8 @@ RMSPROP_AVX2_TARGET __attribute__((always_inline)) inline int64_t EncodeLoopAvx2
                         _mm256_permutevar8x32_epi32(bytes, byte_order));
   }
   for (; i + 8 <= n; i += 8) {
-    const __m256 value = _mm256_loadu_ps(v + i);
-    const __m256i code = CodesAvx2<kSigned>(value, _mm256_div_ps(value, s), r);
+    const __m256i code = CodesAvx2<kSigned>(
+        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(v + i)), offset, below_half);
     const __m128i words = _mm_packs_epi32(_mm256_castsi256_si128(code),
                                           _mm256_extracti128_si256(code, 1));
     const __m128i bytes = kSigned ? _mm_packs_epi16(words, words) : _mm_packus_epi16(words, words);
@@ -246,8 +185,9 @@ RMSPROP_AVX2_TARGET __attribute__((always_inline)) inline int64_t EncodeLoopAvx2
   return i;
 }
 
-RMSPROP_AVX2_TARGET inline void EncodeAvx2(
-    const float* v, int64_t n, bool is_signed, uint8_t* codes, float* scale_out) {
+template <bool kSigned>
+RMSPROP_AVX2_TARGET inline void EncodeAvx2(const float* v, int64_t n, uint8_t* codes,
+                                           float* scale_out) {
   const __m256i magnitude_mask = _mm256_set1_epi32(0x7fffffff);
   __m256i largest8 = _mm256_setzero_si256();
   int64_t i = 0;
@@ -259,19 +199,10 @@ RMSPROP_AVX2_TARGET inline void EncodeAvx2(
   _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), largest8);
   uint32_t largest = 0;
   for (int k = 0; k < 8; ++k) largest = lanes[k] > largest ? lanes[k] : largest;
-  largest = LargestMagnitudeBits(v, i, n, largest);
-  float scale;
-  const bool nonzero = ScaleOf(largest, &scale);
-  *scale_out = scale;
-  if (!nonzero) {
-    EncodeUnscaled(v, n, is_signed, codes);
-    return;
-  }
-  i = is_signed
-          ? EncodeLoopAvx2<true>(v, n, scale, LoadRegionsAvx2(compact::kSignedRegions), codes)
-          : EncodeLoopAvx2<false>(v, n, scale, LoadRegionsAvx2(compact::kUnsignedRegions),
-                                  codes);
-  EncodeTail(v, i, n, scale, is_signed, codes);
+  const uint32_t scale_bits = ScaleBitsOf(LargestMagnitudeBits(v, i, n, largest));
+  *scale_out = FloatOf(scale_bits);
+  i = compact::IsScaled(scale_bits) ? EncodeLoopAvx2<kSigned>(v, n, scale_bits, codes) : 0;
+  EncodeTail<kSigned>(v, i, n, scale_bits, codes);
 }
 
 // -- One block. ------------------------------------------------------------
@@ -306,24 +237,22 @@ __attribute__((always_inline)) inline void NarrowBfloat16(const float* in, uint1
 }
 
 // One slot's block decoded into `out`, or encoded from `in`.
-template <bool kVector>
+template <bool kVector, bool kSigned>
 __attribute__((always_inline)) inline void DecodeBlock(const CompactSlot& slot, int64_t block,
-                                                       int64_t offset, int64_t n,
-                                                       const float* table, float* out) {
+                                                       int64_t offset, int64_t n, float* out) {
   if constexpr (kVector) {
-    DecodeAvx2(slot.codes + offset, n, slot.scales[block], table, out);
+    DecodeAvx2<kSigned>(slot.codes + offset, n, slot.scales[block], out);
   } else {
-    DecodeScalar(slot.codes + offset, n, slot.scales[block], table, out);
+    DecodeScalar<kSigned>(slot.codes + offset, n, slot.scales[block], out);
   }
 }
-template <bool kVector>
-__attribute__((always_inline)) inline void EncodeBlock(const float* in, bool is_signed,
-                                                       const CompactSlot& slot, int64_t block,
-                                                       int64_t offset, int64_t n) {
+template <bool kVector, bool kSigned>
+__attribute__((always_inline)) inline void EncodeBlock(const float* in, const CompactSlot& slot,
+                                                       int64_t block, int64_t offset, int64_t n) {
   if constexpr (kVector) {
-    EncodeAvx2(in, n, is_signed, slot.codes + offset, slot.scales + block);
+    EncodeAvx2<kSigned>(in, n, slot.codes + offset, slot.scales + block);
   } else {
-    EncodeScalar(in, n, is_signed, slot.codes + offset, slot.scales + block);
+    EncodeScalar<kSigned>(in, n, slot.codes + offset, slot.scales + block);
   }
 }
 
@@ -334,25 +263,24 @@ __attribute__((always_inline)) inline void EncodeBlock(const float* in, bool is_
 template <typename V, StateFormat kFormat, bool kVector>
 __attribute__((always_inline)) inline void UpdateBlockBody(
     const CompactUpdate& u, int64_t block, int64_t offset, int64_t n, const Segment* segments,
-    int num_segments, const rmsprop_math::Hyper<float>& h, const rmsprop_math::Extras<float>& x,
-    const CompactTables& t) {
+    int num_segments, const rmsprop_math::Hyper<float>& h, const rmsprop_math::Extras<float>& x) {
   alignas(64) float ms[kCompactBlockSize];
   alignas(64) float mg[kCompactBlockSize];
   alignas(64) float mom[kCompactBlockSize];
   if constexpr (kFormat == StateFormat::kInt8) {
     // (No lambdas: they would not inherit the caller's target.)
-    DecodeBlock<kVector>(u.ms, block, offset, n, t.unsigned_decode, ms);
-    if (V::kCentered) DecodeBlock<kVector>(u.mg, block, offset, n, t.signed_decode, mg);
-    if (V::kMomentum) DecodeBlock<kVector>(u.mom, block, offset, n, t.signed_decode, mom);
+    DecodeBlock<kVector, false>(u.ms, block, offset, n, ms);
+    if (V::kCentered) DecodeBlock<kVector, true>(u.mg, block, offset, n, mg);
+    if (V::kMomentum) DecodeBlock<kVector, true>(u.mom, block, offset, n, mom);
     for (int s = 0; s < num_segments; ++s) {
       const int64_t at = segments[s].local;
       const SlotPointers<float> slots = {u.var + offset + at, ms + at, mg + at, mom + at,
                                          V::kEma ? u.ema + offset + at : nullptr};
       UpdateElements<V, float, float>(slots, segments[s].grad, 0, segments[s].length, h, x);
     }
-    EncodeBlock<kVector>(ms, /*is_signed=*/false, u.ms, block, offset, n);
-    if (V::kCentered) EncodeBlock<kVector>(mg, /*is_signed=*/true, u.mg, block, offset, n);
-    if (V::kMomentum) EncodeBlock<kVector>(mom, /*is_signed=*/true, u.mom, block, offset, n);
+    EncodeBlock<kVector, false>(ms, u.ms, block, offset, n);
+    if (V::kCentered) EncodeBlock<kVector, true>(mg, u.mg, block, offset, n);
+    if (V::kMomentum) EncodeBlock<kVector, true>(mom, u.mom, block, offset, n);
   } else {
     for (int s = 0; s < num_segments; ++s) {
       const int64_t at = offset + segments[s].local;
@@ -372,29 +300,27 @@ __attribute__((always_inline)) inline void UpdateBlockBody(
 
 using UpdateBlockFn = void (*)(const CompactUpdate&, int64_t, int64_t, int64_t,
                                const Segment*, int, const rmsprop_math::Hyper<float>&,
-                               const rmsprop_math::Extras<float>&, const CompactTables&);
+                               const rmsprop_math::Extras<float>&);
 
 template <typename V, StateFormat kFormat>
 RMSPROP_AVX512_TARGET void UpdateBlockAvx512(const CompactUpdate& u, int64_t block,
                                              int64_t offset, int64_t n, const Segment* s,
                                              int num, const rmsprop_math::Hyper<float>& h,
-                                             const rmsprop_math::Extras<float>& x,
-                                             const CompactTables& t) {
-  UpdateBlockBody<V, kFormat, true>(u, block, offset, n, s, num, h, x, t);
+                                             const rmsprop_math::Extras<float>& x) {
+  UpdateBlockBody<V, kFormat, true>(u, block, offset, n, s, num, h, x);
 }
 template <typename V, StateFormat kFormat>
 RMSPROP_AVX2_TARGET void UpdateBlockAvx2(const CompactUpdate& u, int64_t block,
                                          int64_t offset, int64_t n, const Segment* s,
                                          int num, const rmsprop_math::Hyper<float>& h,
-                                         const rmsprop_math::Extras<float>& x,
-                                         const CompactTables& t) {
-  UpdateBlockBody<V, kFormat, true>(u, block, offset, n, s, num, h, x, t);
+                                         const rmsprop_math::Extras<float>& x) {
+  UpdateBlockBody<V, kFormat, true>(u, block, offset, n, s, num, h, x);
 }
 template <typename V, StateFormat kFormat>
 void UpdateBlockBaseline(const CompactUpdate& u, int64_t block, int64_t offset, int64_t n,
                          const Segment* s, int num, const rmsprop_math::Hyper<float>& h,
-                         const rmsprop_math::Extras<float>& x, const CompactTables& t) {
-  UpdateBlockBody<V, kFormat, false>(u, block, offset, n, s, num, h, x, t);
+                         const rmsprop_math::Extras<float>& x) {
+  UpdateBlockBody<V, kFormat, false>(u, block, offset, n, s, num, h, x);
 }
 
 // The block loop for this update's variant (`choice`) and format on this

@@ -22,41 +22,12 @@ namespace gpu {
 
 static_assert(kCompactBlockSize == kThreads, "one thread per element of a state block");
 
-// The maps, from the same generated text as the CPU's.
-__constant__ float kUnsignedMap[RMSPROP_COMPACT_UNSIGNED_MAP_SIZE] = {
-    RMSPROP_COMPACT_UNSIGNED_MAP_VALUES};
-__constant__ float kSignedMagnitudes[RMSPROP_COMPACT_SIGNED_MAGNITUDES_SIZE] = {
-    RMSPROP_COMPACT_SIGNED_MAGNITUDES_VALUES};
-__constant__ compact::CodeRegions kUnsignedCodeRegions = {
-    {RMSPROP_COMPACT_UNSIGNED_THRESHOLDS_VALUES}, {RMSPROP_COMPACT_UNSIGNED_SLOPES_VALUES},
-    {RMSPROP_COMPACT_UNSIGNED_OFFSETS_VALUES}, {RMSPROP_COMPACT_UNSIGNED_BASES_VALUES}};
-__constant__ compact::CodeRegions kSignedCodeRegions = {
-    {RMSPROP_COMPACT_SIGNED_THRESHOLDS_VALUES}, {RMSPROP_COMPACT_SIGNED_SLOPES_VALUES},
-    {RMSPROP_COMPACT_SIGNED_OFFSETS_VALUES}, {RMSPROP_COMPACT_SIGNED_BASES_VALUES}};
-
-__device__ __forceinline__ float DecodeUnsigned(uint8_t code, float scale) {
-  return kUnsignedMap[code] * scale;
-}
-__device__ __forceinline__ float DecodeSigned(uint8_t byte, float scale) {
-  const int code = static_cast<int8_t>(byte);
-  const int magnitude = code < 0 ? (code == -128 ? 127 : -code) : code;  // -128 reads as -127
-  const float m = kSignedMagnitudes[magnitude];
-  return (code < 0 ? -m : m) * scale;
-}
-
-// The maps' arithmetic encodings, copied to shared memory by
-// LoadCodeRegions (every thread calls it): they are read with divergent
-// region indices, which constant memory serializes.
-struct SharedCodeRegions {
-  compact::CodeRegions unsigned_map;
-  compact::CodeRegions signed_map;
-};
-__device__ __forceinline__ void LoadCodeRegions(SharedCodeRegions* regions) {
-  if (threadIdx.x == 0) {
-    regions->unsigned_map = kUnsignedCodeRegions;
-    regions->signed_map = kSignedCodeRegions;
-  }
-  __syncthreads();
+// Element i (of block b) of an int8 slot.
+__device__ __forceinline__ float DecodeAt(const CompactSlot& slot, int64_t i, int64_t b,
+                                          bool is_signed) {
+  const uint32_t scale_bits = __float_as_uint(slot.scales[b]);
+  return is_signed ? compact::DecodeSigned(slot.codes[i], scale_bits)
+                   : compact::DecodeUnsigned(slot.codes[i], scale_bits);
 }
 
 // The largest of `bits` over the thread block (all threads call it).
@@ -76,17 +47,14 @@ __device__ __forceinline__ uint32_t BlockMax(uint32_t bits, uint32_t* shared) {
 // Encodes one slot's new value (every thread of the block, inactive ones
 // with 0) into the block's codes and scale.
 __device__ __forceinline__ void EncodeSlot(float value, bool active, bool is_signed,
-                                           const compact::CodeRegions& regions, uint8_t* codes,
-                                           float* scale_out, uint32_t* shared) {
+                                           uint8_t* codes, float* scale_out, uint32_t* shared) {
   // A NaN's magnitude bits exceed infinity's: the scale is then NaN.
   const uint32_t largest = BlockMax(active ? __float_as_uint(value) & 0x7fffffffu : 0u, shared);
-  const float scale = largest > 0x7f800000u ? __uint_as_float(0x7fc00000u)
-                                            : __uint_as_float(largest);
-  if (threadIdx.x == 0) *scale_out = scale;
+  const uint32_t scale_bits = largest > compact::kInfinityBits ? 0x7fc00000u : largest;
+  if (threadIdx.x == 0) *scale_out = __uint_as_float(scale_bits);
   if (!active) return;
-  const float x = scale > 0.0f ? value / scale : 0.0f;  // a true division (no fast math)
-  *codes = static_cast<uint8_t>(is_signed ? compact::SignedCode(regions, x)
-                                          : compact::UnsignedCode(regions, value, x));
+  *codes = static_cast<uint8_t>(is_signed ? compact::SignedCode(value, scale_bits)
+                                          : compact::UnsignedCode(value, scale_bits));
 }
 
 // Element i of block b: every int8 slot of the update encoded (every thread
@@ -94,26 +62,18 @@ __device__ __forceinline__ void EncodeSlot(float value, bool active, bool is_sig
 template <typename V>
 __device__ __forceinline__ void EncodeSlots(const CompactUpdate& u, int64_t b, int64_t i,
                                             bool active, float ms, float mg, float mom,
-                                            const SharedCodeRegions& regions,
                                             uint32_t* largest) {
-  EncodeSlot(ms, active, false, regions.unsigned_map, u.ms.codes + i, u.ms.scales + b, largest);
-  if (V::kCentered) {
-    EncodeSlot(mg, active, true, regions.signed_map, u.mg.codes + i, u.mg.scales + b, largest);
-  }
-  if (V::kMomentum) {
-    EncodeSlot(mom, active, true, regions.signed_map, u.mom.codes + i, u.mom.scales + b,
-               largest);
-  }
+  EncodeSlot(ms, active, false, u.ms.codes + i, u.ms.scales + b, largest);
+  if (V::kCentered) EncodeSlot(mg, active, true, u.mg.codes + i, u.mg.scales + b, largest);
+  if (V::kMomentum) EncodeSlot(mom, active, true, u.mom.codes + i, u.mom.scales + b, largest);
 }
 
 template <typename V, StateFormat kFormat>
 __global__ void __launch_bounds__(kThreads)
     DenseCompactKernel(const CompactUpdate u, const rmsprop_math::Hyper<float> h,
                        const rmsprop_math::Extras<float> x) {
-  __shared__ SharedCodeRegions regions;
   __shared__ uint32_t largest;
   constexpr bool kInt8 = kFormat == StateFormat::kInt8;
-  if constexpr (kInt8) LoadCodeRegions(&regions);
   const BlockLayout& l = u.layout;
   for (int64_t b = blockIdx.x; b < l.num_blocks(); b += gridDim.x) {
     const int64_t offset = l.BlockOffset(b);
@@ -125,9 +85,9 @@ __global__ void __launch_bounds__(kThreads)
       var = u.var[i];
       g = u.grad[i];
       if constexpr (kInt8) {
-        ms = DecodeUnsigned(u.ms.codes[i], u.ms.scales[b]);
-        if (V::kCentered) mg = DecodeSigned(u.mg.codes[i], u.mg.scales[b]);
-        if (V::kMomentum) mom = DecodeSigned(u.mom.codes[i], u.mom.scales[b]);
+        ms = DecodeAt(u.ms, i, b, false);
+        if (V::kCentered) mg = DecodeAt(u.mg, i, b, true);
+        if (V::kMomentum) mom = DecodeAt(u.mom, i, b, true);
       } else {
         ms = __bfloat162float(__ushort_as_bfloat16(u.ms.bfloat16[i]));
         if (V::kCentered) mg = __bfloat162float(__ushort_as_bfloat16(u.mg.bfloat16[i]));
@@ -139,7 +99,7 @@ __global__ void __launch_bounds__(kThreads)
       if (V::UpdatesEma(x)) u.ema[i] = ema;
     }
     if constexpr (kInt8) {
-      EncodeSlots<V>(u, b, i, active, ms, mg, mom, regions, &largest);
+      EncodeSlots<V>(u, b, i, active, ms, mg, mom, &largest);
     } else if (active) {
       u.ms.bfloat16[i] = __bfloat16_as_ushort(FromCompute<__nv_bfloat16>(ms));
       if (V::kCentered) u.mg.bfloat16[i] = __bfloat16_as_ushort(FromCompute<__nv_bfloat16>(mg));

@@ -37,13 +37,11 @@ template <typename V, StateFormat kFormat, typename Key, typename P>
 __global__ void __launch_bounds__(kThreads)
     SparseCompactKernel(const CompactUpdate u, const RowGroups<Key, P> groups,
                         const rmsprop_math::Hyper<float> h) {
-  __shared__ SharedCodeRegions regions;
   __shared__ uint32_t largest;
   // The run of each row of the block, -1 for an untouched row.
   __shared__ int64_t run_of_row[kCompactBlockSize];
   if (*groups.bad != kNoBadIndex) return;
   constexpr bool kInt8 = kFormat == StateFormat::kInt8;
-  if constexpr (kInt8) LoadCodeRegions(&regions);
   const rmsprop_math::Extras<float> no_extras = {};
   const BlockLayout& l = u.layout;
   const int64_t num_runs = *groups.num_runs;
@@ -94,16 +92,16 @@ __global__ void __launch_bounds__(kThreads)
     float var = 0.0f, ms = 0.0f, mg = 0.0f, mom = 0.0f, ema = 0.0f;
     if constexpr (kInt8) {
       if (active) {
-        ms = DecodeUnsigned(u.ms.codes[i], u.ms.scales[b]);
-        if (V::kCentered) mg = DecodeSigned(u.mg.codes[i], u.mg.scales[b]);
-        if (V::kMomentum) mom = DecodeSigned(u.mom.codes[i], u.mom.scales[b]);
+        ms = DecodeAt(u.ms, i, b, false);
+        if (V::kCentered) mg = DecodeAt(u.mg, i, b, true);
+        if (V::kMomentum) mom = DecodeAt(u.mom, i, b, true);
       }
       if (touched) {
         var = u.var[i];
         rmsprop_math::UpdateElement<V, float>(g, var, ms, mg, mom, ema, h, no_extras);
         u.var[i] = var;
       }
-      EncodeSlots<V>(u, b, i, active, ms, mg, mom, regions, &largest);
+      EncodeSlots<V>(u, b, i, active, ms, mg, mom, &largest);
     } else if (touched) {
       var = u.var[i];
       ms = __bfloat162float(__ushort_as_bfloat16(u.ms.bfloat16[i]));
