@@ -32,7 +32,7 @@ int8, block-wise, as 8-bit floats that share their block's exponent:
   float on (bits of code 1 less 2**23, at least 1), else 0. Encoding and
   decoding are integer arithmetic on float bits: no division, no table.
 - The mean square (never negative) is stored as uint8 codes 0..255, a
-  positive value never on code 0; momentum and the mean gradient as int8
+  positive value never on code 0 (a NaN on code 0, whatever its sign bit); momentum and the mean gradient as int8
   codes -127..127 (sign and magnitude; the sign is the value's sign bit;
   -128 reads as -127).
 - A block is scaled when its scale is a normal float32 (2**-126 <= scale <
@@ -157,7 +157,8 @@ def quantize(values, signed):
     if signed:
         codes = tf.cast(tf.where(bits < 0, -magnitude, magnitude), tf.int8)
     else:
-        codes = tf.cast(tf.where(bits > 0, tf.maximum(magnitude, 1), 0), tf.uint8)
+        positive = (bits > 0) & (bits <= _INFINITY_BITS)  # not NaN, whatever its sign bit
+        codes = tf.cast(tf.where(positive, tf.maximum(magnitude, 1), 0), tf.uint8)
     return codes, scales
 
 

@@ -301,7 +301,7 @@ def compact_quantize(values, signed):
         if signed:
             codes[rs, cs] = np.where(negative, -magnitude, magnitude)
         else:
-            positive = ~negative & (block != 0)
+            positive = ~negative & (block != 0) & ~np.isnan(block)
             codes[rs, cs] = np.where(positive, np.maximum(magnitude, 1), 0)
     return codes.reshape(shape), scales
 

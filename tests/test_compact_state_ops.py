@@ -1,7 +1,7 @@
 """The fused ops with compact state (rmsprop_op.update with
 compact_state.Int8State / Bfloat16State slots) against plain_tf.update with
 the same state objects, the reference: bit for bit, every variant, dense and
-sparse; errors with nothing changed; the tables the kernels compile in."""
+sparse; errors with nothing changed; the constants the kernels compile in."""
 import os
 import subprocess
 import sys
@@ -247,7 +247,7 @@ def test_momentum_without_slot():
         rmsprop_op.update(var, ms, tf.ones([100, 50]), momentum=0.9, **HYPER)
 
 
-def test_tables_header_is_generated_from_compact_state():
+def test_constants_header_is_generated_from_compact_state():
     result = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "compact_tables.py"),
                              "--check"], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr

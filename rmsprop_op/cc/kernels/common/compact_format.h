@@ -148,10 +148,11 @@ RMSPROP_HOST_DEVICE uint32_t MagnitudeBits(int32_t m, int32_t index_offset) {
 }
 
 // The mean square's code of `value` in a block of scale bits `scale_bits`:
-// at least 1 where the value's bits are positive, 0 where they are not.
+// at least 1 where the value is positive (its bits, so also below the
+// normal floats), 0 where it is not or is NaN (whatever its sign bit).
 RMSPROP_HOST_DEVICE int UnsignedCode(float value, uint32_t scale_bits) {
   const uint32_t bits = BitsOfFloat(value);
-  if (static_cast<int32_t>(bits) <= 0) return 0;
+  if (static_cast<int32_t>(bits) <= 0 || bits > kInfinityBits) return 0;
   const int32_t m =
       IsScaled(scale_bits) ? MagnitudeCode(bits, IndexOffset(scale_bits, kUnsignedTop)) : 0;
   return m < 1 ? 1 : m;

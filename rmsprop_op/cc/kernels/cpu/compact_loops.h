@@ -138,7 +138,9 @@ RMSPROP_AVX2_TARGET __attribute__((always_inline)) inline __m256i CodesAvx2(
       compact::kIndexShift);
   const __m256i m = _mm256_sub_epi32(index, offset);
   if constexpr (!kSigned) {
-    const __m256i positive = _mm256_cmpgt_epi32(bits, zero);
+    const __m256i positive = _mm256_and_si256(
+        _mm256_cmpgt_epi32(bits, zero),
+        _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int32_t>(compact::kInfinityBits + 1)), bits));
     return _mm256_and_si256(positive, _mm256_max_epi32(m, _mm256_set1_epi32(1)));
   } else {
     // m where m > 0; else 1 from half of code 1 on, else 0.
