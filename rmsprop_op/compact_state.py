@@ -40,6 +40,11 @@ int8, block-wise, as 8-bit floats that share their block's exponent:
   as 0, or as NaN where its scale is NaN or infinite: a block that holds a
   NaN has a NaN scale, one that holds an infinity an infinite scale.
 
+Centered: the update reads a compact mean square as at least the mean
+gradient's square (`consistent_mean_square`), in either format. The two are
+stored and rounded apart, and a variance their rounding made negative would
+divide by a zero root; from such state the update keeps ms >= mg**2.
+
 Variables keep full-precision state (their own dtype, as without this option)
 when they are not float32 or have fewer than MIN_ELEMENTS elements: their
 state is small, and often the most sensitive (biases, normalization).
@@ -177,6 +182,13 @@ def dequantize(codes, scales, signed):
     scale = _per_element(scales, shape)
     unscaled = tf.where(tf.math.is_finite(scale), 0.0, np.float32(np.nan))
     return tf.where(_per_element(_is_scaled(scales), shape), values, unscaled)
+
+
+def consistent_mean_square(ms, mg):
+    """The mean square a centered update reads from compact state: at least
+    mg**2 (NaN stays NaN)."""
+    square = mg * mg
+    return tf.where(ms < square, square, ms)
 
 
 def round_to_bfloat16(values, noise=None):

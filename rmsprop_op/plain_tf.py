@@ -68,9 +68,18 @@ def _write(v, x, touched_rows=None):
     return v.assign(tf.cast(x, v.dtype))
 
 
+def _read_slots(ms, mg, mom, read):
+    """The slots' values by `read`; with compact centered state, the mean
+    square consistent with the mean gradient (compact_state)."""
+    ms_value, mg_value, mom_value = (read(v) for v in (ms, mg, mom))
+    if mg is not None and compact_state.is_compact(ms):
+        ms_value = compact_state.consistent_mean_square(ms_value, mg_value)
+    return ms_value, mg_value, mom_value
+
+
 def _dense(var, ms, mg, mom, grad, *hyper):
     c = _compute_dtype(var.dtype)
-    new = _formula(_read(var, c), _read(ms, c), _read(mg, c), _read(mom, c),
+    new = _formula(_read(var, c), *_read_slots(ms, mg, mom, lambda v: _read(v, c)),
                    tf.cast(grad, c), *hyper)
     return tf.group([_write(v, x) for v, x in zip((var, ms, mg, mom), new) if v is not None])
 
@@ -112,7 +121,7 @@ def _sparse(var, ms, mg, mom, grad, indices, *hyper):
     touched_rows = tf.math.unsorted_segment_max(tf.ones_like(indices, tf.int32), indices,
                                                 num_rows) > 0
     touched = tf.reshape(touched_rows, [-1] + [1] * (len(var.shape) - 1))
-    old = [_stored(v) for v in (var, ms, mg, mom)]
+    old = [_stored(var), *_read_slots(ms, mg, mom, _stored)]
     new = _formula(*[None if x is None else tf.cast(x, c) for x in old], summed, *hyper)
     return tf.group([_write(v, tf.where(touched, x, o), touched_rows) if compact_state.is_compact(v)
                      else v.assign(tf.where(touched, tf.cast(x, v.dtype), o))
@@ -150,8 +159,8 @@ def _dense_with_extras(var, ms, mg, mom, ema, grad, clip_divisor, lr, rho, momen
     v = _read(var, c)
     if weight_decay is not None:
         v = v - v * real(weight_decay) * real(lr)
-    new = list(_formula(v, _read(ms, c), _read(mg, c), _read(mom, c), g, lr, rho, momentum,
-                        epsilon, epsilon_after_sqrt))
+    new = list(_formula(v, *_read_slots(ms, mg, mom, lambda s: _read(s, c)), g, lr, rho,
+                        momentum, epsilon, epsilon_after_sqrt))
     slots = [var, ms, mg, mom]
     if ema is not None:
         m = real(ema_momentum)

@@ -109,6 +109,15 @@ def compact_slot(kind, values, signed, noise_seed=None):
     return compact_state.Int8State(tf.Variable(codes), tf.Variable(scales))
 
 
+def consistent_slots(old):
+    """Slot values (dict: ms, mg, mom) as a centered update reads compact
+    state: the mean square at least the mean gradient's square."""
+    if old.get("mg") is not None:
+        square = (old["mg"] * old["mg"]).astype(np.float32)
+        old = dict(old, ms=np.where(old["ms"] < square, square, old["ms"]))
+    return old
+
+
 def compact_values(kind, slot):
     """The float32 values a compact slot holds, by the NumPy reference."""
     from tests import reference

@@ -17,7 +17,7 @@ import tensorflow as tf
 
 import keras_optimizer
 import rmsprop_op
-from tests.helpers import compact_slot, compact_values
+from tests.helpers import compact_slot, compact_values, consistent_slots
 from tests.reference import NUMPY_DTYPES, rmsprop_step_with_extras
 
 VARIANTS = {
@@ -414,8 +414,9 @@ def test_compact_op_with_extras_matches_reference(kind, centered, momentum, extr
         ema, small_ema = tf.Variable(ema0), tf.Variable(small0)
         small_slots = [tf.Variable(np.full(64, 0.7, np.float32)),
                        tf.Variable(np.zeros(64, np.float32)), tf.Variable(np.zeros(64, np.float32))]
-        old = dict(ms=compact_values(kind, ms), mg=mg and compact_values(kind, mg),
-                   mom=mom and compact_values(kind, mom))
+        old = consistent_slots(dict(ms=compact_values(kind, ms),
+                                    mg=mg and compact_values(kind, mg),
+                                    mom=mom and compact_values(kind, mom)))
         impl.group_apply_rmsprop(
             [var, small], [mg, small_slots[1]] if centered else None, [ms, small_slots[0]],
             [mom, small_slots[2]] if momentum else None,

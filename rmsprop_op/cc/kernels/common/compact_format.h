@@ -198,6 +198,16 @@ RMSPROP_HOST_DEVICE float DecodeSigned(uint8_t byte, uint32_t scale_bits) {
   return FloatOfBits(sign | MagnitudeBits(m, IndexOffset(scale_bits, kSignedTop)));
 }
 
+// With centered, the mean square as the update reads it: at least the mean
+// gradient's square. The two are stored (and rounded) apart, and a variance
+// made negative by their rounding would divide by a zero root; from
+// consistent state the update keeps ms >= mg^2 (up to float32 rounding).
+// NaN stays NaN.
+RMSPROP_HOST_DEVICE float ConsistentMeanSquare(float ms, float mg) {
+  const float square = mg * mg;
+  return ms < square ? square : ms;
+}
+
 }  // namespace compact
 }  // namespace rmsprop_op
 

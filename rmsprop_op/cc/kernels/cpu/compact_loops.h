@@ -27,16 +27,8 @@
 namespace rmsprop_op {
 namespace cpu {
 
-inline uint32_t BitsOf(float x) {
-  uint32_t b;
-  std::memcpy(&b, &x, sizeof(b));
-  return b;
-}
-inline float FloatOf(uint32_t b) {
-  float x;
-  std::memcpy(&x, &b, sizeof(x));
-  return x;
-}
+using compact::BitsOfFloat;
+using compact::FloatOfBits;
 
 // A range of a block that an update changes: `length` elements from `local`
 // (relative to the block's first element), with their gradients.
@@ -50,7 +42,7 @@ struct Segment {
 
 template <bool kSigned>
 inline void DecodeScalar(const uint8_t* codes, int64_t n, float scale, float* out) {
-  const uint32_t s = BitsOf(scale);
+  const uint32_t s = BitsOfFloat(scale);
   for (int64_t i = 0; i < n; ++i) {
     out[i] = kSigned ? compact::DecodeSigned(codes[i], s) : compact::DecodeUnsigned(codes[i], s);
   }
@@ -61,7 +53,7 @@ inline void DecodeScalar(const uint8_t* codes, int64_t n, float scale, float* ou
 inline uint32_t LargestMagnitudeBits(const float* v, int64_t begin, int64_t n,
                                      uint32_t largest) {
   for (int64_t i = begin; i < n; ++i) {
-    const uint32_t m = BitsOf(v[i]) & 0x7fffffffu;
+    const uint32_t m = BitsOfFloat(v[i]) & 0x7fffffffu;
     largest = m > largest ? m : largest;
   }
   return largest;
@@ -83,7 +75,7 @@ inline void EncodeTail(const float* v, int64_t begin, int64_t n, uint32_t scale_
 template <bool kSigned>
 inline void EncodeScalar(const float* v, int64_t n, uint8_t* codes, float* scale_out) {
   const uint32_t scale_bits = ScaleBitsOf(LargestMagnitudeBits(v, 0, n, 0));
-  *scale_out = FloatOf(scale_bits);
+  *scale_out = FloatOfBits(scale_bits);
   EncodeTail<kSigned>(v, 0, n, scale_bits, codes);
 }
 
@@ -94,7 +86,7 @@ inline void EncodeScalar(const float* v, int64_t n, uint8_t* codes, float* scale
 template <bool kSigned>
 RMSPROP_AVX2_TARGET inline void DecodeAvx2(const uint8_t* codes, int64_t n, float scale,
                                            float* out) {
-  const uint32_t scale_bits = BitsOf(scale);
+  const uint32_t scale_bits = BitsOfFloat(scale);
   if (!compact::IsScaled(scale_bits)) {
     const float value = compact::UnscaledValue(scale_bits);
     for (int64_t i = 0; i < n; ++i) out[i] = value;
@@ -202,7 +194,7 @@ RMSPROP_AVX2_TARGET inline void EncodeAvx2(const float* v, int64_t n, uint8_t* c
   uint32_t largest = 0;
   for (int k = 0; k < 8; ++k) largest = lanes[k] > largest ? lanes[k] : largest;
   const uint32_t scale_bits = ScaleBitsOf(LargestMagnitudeBits(v, i, n, largest));
-  *scale_out = FloatOf(scale_bits);
+  *scale_out = FloatOfBits(scale_bits);
   i = compact::IsScaled(scale_bits) ? EncodeLoopAvx2<kSigned>(v, n, scale_bits, codes) : 0;
   EncodeTail<kSigned>(v, i, n, scale_bits, codes);
 }
@@ -236,6 +228,14 @@ __attribute__((always_inline)) inline void NarrowBfloat16(const float* in, uint1
     Eigen::bfloat16* b = reinterpret_cast<Eigen::bfloat16*>(out);
     for (int64_t i = 0; i < n; ++i) b[i] = static_cast<Eigen::bfloat16>(in[i]);
   }
+}
+
+// compact::ConsistentMeanSquare of n decoded elements (vectorized by the
+// compiler in the caller's target).
+__attribute__((always_inline)) inline void ConsistentMeanSquares(float* __restrict__ ms,
+                                                                 const float* __restrict__ mg,
+                                                                 int64_t n) {
+  for (int64_t i = 0; i < n; ++i) ms[i] = compact::ConsistentMeanSquare(ms[i], mg[i]);
 }
 
 // One slot's block decoded into `out`, or encoded from `in`.
@@ -272,7 +272,10 @@ __attribute__((always_inline)) inline void UpdateBlockBody(
   if constexpr (kFormat == StateFormat::kInt8) {
     // (No lambdas: they would not inherit the caller's target.)
     DecodeBlock<kVector, false>(u.ms, block, offset, n, ms);
-    if (V::kCentered) DecodeBlock<kVector, true>(u.mg, block, offset, n, mg);
+    if (V::kCentered) {
+      DecodeBlock<kVector, true>(u.mg, block, offset, n, mg);
+      ConsistentMeanSquares(ms, mg, n);
+    }
     if (V::kMomentum) DecodeBlock<kVector, true>(u.mom, block, offset, n, mom);
     for (int s = 0; s < num_segments; ++s) {
       const int64_t at = segments[s].local;
@@ -288,7 +291,10 @@ __attribute__((always_inline)) inline void UpdateBlockBody(
       const int64_t at = offset + segments[s].local;
       const int64_t len = segments[s].length;
       WidenBfloat16<kVector>(u.ms.bfloat16 + at, ms, len);
-      if (V::kCentered) WidenBfloat16<kVector>(u.mg.bfloat16 + at, mg, len);
+      if (V::kCentered) {
+        WidenBfloat16<kVector>(u.mg.bfloat16 + at, mg, len);
+        ConsistentMeanSquares(ms, mg, len);
+      }
       if (V::kMomentum) WidenBfloat16<kVector>(u.mom.bfloat16 + at, mom, len);
       const SlotPointers<float> slots = {u.var + at, ms, mg, mom,
                                          V::kEma ? u.ema + at : nullptr};

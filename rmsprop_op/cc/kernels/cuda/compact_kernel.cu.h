@@ -93,6 +93,7 @@ __global__ void __launch_bounds__(kThreads)
         if (V::kCentered) mg = __bfloat162float(__ushort_as_bfloat16(u.mg.bfloat16[i]));
         if (V::kMomentum) mom = __bfloat162float(__ushort_as_bfloat16(u.mom.bfloat16[i]));
       }
+      if (V::kCentered) ms = compact::ConsistentMeanSquare(ms, mg);
       if (V::UpdatesEma(x)) ema = u.ema[i];
       rmsprop_math::UpdateElement<V, float>(g, var, ms, mg, mom, ema, h, x);
       u.var[i] = var;

@@ -94,6 +94,7 @@ __global__ void __launch_bounds__(kThreads)
       if (active) {
         ms = DecodeAt(u.ms, i, b, false);
         if (V::kCentered) mg = DecodeAt(u.mg, i, b, true);
+        if (V::kCentered) ms = compact::ConsistentMeanSquare(ms, mg);
         if (V::kMomentum) mom = DecodeAt(u.mom, i, b, true);
       }
       if (touched) {
@@ -106,6 +107,7 @@ __global__ void __launch_bounds__(kThreads)
       var = u.var[i];
       ms = __bfloat162float(__ushort_as_bfloat16(u.ms.bfloat16[i]));
       if (V::kCentered) mg = __bfloat162float(__ushort_as_bfloat16(u.mg.bfloat16[i]));
+      if (V::kCentered) ms = compact::ConsistentMeanSquare(ms, mg);
       if (V::kMomentum) mom = __bfloat162float(__ushort_as_bfloat16(u.mom.bfloat16[i]));
       rmsprop_math::UpdateElement<V, float>(g, var, ms, mg, mom, ema, h, no_extras);
       u.var[i] = var;
