@@ -9,28 +9,30 @@ stochastically: a uniform 16-bit number is added to the float32 bits below
 bfloat16's, which are then dropped, so the expected stored value is the
 float32 value.
 
-int8, block-wise, as 8-bit floats that share their block's exponent:
+int8, block-wise, as 8-bit floats of each value relative to its block's scale:
 - The variable is viewed as [rows, columns]: rows = shape[0] (the rows a
   sparse update indexes) and columns the product of the other dimensions. A block is
   max(1, 256 // columns) whole rows when a row has at most 256 elements,
   else 256 consecutive elements of one row. So every block lies within whole
   rows, and a sparse update re-quantizes only the blocks of its rows.
-- Each block keeps one float32 scale, the largest magnitude of its values
-  (exactly), and one code per element. A code's magnitude m stands for a
-  float32 with 3 mantissa bits: m = 0 is 0, and m > 0 is the float32 whose
-  bits are (T - (top - m)) << 20, where top is the largest code (255 for
-  the mean square, 127 for momentum and the mean gradient) and
-  T = (e + 1) << 3 for the scale's biased exponent e. So the top code is
-  twice the scale's power of two, and each code below is one step of an
-  eighth of its binade less: 31.9 binades below the top (unsigned), 15.9
-  (signed), each value within 1/16 of its own magnitude (3.1% to 6.25%).
-  An index below 8 (under float32's normal range) reads as 0, and index
-  2040 (2**128) as the largest float32.
-- A value's code is the nearest (ties away from zero), from its own float32
-  bits: m = ((bits(|value|) + 2**19) >> 20) - T + top where that is
-  positive; below, a signed slot's magnitude codes 1 from half of code 1's
-  float on (bits of code 1 less 2**23, at least 1), else 0. Encoding and
-  decoding are integer arithmetic on float bits: no division, no table.
+- Each block keeps one float32 scale s, the largest magnitude of its values
+  (exactly), and one code per element. A code's magnitude m stands for
+  x = m's float (a float32 with 3 mantissa bits) in [0, 1]: m = 0 is 0, and
+  m > 0 is the float32 whose bits are (1016 - top + m) << 20, where top is
+  the largest code (255 for the mean square, 127 for momentum and the mean
+  gradient): the top code is x = 1, and each code below is one step of an
+  eighth of its binade less (31.9 binades below 1 unsigned, 15.9 signed;
+  each x within 1/16 of itself, 3.1% to 6.25%). It reads as fl(x * s)
+  (0 below the normal floats, as under flush-to-zero), so
+  the largest value reads back exactly, and a block scaled as a whole (a
+  decay) keeps its codes: its values decay as float32 values do.
+- A value's x is |value| / s computed without a division per element: with
+  s = 2**p * f (f in [1, 2)), y = |value| / 2**p exactly by its exponent
+  field (0 below the normal floats), then x = fl(y * fl(1 / f)). Its code is
+  the nearest (ties away from zero), from x's bits:
+  m = ((bits(x) + 2**19) >> 20) - (1016 - top) where that is positive;
+  below, a signed slot's magnitude codes 1 from half of code 1's x on,
+  else 0.
 - The mean square (never negative) is stored as uint8 codes 0..255, a
   positive value never on code 0 (a NaN on code 0, whatever its sign bit); momentum and the mean gradient as int8
   codes -127..127 (sign and magnitude; the sign is the value's sign bit;
@@ -63,6 +65,8 @@ MANTISSA_BITS = 3
 UNSIGNED_TOP = 255  # the mean square's largest code
 SIGNED_TOP = 127    # momentum's and the mean gradient's largest magnitude
 _SHIFT = 23 - MANTISSA_BITS
+_ONE_INDEX = 127 << MANTISSA_BITS  # the index of x = 1.0
+_ONE_BITS = 0x3F800000
 _SMALLEST_NORMAL_BITS = 0x00800000
 _INFINITY_BITS = 0x7F800000
 
@@ -132,16 +136,24 @@ def block_scales(values, shape):
     return tf.where(has_nan, tf.constant(np.nan, tf.float32), largest)
 
 
-def _top_index(scales):
-    """T of each block (int32): (biased exponent of its scale + 1) << 3."""
-    exponent = tf.bitwise.right_shift(tf.bitcast(scales, tf.int32), 23)
-    return tf.bitwise.left_shift(exponent + 1, MANTISSA_BITS)
-
-
 def _is_scaled(scales):
     """Blocks whose scale is a normal float32 (in bits: sign clear, exponent 1..254)."""
     bits = tf.bitcast(scales, tf.int32)
     return (bits >= _SMALLEST_NORMAL_BITS) & (bits < _INFINITY_BITS)
+
+
+def _quotient_bits(magnitude_bits, scales, shape):
+    """x = |value| / scale as int32 bits, by the module's arithmetic: the
+    scale's power of two taken off the exponent field (0 below the normal
+    floats), then times fl(1 / its fraction)."""
+    scale_bits = tf.bitcast(scales, tf.int32)
+    exponent_bits = tf.bitwise.left_shift(tf.bitwise.right_shift(scale_bits, 23) - 127, 23)
+    fraction = tf.bitcast(tf.bitwise.bitwise_or(tf.bitwise.bitwise_and(scale_bits, 0x007FFFFF),
+                                                _ONE_BITS), tf.float32)
+    reciprocal = 1.0 / fraction
+    y = magnitude_bits - _per_element(exponent_bits, shape)
+    y_value = tf.where(y >= _SMALLEST_NORMAL_BITS, tf.bitcast(y, tf.float32), 0.0)
+    return tf.bitcast(y_value * _per_element(reciprocal, shape), tf.int32)
 
 
 def quantize(values, signed):
@@ -150,14 +162,13 @@ def quantize(values, signed):
     scales = block_scales(values, shape)
     top = SIGNED_TOP if signed else UNSIGNED_TOP
     bits = tf.bitcast(values, tf.int32)
-    magnitude_bits = tf.bitwise.bitwise_and(bits, 0x7FFFFFFF)
-    index = tf.bitwise.right_shift(magnitude_bits + (1 << (_SHIFT - 1)), _SHIFT)
-    top_index = _per_element(_top_index(scales), shape)
-    magnitude = index - top_index + top
+    x_bits = _quotient_bits(tf.bitwise.bitwise_and(bits, 0x7FFFFFFF), scales, shape)
+    index = tf.bitwise.right_shift(x_bits + (1 << (_SHIFT - 1)), _SHIFT)
+    magnitude = index - (_ONE_INDEX - top)
     if signed:
-        # Below code 1's binade: 1 from half of code 1's float on.
-        half = tf.maximum(tf.bitwise.left_shift(top_index - top + 1, _SHIFT) - (1 << 23), 1)
-        magnitude = tf.maximum(magnitude, tf.cast(magnitude_bits >= half, tf.int32))
+        # Below code 1's binade: 1 from half of code 1's x on.
+        half = tf.bitwise.left_shift(_ONE_INDEX - top + 1, _SHIFT) - (1 << 23)
+        magnitude = tf.maximum(magnitude, tf.cast(x_bits >= half, tf.int32))
     magnitude = tf.where(_per_element(_is_scaled(scales), shape), tf.maximum(magnitude, 0), 0)
     if signed:
         codes = tf.cast(tf.where(bits < 0, -magnitude, magnitude), tf.int8)
@@ -173,15 +184,13 @@ def dequantize(codes, scales, signed):
     c = tf.cast(codes, tf.int32)
     top = SIGNED_TOP if signed else UNSIGNED_TOP
     magnitude = tf.minimum(tf.abs(c), SIGNED_TOP) if signed else c
-    index = magnitude - top + _per_element(_top_index(scales), shape)
-    bits = tf.minimum(tf.bitwise.left_shift(index, _SHIFT), _INFINITY_BITS - 1)
-    bits = tf.where((magnitude > 0) & (index >= 1 << MANTISSA_BITS), bits, 0)
+    x_bits = tf.bitwise.left_shift(magnitude + (_ONE_INDEX - top), _SHIFT)
+    x = tf.bitcast(tf.where(magnitude > 0, x_bits, 0), tf.float32)
     if signed:
-        bits = tf.where(c < 0, tf.bitwise.bitwise_or(bits, tf.constant(-2**31, tf.int32)), bits)
-    values = tf.bitcast(bits, tf.float32)
+        x = tf.where(c < 0, -x, x)
     scale = _per_element(scales, shape)
     unscaled = tf.where(tf.math.is_finite(scale), 0.0, np.float32(np.nan))
-    return tf.where(_per_element(_is_scaled(scales), shape), values, unscaled)
+    return tf.where(_per_element(_is_scaled(scales), shape), x * scale, unscaled)
 
 
 def consistent_mean_square(ms, mg):

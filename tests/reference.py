@@ -246,14 +246,23 @@ def compact_index_value(index):
     return np.minimum(value, np.finfo(np.float32).max).astype(np.float32)
 
 
-def _top_index(scale):
-    """T of a block: 8 * (the biased exponent of its scale + 1)."""
-    _, exponent = np.frexp(np.float64(scale))
-    return 8 * (int(exponent) - 1 + 127 + 1)
-
-
 def _is_scaled(scale):
     return bool(SMALLEST_NORMAL <= scale < np.inf)
+
+
+def _quotient(magnitude, scale):
+    """x = magnitude / scale as the format computes it: magnitude / 2**p
+    exactly (0 below the normal floats), times fl(1 / f), for scale = 2**p * f."""
+    fraction, exponent = np.frexp(np.float32(scale))  # scale = fraction * 2**exponent
+    p, f = int(exponent) - 1, np.float32(fraction * 2)
+    y = np.ldexp(magnitude.astype(np.float32), -p).astype(np.float32)
+    y = np.where(y >= SMALLEST_NORMAL, y, np.float32(0))
+    return (y * (np.float32(1) / f)).astype(np.float32)
+
+
+def _flush(x):
+    """float32 results below the normal floats flushed to (signed) zero."""
+    return np.where(np.abs(x) < SMALLEST_NORMAL, np.copysign(np.float32(0), x), x).astype(np.float32)
 
 
 def _layout(shape):
@@ -279,6 +288,7 @@ def compact_quantize(values, signed):
     rows, columns, rpb, cpb = _layout(shape)
     view = values.reshape(rows, columns)
     top = 127 if signed else 255
+    one = 127 * 8  # the index of x = 1
     scales = np.zeros((-(-rows // rpb), -(-columns // max(cpb, 1))), np.float32)
     codes = np.zeros((rows, columns), np.int8 if signed else np.uint8)
     for rb, cb, rs, cs in compact_blocks(shape):
@@ -287,15 +297,12 @@ def compact_quantize(values, signed):
         scales[rb, cb] = scale
         negative = np.signbit(block)
         if _is_scaled(scale):
-            magnitude_of = np.abs(block.astype(np.float64))
-            index = compact_index(magnitude_of)
-            magnitude = np.maximum(index - _top_index(scale) + top, 0)
+            x = _quotient(np.abs(block), scale)
+            magnitude = np.maximum(compact_index(x) - (one - top), 0)
             if signed:
-                # Between 0 and code 1: the nearer (ties away from zero), as
-                # the format words it, by bits: from code 1's less 2**23 on.
-                half = max((_top_index(scale) - top + 1) * 2 ** 20 - 2 ** 23, 1)
-                magnitude_bits = np.abs(block).view(np.int32)
-                magnitude = np.where((magnitude == 0) & (magnitude_bits >= half), 1, magnitude)
+                # Between 0 and code 1: the nearer (ties away from zero).
+                half_of_one = np.float64(compact_index_value(one - top + 1)) / 2
+                magnitude = np.where((magnitude == 0) & (x >= half_of_one), 1, magnitude)
         else:
             magnitude = np.zeros(block.shape, np.int64)
         if signed:
@@ -310,16 +317,16 @@ def compact_dequantize(codes, scales, signed):
     shape = codes.shape
     rows, columns, _, _ = _layout(shape)
     top = 127 if signed else 255
+    one = 127 * 8
     c = codes.reshape(rows, columns).astype(np.int64)
     magnitude = np.minimum(np.abs(c), 127) if signed else c
+    x = np.where(magnitude > 0, compact_index_value(np.maximum(magnitude, 1) + one - top), 0)
+    x = np.where(c < 0, -x, x).astype(np.float32)
     values = np.zeros((rows, columns), np.float32)
     for rb, cb, rs, cs in compact_blocks(shape):
         scale = scales[rb, cb]
         if not _is_scaled(scale):
             values[rs, cs] = np.float32(0) if np.isfinite(scale) else np.float32(np.nan)
             continue
-        m = magnitude[rs, cs]
-        index = m - top + _top_index(scale)
-        read = np.where((m > 0) & (index >= 8), compact_index_value(np.maximum(index, 8)), 0)
-        values[rs, cs] = np.where(c[rs, cs] < 0, -read, read)
+        values[rs, cs] = _flush((x[rs, cs] * scale).astype(np.float32))
     return values.reshape(shape)

@@ -90,16 +90,16 @@ struct CompactUpdate {
 
 namespace compact {
 
-// compact_state.py's int8 codes: 8-bit floats (3 mantissa bits) that share
-// their block's exponent, encoded and decoded by integer arithmetic on
-// float32 bits.
+// compact_state.py's int8 codes: 8-bit floats (3 mantissa bits) of
+// x = value / scale in [0, 1], x computed without a division per element.
 constexpr int kMantissaBits = RMSPROP_COMPACT_MANTISSA_BITS;
 constexpr int kIndexShift = 23 - kMantissaBits;
 constexpr int32_t kUnsignedTop = RMSPROP_COMPACT_UNSIGNED_TOP;
 constexpr int32_t kSignedTop = RMSPROP_COMPACT_SIGNED_TOP;
+constexpr int32_t kOneIndex = 127 << kMantissaBits;  // x = 1.0
 constexpr uint32_t kSmallestNormalBits = 0x00800000u;
 constexpr uint32_t kInfinityBits = 0x7f800000u;
-constexpr uint32_t kLargestFiniteBits = 0x7f7fffffu;
+constexpr uint32_t kOneBits = 0x3f800000u;
 
 RMSPROP_HOST_DEVICE uint32_t BitsOfFloat(float x) {
 #ifdef __CUDA_ARCH__
@@ -125,27 +125,42 @@ RMSPROP_HOST_DEVICE bool IsScaled(uint32_t scale_bits) {
   return scale_bits >= kSmallestNormalBits && scale_bits < kInfinityBits;
 }
 
-// T - top for a scaled block: code magnitude m stands for index m + this.
-RMSPROP_HOST_DEVICE int32_t IndexOffset(uint32_t scale_bits, int32_t top) {
-  return ((static_cast<int32_t>(scale_bits >> 23) + 1) << kMantissaBits) - top;
+// What encoding needs of a scaled block's scale s = 2**p * f, f in [1, 2):
+// p in the exponent field's units, and fl(1 / f).
+struct Divisor {
+  int32_t exponent_bits;
+  float reciprocal;
+};
+RMSPROP_HOST_DEVICE Divisor DivisorOf(uint32_t scale_bits) {
+  const float fraction = FloatOfBits((scale_bits & 0x007fffffu) | kOneBits);
+  return {(static_cast<int32_t>(scale_bits >> 23) - 127) * (1 << 23), 1.0f / fraction};
 }
 
-// The code magnitude of a magnitude's bits (the nearest, ties away from 0).
-RMSPROP_HOST_DEVICE int32_t MagnitudeCode(uint32_t magnitude_bits, int32_t index_offset) {
-  const int32_t index =
-      static_cast<int32_t>((magnitude_bits + (1u << (kIndexShift - 1))) >> kIndexShift);
-  const int32_t m = index - index_offset;
-  return m > 0 ? m : 0;
+// x's bits for a magnitude's bits: |value| / 2**p exactly by its exponent
+// field (0 below the normal floats), times fl(1 / f).
+RMSPROP_HOST_DEVICE uint32_t QuotientBits(uint32_t magnitude_bits, const Divisor& d) {
+  const int32_t y = static_cast<int32_t>(magnitude_bits) - d.exponent_bits;
+  const float y_value = y >= static_cast<int32_t>(kSmallestNormalBits)
+                            ? FloatOfBits(static_cast<uint32_t>(y)) : 0.0f;
+  return BitsOfFloat(y_value * d.reciprocal);
 }
 
-// The magnitude's bits of code magnitude m > 0; 0 for m = 0 or an index
-// under the normal floats; index 2040 (2**128) reads as the largest float.
-RMSPROP_HOST_DEVICE uint32_t MagnitudeBits(int32_t m, int32_t index_offset) {
-  const int32_t index = m + index_offset;
-  if (m <= 0 || index < (1 << kMantissaBits)) return 0u;
-  const uint32_t bits = static_cast<uint32_t>(index) << kIndexShift;
-  return bits < kLargestFiniteBits ? bits : kLargestFiniteBits;
+// The code magnitude of x (its bits): the nearest 3-bit-mantissa float,
+// ties away from zero, counted down from the top code at x = 1; at most 0
+// below code 1's binade.
+RMSPROP_HOST_DEVICE int32_t RoundedCode(uint32_t x_bits, int32_t top) {
+  return static_cast<int32_t>((x_bits + (1u << (kIndexShift - 1))) >> kIndexShift) -
+         (kOneIndex - top);
 }
+
+// x of code magnitude m > 0.
+RMSPROP_HOST_DEVICE float CodeValue(int32_t m, int32_t top) {
+  return FloatOfBits(static_cast<uint32_t>(m + kOneIndex - top) << kIndexShift);
+}
+
+// Signed slots: below code 1's binade, x codes 1 from half of code 1's x on.
+constexpr uint32_t kSignedHalfOfCodeOneBits =
+    (static_cast<uint32_t>(kOneIndex - kSignedTop + 1) << kIndexShift) - (1u << 23);
 
 // The mean square's code of `value` in a block of scale bits `scale_bits`:
 // at least 1 where the value is positive (its bits, so also below the
@@ -153,28 +168,21 @@ RMSPROP_HOST_DEVICE uint32_t MagnitudeBits(int32_t m, int32_t index_offset) {
 RMSPROP_HOST_DEVICE int UnsignedCode(float value, uint32_t scale_bits) {
   const uint32_t bits = BitsOfFloat(value);
   if (static_cast<int32_t>(bits) <= 0 || bits > kInfinityBits) return 0;
-  const int32_t m =
-      IsScaled(scale_bits) ? MagnitudeCode(bits, IndexOffset(scale_bits, kUnsignedTop)) : 0;
+  const int32_t m = IsScaled(scale_bits)
+                        ? RoundedCode(QuotientBits(bits, DivisorOf(scale_bits)), kUnsignedTop)
+                        : 0;
   return m < 1 ? 1 : m;
 }
 
-// The bits from which a magnitude below code 1's binade codes 1, not 0: half
-// of code 1's float (its bits less one exponent step), at least 1.
-RMSPROP_HOST_DEVICE int32_t HalfOfCodeOneBits(int32_t index_offset) {
-  const int32_t half = (index_offset + 1) * (1 << kIndexShift) - (1 << 23);
-  return half > 1 ? half : 1;
-}
-
-// A signed slot's code: the nearest magnitude's (0 or code 1 below code 1's
-// binade), with the value's sign bit.
+// A signed slot's code: the nearest magnitude's (0 or code 1 below code
+// 1's binade), with the value's sign bit.
 RMSPROP_HOST_DEVICE int SignedCode(float value, uint32_t scale_bits) {
   const uint32_t bits = BitsOfFloat(value);
   int32_t m = 0;
   if (IsScaled(scale_bits)) {
-    const int32_t offset = IndexOffset(scale_bits, kSignedTop);
-    const uint32_t magnitude_bits = bits & 0x7fffffffu;
-    m = MagnitudeCode(magnitude_bits, offset);
-    if (m == 0 && static_cast<int32_t>(magnitude_bits) >= HalfOfCodeOneBits(offset)) m = 1;
+    const uint32_t x_bits = QuotientBits(bits & 0x7fffffffu, DivisorOf(scale_bits));
+    m = RoundedCode(x_bits, kSignedTop);
+    if (m <= 0) m = x_bits >= kSignedHalfOfCodeOneBits ? 1 : 0;
   }
   return (bits >> 31) != 0 ? -m : m;
 }
@@ -186,7 +194,7 @@ RMSPROP_HOST_DEVICE float UnscaledValue(uint32_t scale_bits) {
 
 RMSPROP_HOST_DEVICE float DecodeUnsigned(uint8_t code, uint32_t scale_bits) {
   if (!IsScaled(scale_bits)) return UnscaledValue(scale_bits);
-  return FloatOfBits(MagnitudeBits(code, IndexOffset(scale_bits, kUnsignedTop)));
+  return code == 0 ? 0.0f : CodeValue(code, kUnsignedTop) * FloatOfBits(scale_bits);
 }
 
 // An int8 code's byte: -128 reads as -127.
@@ -194,8 +202,8 @@ RMSPROP_HOST_DEVICE float DecodeSigned(uint8_t byte, uint32_t scale_bits) {
   if (!IsScaled(scale_bits)) return UnscaledValue(scale_bits);
   const int code = static_cast<int8_t>(byte);
   const int32_t m = code < 0 ? (code == -128 ? 127 : -code) : code;
-  const uint32_t sign = code < 0 ? 0x80000000u : 0u;
-  return FloatOfBits(sign | MagnitudeBits(m, IndexOffset(scale_bits, kSignedTop)));
+  const float x = m == 0 ? 0.0f : CodeValue(m, kSignedTop);
+  return (code < 0 ? -x : x) * FloatOfBits(scale_bits);
 }
 
 // With centered, the mean square as the update reads it: at least the mean

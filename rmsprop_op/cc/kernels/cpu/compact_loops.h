@@ -2,9 +2,10 @@
 // decoded into float32 buffers in L1, updated by the float32 element loop
 // (element_loops.h, the same code as the float32 ops), and encoded again.
 // AVX2 decodes and encodes 8 elements at a time by compact_format.h's
-// integer arithmetic on float bits; the baseline build runs the same steps
-// one element at a time. Both give the bits of compact_state.py's
-// TensorFlow ops.
+// arithmetic on float bits (no table, no division per element); the
+// baseline build runs the same steps one element at a time. Both give the
+// bits of compact_state.py's TensorFlow ops, which run under the same
+// flush-to-zero as these loops.
 #ifndef RMSPROP_OP_CC_KERNELS_CPU_COMPACT_LOOPS_H_
 #define RMSPROP_OP_CC_KERNELS_CPU_COMPACT_LOOPS_H_
 
@@ -92,11 +93,10 @@ RMSPROP_AVX2_TARGET inline void DecodeAvx2(const uint8_t* codes, int64_t n, floa
     for (int64_t i = 0; i < n; ++i) out[i] = value;
     return;
   }
-  const __m256i offset = _mm256_set1_epi32(
-      compact::IndexOffset(scale_bits, kSigned ? compact::kSignedTop : compact::kUnsignedTop));
+  constexpr int32_t kTop = kSigned ? compact::kSignedTop : compact::kUnsignedTop;
+  const __m256i offset = _mm256_set1_epi32(compact::kOneIndex - kTop);
   const __m256i zero = _mm256_setzero_si256();
-  const __m256i below_normal = _mm256_set1_epi32((1 << compact::kMantissaBits) - 1);
-  const __m256i largest = _mm256_set1_epi32(static_cast<int32_t>(compact::kLargestFiniteBits));
+  const __m256 s = _mm256_set1_ps(scale);
   int64_t i = 0;
   for (; i + 8 <= n; i += 8) {
     const __m128i bytes = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(codes + i));
@@ -104,39 +104,44 @@ RMSPROP_AVX2_TARGET inline void DecodeAvx2(const uint8_t* codes, int64_t n, floa
     const __m256i m =
         kSigned ? _mm256_min_epi32(_mm256_abs_epi32(c), _mm256_set1_epi32(compact::kSignedTop))
                 : c;
-    const __m256i index = _mm256_add_epi32(m, offset);
-    const __m256i keep = _mm256_and_si256(_mm256_cmpgt_epi32(m, zero),
-                                          _mm256_cmpgt_epi32(index, below_normal));
-    __m256i bits = _mm256_and_si256(
-        keep, _mm256_min_epu32(_mm256_slli_epi32(index, compact::kIndexShift), largest));
-    if (kSigned) {
-      bits = _mm256_or_si256(bits, _mm256_and_si256(c, _mm256_set1_epi32(INT32_MIN)));
-    }
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + i), bits);
+    __m256i x = _mm256_and_si256(_mm256_cmpgt_epi32(m, zero),
+                                 _mm256_slli_epi32(_mm256_add_epi32(m, offset),
+                                                   compact::kIndexShift));
+    if (kSigned) x = _mm256_or_si256(x, _mm256_and_si256(c, _mm256_set1_epi32(INT32_MIN)));
+    _mm256_storeu_ps(out + i, _mm256_mul_ps(_mm256_castsi256_ps(x), s));
   }
   DecodeScalar<kSigned>(codes + i, n - i, scale, out + i);
 }
 
 // compact::UnsignedCode or SignedCode of 8 values of a scaled block
-// (`offset`: compact::IndexOffset).
-// below_half: compact::HalfOfCodeOneBits - 1 (signed slots only).
+// (`exponent_bits`, `reciprocal`: its compact::Divisor).
 template <bool kSigned>
 RMSPROP_AVX2_TARGET __attribute__((always_inline)) inline __m256i CodesAvx2(
-    __m256i bits, __m256i offset, __m256i below_half) {
+    __m256i bits, __m256i exponent_bits, __m256 reciprocal) {
+  constexpr int32_t kTop = kSigned ? compact::kSignedTop : compact::kUnsignedTop;
   const __m256i zero = _mm256_setzero_si256();
   const __m256i magnitude_bits = _mm256_and_si256(bits, _mm256_set1_epi32(0x7fffffff));
-  const __m256i index = _mm256_srli_epi32(
-      _mm256_add_epi32(magnitude_bits, _mm256_set1_epi32(1 << (compact::kIndexShift - 1))),
-      compact::kIndexShift);
-  const __m256i m = _mm256_sub_epi32(index, offset);
+  const __m256i y = _mm256_sub_epi32(magnitude_bits, exponent_bits);
+  const __m256i normal = _mm256_cmpgt_epi32(
+      y, _mm256_set1_epi32(static_cast<int32_t>(compact::kSmallestNormalBits) - 1));
+  const __m256i x = _mm256_castps_si256(
+      _mm256_mul_ps(_mm256_castsi256_ps(_mm256_and_si256(y, normal)), reciprocal));
+  const __m256i m = _mm256_sub_epi32(
+      _mm256_srli_epi32(_mm256_add_epi32(x, _mm256_set1_epi32(1 << (compact::kIndexShift - 1))),
+                        compact::kIndexShift),
+      _mm256_set1_epi32(compact::kOneIndex - kTop));
   if constexpr (!kSigned) {
     const __m256i positive = _mm256_and_si256(
         _mm256_cmpgt_epi32(bits, zero),
-        _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int32_t>(compact::kInfinityBits + 1)), bits));
+        _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int32_t>(compact::kInfinityBits + 1)),
+                           bits));
     return _mm256_and_si256(positive, _mm256_max_epi32(m, _mm256_set1_epi32(1)));
   } else {
     // m where m > 0; else 1 from half of code 1 on, else 0.
-    const __m256i low = _mm256_srli_epi32(_mm256_cmpgt_epi32(magnitude_bits, below_half), 31);
+    const __m256i low = _mm256_srli_epi32(
+        _mm256_cmpgt_epi32(
+            x, _mm256_set1_epi32(static_cast<int32_t>(compact::kSignedHalfOfCodeOneBits) - 1)),
+        31);
     const __m256i code = _mm256_max_epi32(m, low);
     const __m256i negative = _mm256_srai_epi32(bits, 31);
     return _mm256_sub_epi32(_mm256_xor_si256(code, negative), negative);
@@ -147,10 +152,9 @@ RMSPROP_AVX2_TARGET __attribute__((always_inline)) inline __m256i CodesAvx2(
 template <bool kSigned>
 RMSPROP_AVX2_TARGET __attribute__((always_inline)) inline int64_t EncodeLoopAvx2(
     const float* v, int64_t n, uint32_t scale_bits, uint8_t* __restrict__ codes) {
-  const int32_t index_offset =
-      compact::IndexOffset(scale_bits, kSigned ? compact::kSignedTop : compact::kUnsignedTop);
-  const __m256i offset = _mm256_set1_epi32(index_offset);
-  const __m256i below_half = _mm256_set1_epi32(compact::HalfOfCodeOneBits(index_offset) - 1);
+  const compact::Divisor d = compact::DivisorOf(scale_bits);
+  const __m256i exponent_bits = _mm256_set1_epi32(d.exponent_bits);
+  const __m256 reciprocal = _mm256_set1_ps(d.reciprocal);
   int64_t i = 0;
   // 32 at a time: the codes packed to bytes and stored together.
   const __m256i byte_order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
@@ -158,8 +162,8 @@ RMSPROP_AVX2_TARGET __attribute__((always_inline)) inline int64_t EncodeLoopAvx2
     __m256i c[4];
     for (int k = 0; k < 4; ++k) {
       c[k] = CodesAvx2<kSigned>(
-          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(v + i + 8 * k)), offset,
-          below_half);
+          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(v + i + 8 * k)), exponent_bits,
+          reciprocal);
     }
     const __m256i words01 = _mm256_packs_epi32(c[0], c[1]);
     const __m256i words23 = _mm256_packs_epi32(c[2], c[3]);
@@ -170,7 +174,7 @@ RMSPROP_AVX2_TARGET __attribute__((always_inline)) inline int64_t EncodeLoopAvx2
   }
   for (; i + 8 <= n; i += 8) {
     const __m256i code = CodesAvx2<kSigned>(
-        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(v + i)), offset, below_half);
+        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(v + i)), exponent_bits, reciprocal);
     const __m128i words = _mm_packs_epi32(_mm256_castsi256_si128(code),
                                           _mm256_extracti128_si256(code, 1));
     const __m128i bytes = kSigned ? _mm_packs_epi16(words, words) : _mm_packus_epi16(words, words);
