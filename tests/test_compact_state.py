@@ -290,6 +290,31 @@ def test_trajectory_stays_close_to_full_precision_state(kind):
     assert apart < 0.02 * moved, (apart, moved)
 
 
+@pytest.mark.parametrize("kind", ["int8", "bfloat16"])
+@pytest.mark.parametrize("momentum", [0.95, 0.99])
+def test_momentum_decays_when_gradients_stop(kind, momentum):
+    """After the gradients stop, momentum decays geometrically as with
+    float32 state, so the variable comes to rest where float32 state's does
+    (a code that kept a decaying value would move it on forever)."""
+    shape = (8192,)
+    rng = np.random.default_rng(11)
+    grad = tf.constant(rng.standard_normal(shape).astype(np.float32))
+    zero = tf.zeros(shape)
+    start = rng.standard_normal(shape).astype(np.float32)
+    full = [tf.Variable(start), tf.Variable(np.zeros(shape, np.float32)),
+            tf.Variable(np.zeros(shape, np.float32))]
+    compact = [tf.Variable(start), _state(kind, np.zeros(shape, np.float32), False),
+               _state(kind, np.zeros(shape, np.float32), True)]
+    hyper = dict(lr=0.01, rho=0.9, momentum=momentum, epsilon=1e-7)
+    travel = {}
+    for name, (var, ms, mom) in (("full", full), ("compact", compact)):
+        for g in [grad] * 5 + [zero] * 600:
+            rmsprop_op.update(var, ms, g, mom=mom, **hyper)
+        travel[name] = np.abs(var.numpy() - start).max()
+    rest = momentum ** 600 * 100  # what float32 state still moves, at most
+    assert np.abs(compact[0].numpy() - full[0].numpy()).max() < 0.1 * travel["full"] + rest
+
+
 def test_stochastic_rounding_is_reproducible():
     def run():
         v = tf.Variable(np.ones((4096,), np.float32))
