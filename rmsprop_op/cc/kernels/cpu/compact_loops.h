@@ -113,28 +113,20 @@ RMSPROP_AVX2_TARGET inline void DecodeAvx2(const uint8_t* codes, int64_t n, floa
   DecodeScalar<kSigned>(codes + i, n - i, scale, out + i);
 }
 
-// compact::UnsignedCode or SignedCode of 8 values of a scaled block
-// (`exponent_bits`, `reciprocal`: its compact::Divisor).
+// compact::UnsignedCode or SignedCode of 8 values of a scaled block (which
+// holds no NaN or infinity) from their x's bits.
 template <bool kSigned>
-RMSPROP_AVX2_TARGET __attribute__((always_inline)) inline __m256i CodesAvx2(
-    __m256i bits, __m256i exponent_bits, __m256 reciprocal) {
+RMSPROP_AVX2_TARGET __attribute__((always_inline)) inline __m256i CodesOfQuotientsAvx2(
+    __m256i bits, __m256i x) {
   constexpr int32_t kTop = kSigned ? compact::kSignedTop : compact::kUnsignedTop;
   const __m256i zero = _mm256_setzero_si256();
-  const __m256i magnitude_bits = _mm256_and_si256(bits, _mm256_set1_epi32(0x7fffffff));
-  const __m256i y = _mm256_sub_epi32(magnitude_bits, exponent_bits);
-  const __m256i normal = _mm256_cmpgt_epi32(
-      y, _mm256_set1_epi32(static_cast<int32_t>(compact::kSmallestNormalBits) - 1));
-  const __m256i x = _mm256_castps_si256(
-      _mm256_mul_ps(_mm256_castsi256_ps(_mm256_and_si256(y, normal)), reciprocal));
   const __m256i m = _mm256_sub_epi32(
       _mm256_srli_epi32(_mm256_add_epi32(x, _mm256_set1_epi32(1 << (compact::kIndexShift - 1))),
                         compact::kIndexShift),
       _mm256_set1_epi32(compact::kOneIndex - kTop));
   if constexpr (!kSigned) {
-    const __m256i positive = _mm256_and_si256(
-        _mm256_cmpgt_epi32(bits, zero),
-        _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int32_t>(compact::kInfinityBits + 1)),
-                           bits));
+    // (A negative mean square's x is masked here.)
+    const __m256i positive = _mm256_cmpgt_epi32(bits, zero);
     return _mm256_and_si256(positive, _mm256_max_epi32(m, _mm256_set1_epi32(1)));
   } else {
     // m where m > 0; else 1 from half of code 1 on, else 0.
@@ -148,22 +140,41 @@ RMSPROP_AVX2_TARGET __attribute__((always_inline)) inline __m256i CodesAvx2(
   }
 }
 
+// x of 8 values by compact::QuotientBits. kOneProduct: as one product by
+// fl(1 / f) * 2**-p, exact while that is a normal float (p <= 125), and
+// rounded as the two steps are: the power of two moves no rounding. A y
+// below the normal floats stays a subnormal (or 0 under denormals-are-
+// zero): either way its x codes 0, as for y = 0.
+template <bool kSigned, bool kOneProduct>
+RMSPROP_AVX2_TARGET __attribute__((always_inline)) inline __m256i QuotientsAvx2(
+    __m256i bits, __m256i exponent_bits, __m256 multiplier) {
+  const __m256i magnitude_bits =
+      kSigned ? _mm256_and_si256(bits, _mm256_set1_epi32(0x7fffffff)) : bits;
+  const __m256i y =
+      kOneProduct ? magnitude_bits
+                  : _mm256_max_epi32(_mm256_sub_epi32(magnitude_bits, exponent_bits),
+                                     _mm256_setzero_si256());
+  return _mm256_castps_si256(_mm256_mul_ps(_mm256_castsi256_ps(y), multiplier));
+}
+
 // EncodeAvx2's loop over whole groups of 8; returns the elements done.
-template <bool kSigned>
+template <bool kSigned, bool kOneProduct>
 RMSPROP_AVX2_TARGET __attribute__((always_inline)) inline int64_t EncodeLoopAvx2(
-    const float* v, int64_t n, uint32_t scale_bits, uint8_t* __restrict__ codes) {
-  const compact::Divisor d = compact::DivisorOf(scale_bits);
+    const float* v, int64_t n, const compact::Divisor& d, uint8_t* __restrict__ codes) {
   const __m256i exponent_bits = _mm256_set1_epi32(d.exponent_bits);
-  const __m256 reciprocal = _mm256_set1_ps(d.reciprocal);
+  const __m256 multiplier = _mm256_set1_ps(
+      kOneProduct ? d.reciprocal * compact::FloatOfBits(static_cast<uint32_t>(
+                                       compact::kOneBits - d.exponent_bits))
+                  : d.reciprocal);
   int64_t i = 0;
   // 32 at a time: the codes packed to bytes and stored together.
   const __m256i byte_order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
   for (; i + 32 <= n; i += 32) {
     __m256i c[4];
     for (int k = 0; k < 4; ++k) {
-      c[k] = CodesAvx2<kSigned>(
-          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(v + i + 8 * k)), exponent_bits,
-          reciprocal);
+      const __m256i bits = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(v + i + 8 * k));
+      c[k] = CodesOfQuotientsAvx2<kSigned>(
+          bits, QuotientsAvx2<kSigned, kOneProduct>(bits, exponent_bits, multiplier));
     }
     const __m256i words01 = _mm256_packs_epi32(c[0], c[1]);
     const __m256i words23 = _mm256_packs_epi32(c[2], c[3]);
@@ -173,8 +184,9 @@ RMSPROP_AVX2_TARGET __attribute__((always_inline)) inline int64_t EncodeLoopAvx2
                         _mm256_permutevar8x32_epi32(bytes, byte_order));
   }
   for (; i + 8 <= n; i += 8) {
-    const __m256i code = CodesAvx2<kSigned>(
-        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(v + i)), exponent_bits, reciprocal);
+    const __m256i bits = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(v + i));
+    const __m256i code = CodesOfQuotientsAvx2<kSigned>(
+        bits, QuotientsAvx2<kSigned, kOneProduct>(bits, exponent_bits, multiplier));
     const __m128i words = _mm_packs_epi32(_mm256_castsi256_si128(code),
                                           _mm256_extracti128_si256(code, 1));
     const __m128i bytes = kSigned ? _mm_packs_epi16(words, words) : _mm_packus_epi16(words, words);
@@ -199,7 +211,13 @@ RMSPROP_AVX2_TARGET inline void EncodeAvx2(const float* v, int64_t n, uint8_t* c
   for (int k = 0; k < 8; ++k) largest = lanes[k] > largest ? lanes[k] : largest;
   const uint32_t scale_bits = ScaleBitsOf(LargestMagnitudeBits(v, i, n, largest));
   *scale_out = FloatOfBits(scale_bits);
-  i = compact::IsScaled(scale_bits) ? EncodeLoopAvx2<kSigned>(v, n, scale_bits, codes) : 0;
+  i = 0;
+  if (compact::IsScaled(scale_bits)) {
+    const compact::Divisor d = compact::DivisorOf(scale_bits);
+    // 2**-p is normal for p <= 126; the product with fl(1 / f) <= 1 for p <= 125.
+    i = d.exponent_bits <= 125 * (1 << 23) ? EncodeLoopAvx2<kSigned, true>(v, n, d, codes)
+                                          : EncodeLoopAvx2<kSigned, false>(v, n, d, codes);
+  }
   EncodeTail<kSigned>(v, i, n, scale_bits, codes);
 }
 
