@@ -21,14 +21,15 @@ int8, block-wise, as 8-bit floats of each value relative to its block's scale:
   m > 0 is the float32 whose bits are (1016 - top + m) << 20, where top is
   the largest code (255 for the mean square, 127 for momentum and the mean
   gradient): the top code is x = 1, and each code below is one step of an
-  eighth of its binade less (31.9 binades below 1 unsigned, 15.9 signed;
+  eighth of its binade less (code 1 is 1.25 * 2**-32 unsigned, 1.25 * 2**-16 signed;
   each x within 1/16 of itself, 3.1% to 6.25%). It reads as fl(x * s)
   (0 below the normal floats, as under flush-to-zero), so
   the largest value reads back exactly, and a block scaled as a whole (a
   decay) keeps its codes: its values decay as float32 values do.
 - A value's x is |value| / s computed without a division per element: with
   s = 2**p * f (f in [1, 2)), y = |value| / 2**p exactly by its exponent
-  field (0 below the normal floats), then x = fl(y * fl(1 / f)). Its code is
+  field (0 where |value| or y is below the normal floats), then
+  x = fl(y * fl(1 / f)). Its code is
   the nearest (ties away from zero), from x's bits:
   m = ((bits(x) + 2**19) >> 20) - (1016 - top) where that is positive;
   below, a signed slot's magnitude codes 1 from half of code 1's x on,
@@ -144,15 +145,17 @@ def _is_scaled(scales):
 
 def _quotient_bits(magnitude_bits, scales, shape):
     """x = |value| / scale as int32 bits, by the module's arithmetic: the
-    scale's power of two taken off the exponent field (0 below the normal
-    floats), then times fl(1 / its fraction)."""
+    scale's power of two taken off the exponent field (0 where the magnitude
+    or the quotient is below the normal floats), then times fl(1 / its
+    fraction)."""
     scale_bits = tf.bitcast(scales, tf.int32)
     exponent_bits = tf.bitwise.left_shift(tf.bitwise.right_shift(scale_bits, 23) - 127, 23)
     fraction = tf.bitcast(tf.bitwise.bitwise_or(tf.bitwise.bitwise_and(scale_bits, 0x007FFFFF),
                                                 _ONE_BITS), tf.float32)
     reciprocal = 1.0 / fraction
     y = magnitude_bits - _per_element(exponent_bits, shape)
-    y_value = tf.where(y >= _SMALLEST_NORMAL_BITS, tf.bitcast(y, tf.float32), 0.0)
+    normal = (magnitude_bits >= _SMALLEST_NORMAL_BITS) & (y >= _SMALLEST_NORMAL_BITS)
+    y_value = tf.where(normal, tf.bitcast(y, tf.float32), 0.0)
     return tf.bitcast(y_value * _per_element(reciprocal, shape), tf.int32)
 
 

@@ -129,7 +129,8 @@ def _sparse(var, ms, mg, mom, grad, indices, *hyper):
 
 
 def _stored(v):
-    # Untouched rows are written back as read (a compact slot's as float32).
+    # Untouched rows are written back as read (a compact slot's as float32,
+    # a centered compact mean square as _read_slots reads it).
     if v is None:
         return None
     return v.read() if compact_state.is_compact(v) else v.read_value()

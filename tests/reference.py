@@ -239,8 +239,7 @@ def compact_index(magnitude):
 
 
 def compact_index_value(index):
-    """The float32 an index stands for (>= 8): 2**(index // 8 - 127) * (1 + (index % 8) / 8);
-    2**128 reads as the largest float32."""
+    """The float32 an index stands for (>= 8): 2**(index // 8 - 127) * (1 + (index % 8) / 8)."""
     index = np.asarray(index, np.int64)
     value = np.ldexp(1 + (index % 8) / 8.0, (index // 8 - 127).astype(np.int32))
     return np.minimum(value, np.finfo(np.float32).max).astype(np.float32)
@@ -255,7 +254,8 @@ def _quotient(magnitude, scale):
     exactly (0 below the normal floats), times fl(1 / f), for scale = 2**p * f."""
     fraction, exponent = np.frexp(np.float32(scale))  # scale = fraction * 2**exponent
     p, f = int(exponent) - 1, np.float32(fraction * 2)
-    y = np.ldexp(magnitude.astype(np.float32), -p).astype(np.float32)
+    magnitude = np.where(magnitude >= SMALLEST_NORMAL, magnitude, 0).astype(np.float32)
+    y = np.ldexp(magnitude, -p).astype(np.float32)
     y = np.where(y >= SMALLEST_NORMAL, y, np.float32(0))
     return (y * (np.float32(1) / f)).astype(np.float32)
 

@@ -145,6 +145,29 @@ def test_the_code_is_the_nearest_and_codes_grow_with_the_value(signed):
     assert np.all(np.diff(codes.numpy().astype(int).reshape(-1, 256), axis=1) >= 0)
 
 
+@pytest.mark.parametrize("signed", [True, False])
+@pytest.mark.parametrize("scale", [2.0 ** -120, 2.0 ** -126, 2.0 ** -100, 2.0 ** 126, 3e38])
+def test_zeros_and_subnormals_code_zero_at_any_scale(signed, scale):
+    # A magnitude below the normal floats is 0 whatever the block's scale
+    # (by bits alone it would read as a power of two near a tiny scale).
+    x = np.zeros(4096, np.float32)
+    x[::256] = scale
+    x[1::256] = -0.0
+    x[2::256] = np.float32(2.0 ** -127)
+    x[3::256] = np.float32(2.0 ** -140)
+    if signed:
+        x[4::256] = -np.float32(2.0 ** -127)
+    codes, scales = compact_state.quantize(tf.constant(x), signed)
+    want_codes, want_scales = reference.compact_quantize(x, signed)
+    np.testing.assert_array_equal(codes.numpy(), want_codes)
+    np.testing.assert_array_equal(scales.numpy(), want_scales)
+    c = codes.numpy().astype(int).reshape(-1, 256)
+    assert np.all(c[:, 0] == (127 if signed else 255))
+    # Zeros code 0; a positive subnormal mean square codes 1 (never 0).
+    assert np.all(c[:, 1] == 0) and np.all(c[:, 5:] == 0)
+    assert np.all(c[:, 2:4] == (0 if signed else 1))
+
+
 def test_non_finite_blocks_read_back_as_nan():
     x = np.ones((1024,), np.float32)
     x[3], x[300] = np.nan, np.inf

@@ -251,3 +251,34 @@ def test_constants_header_is_generated_from_compact_state():
     result = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "compact_tables.py"),
                              "--check"], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("scale", [2.0 ** -120, 2.0 ** -126 * 1.5, 2.0 ** 126, 3e38])
+@pytest.mark.parametrize("sparse", [False, True])
+def test_tiny_and_huge_blocks_with_zeros_match_plain_tf(scale, sparse):
+    """Blocks whose scale is near either end of float32, holding zeros and
+    values below the normal floats: the fused op's codes are plain TF's."""
+    shape = [64, 256]
+    rng = np.random.default_rng(7)
+
+    def values(positive):
+        v = (rng.standard_normal(shape) * np.float32(scale) / 8).astype(np.float32)
+        v[:, ::3] = 0
+        v[:, 1::7] = np.float32(2.0 ** -130)
+        v[:, 0] = np.float32(scale)
+        return np.abs(v) if positive else v
+    start = values(True), values(False), values(False)
+    results = []
+    for update in (rmsprop_op.update, plain_tf.update):
+        var = tf.Variable(np.zeros(shape, np.float32))
+        ms = _slot("int8", start[0], False)
+        mg, mom = _slot("int8", start[1], True), _slot("int8", start[2], True)
+        if sparse:
+            grad, indices = tf.zeros([4] + shape[1:]), tf.constant([0, 5, 9, 63])
+        else:
+            grad, indices = tf.zeros(shape), None
+        update(var, ms, grad, mg=mg, mom=mom, indices=indices, lr=0.01, rho=0.9, momentum=0.9,
+               epsilon=1e-7)
+        results.append(_state(var, ms, mg, mom))
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)

@@ -137,8 +137,10 @@ RMSPROP_HOST_DEVICE Divisor DivisorOf(uint32_t scale_bits) {
 }
 
 // x's bits for a magnitude's bits: |value| / 2**p exactly by its exponent
-// field (0 below the normal floats), times fl(1 / f).
+// field (0 for a magnitude, or a quotient, below the normal floats), times
+// fl(1 / f).
 RMSPROP_HOST_DEVICE uint32_t QuotientBits(uint32_t magnitude_bits, const Divisor& d) {
+  if (magnitude_bits < kSmallestNormalBits) return 0u;
   const int32_t y = static_cast<int32_t>(magnitude_bits) - d.exponent_bits;
   const float y_value = y >= static_cast<int32_t>(kSmallestNormalBits)
                             ? FloatOfBits(static_cast<uint32_t>(y)) : 0.0f;

@@ -141,15 +141,19 @@ RMSPROP_AVX2_TARGET __attribute__((always_inline)) inline __m256i CodesOfQuotien
 }
 
 // x of 8 values by compact::QuotientBits. kOneProduct: as one product by
-// fl(1 / f) * 2**-p, exact while that is a normal float (p <= 125), and
-// rounded as the two steps are: the power of two moves no rounding. A y
-// below the normal floats stays a subnormal (or 0 under denormals-are-
-// zero): either way its x codes 0, as for y = 0.
+// fl(1 / f) * 2**-p, a normal float while p <= 125, and rounded as the two
+// steps are (the power of two moves no rounding). A quotient y below the
+// normal floats stays a subnormal (or 0 under denormals-are-zero): either
+// way its x codes 0, as for y = 0. Magnitudes below the normal floats are 0.
 template <bool kSigned, bool kOneProduct>
 RMSPROP_AVX2_TARGET __attribute__((always_inline)) inline __m256i QuotientsAvx2(
     __m256i bits, __m256i exponent_bits, __m256 multiplier) {
-  const __m256i magnitude_bits =
+  const __m256i below_normal =
+      _mm256_set1_epi32(static_cast<int32_t>(compact::kSmallestNormalBits) - 1);
+  const __m256i all_bits =
       kSigned ? _mm256_and_si256(bits, _mm256_set1_epi32(0x7fffffff)) : bits;
+  const __m256i magnitude_bits =
+      _mm256_and_si256(all_bits, _mm256_cmpgt_epi32(all_bits, below_normal));
   const __m256i y =
       kOneProduct ? magnitude_bits
                   : _mm256_max_epi32(_mm256_sub_epi32(magnitude_bits, exponent_bits),
@@ -214,7 +218,7 @@ RMSPROP_AVX2_TARGET inline void EncodeAvx2(const float* v, int64_t n, uint8_t* c
   i = 0;
   if (compact::IsScaled(scale_bits)) {
     const compact::Divisor d = compact::DivisorOf(scale_bits);
-    // 2**-p is normal for p <= 126; the product with fl(1 / f) <= 1 for p <= 125.
+    // fl(1 / f) * 2**-p (fl(1 / f) in (0.5, 1]) is a normal float for p <= 125.
     i = d.exponent_bits <= 125 * (1 << 23) ? EncodeLoopAvx2<kSigned, true>(v, n, d, codes)
                                           : EncodeLoopAvx2<kSigned, false>(v, n, d, codes);
   }
