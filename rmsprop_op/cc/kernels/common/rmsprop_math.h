@@ -226,7 +226,10 @@ RMSPROP_HOST_DEVICE C UpdatedAverage(C ema, C var, const Extras<R>& x) {
 //   var, slots <- the update
 //   ema <- ema_momentum * ema + one_minus_ema_momentum * var    (V::UpdatesEma)
 // mg, mom and ema are read and written only where V has them.
-template <typename V, typename C, typename R>
+// kCanonicalSlots false: ms, mg and mom keep whatever NaN the arithmetic
+// gives, for a caller that stores no NaN's bits (int8 state: a NaN makes
+// its block's scale NaN and every code 0).
+template <typename V, typename C, typename R, bool kCanonicalSlots = true>
 RMSPROP_HOST_DEVICE void UpdateElement(C g, C& var, C& ms, C& mg, C& mom, C& ema,
                                        const Hyper<R>& h, const Extras<R>& x) {
   if constexpr (V::kExtras) {
@@ -235,9 +238,11 @@ RMSPROP_HOST_DEVICE void UpdateElement(C g, C& var, C& ms, C& mg, C& mom, C& ema
   }
   const C delta = VariableDelta<V::kCentered, V::kMomentum, C>(g, ms, mg, mom, h);
   var = CanonicalNaN(var - delta);
-  ms = CanonicalNaN(ms);
-  if (V::kCentered) mg = CanonicalNaN(mg);
-  if (V::kMomentum) mom = CanonicalNaN(mom);
+  if (kCanonicalSlots) {
+    ms = CanonicalNaN(ms);
+    if (V::kCentered) mg = CanonicalNaN(mg);
+    if (V::kMomentum) mom = CanonicalNaN(mom);
+  }
   if constexpr (V::kExtras) {
     if (V::UpdatesEma(x)) ema = UpdatedAverage<C>(ema, var, x);
   }

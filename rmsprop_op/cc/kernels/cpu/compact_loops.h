@@ -82,6 +82,25 @@ inline void EncodeScalar(const float* v, int64_t n, uint8_t* codes, float* scale
 
 // -- The same with AVX2, 8 elements at a time. ----------------------------
 
+// 8 values of a scaled block from their codes (DecodeUnsigned or
+// DecodeSigned), `s` the block's scale.
+template <bool kSigned>
+RMSPROP_AVX2_TARGET __attribute__((always_inline)) inline __m256 DecodeGroupAvx2(
+    const uint8_t* codes, __m256 s) {
+  constexpr int32_t kTop = kSigned ? compact::kSignedTop : compact::kUnsignedTop;
+  const __m256i offset = _mm256_set1_epi32(compact::kOneIndex - kTop);
+  const __m128i bytes = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(codes));
+  const __m256i c = kSigned ? _mm256_cvtepi8_epi32(bytes) : _mm256_cvtepu8_epi32(bytes);
+  const __m256i m =
+      kSigned ? _mm256_min_epi32(_mm256_abs_epi32(c), _mm256_set1_epi32(compact::kSignedTop))
+              : c;
+  // (sign_epi32 by m >= 0: 0 where m is 0, else unchanged.)
+  __m256i x = _mm256_sign_epi32(
+      _mm256_slli_epi32(_mm256_add_epi32(m, offset), compact::kIndexShift), m);
+  if (kSigned) x = _mm256_or_si256(x, _mm256_and_si256(c, _mm256_set1_epi32(INT32_MIN)));
+  return _mm256_mul_ps(_mm256_castsi256_ps(x), s);
+}
+
 // (Called, not inlined: the per-block callers are compiled for several
 // targets, and an AVX2 function inlines only into AVX2 or wider code.)
 template <bool kSigned>
@@ -93,23 +112,9 @@ RMSPROP_AVX2_TARGET inline void DecodeAvx2(const uint8_t* codes, int64_t n, floa
     for (int64_t i = 0; i < n; ++i) out[i] = value;
     return;
   }
-  constexpr int32_t kTop = kSigned ? compact::kSignedTop : compact::kUnsignedTop;
-  const __m256i offset = _mm256_set1_epi32(compact::kOneIndex - kTop);
-  const __m256i zero = _mm256_setzero_si256();
   const __m256 s = _mm256_set1_ps(scale);
   int64_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    const __m128i bytes = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(codes + i));
-    const __m256i c = kSigned ? _mm256_cvtepi8_epi32(bytes) : _mm256_cvtepu8_epi32(bytes);
-    const __m256i m =
-        kSigned ? _mm256_min_epi32(_mm256_abs_epi32(c), _mm256_set1_epi32(compact::kSignedTop))
-                : c;
-    __m256i x = _mm256_and_si256(_mm256_cmpgt_epi32(m, zero),
-                                 _mm256_slli_epi32(_mm256_add_epi32(m, offset),
-                                                   compact::kIndexShift));
-    if (kSigned) x = _mm256_or_si256(x, _mm256_and_si256(c, _mm256_set1_epi32(INT32_MIN)));
-    _mm256_storeu_ps(out + i, _mm256_mul_ps(_mm256_castsi256_ps(x), s));
-  }
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(out + i, DecodeGroupAvx2<kSigned>(codes + i, s));
   DecodeScalar<kSigned>(codes + i, n - i, scale, out + i);
 }
 
@@ -119,24 +124,22 @@ template <bool kSigned>
 RMSPROP_AVX2_TARGET __attribute__((always_inline)) inline __m256i CodesOfQuotientsAvx2(
     __m256i bits, __m256i x) {
   constexpr int32_t kTop = kSigned ? compact::kSignedTop : compact::kUnsignedTop;
-  const __m256i zero = _mm256_setzero_si256();
-  const __m256i m = _mm256_sub_epi32(
-      _mm256_srli_epi32(_mm256_add_epi32(x, _mm256_set1_epi32(1 << (compact::kIndexShift - 1))),
-                        compact::kIndexShift),
-      _mm256_set1_epi32(compact::kOneIndex - kTop));
+  // RoundedCode by one arithmetic shift: x >= 0, and the code's offset from
+  // the index a whole number of steps.
+  const __m256i m = _mm256_srai_epi32(
+      _mm256_add_epi32(x, _mm256_set1_epi32((1 << (compact::kIndexShift - 1)) -
+                                            ((compact::kOneIndex - kTop) << compact::kIndexShift))),
+      compact::kIndexShift);
+  // sign_epi32 by the value's bits: the code where the value is positive,
+  // 0 where its bits are 0, negated where negative (a negative mean
+  // square's, then 0 when packed with unsigned saturation; its x was masked).
   if constexpr (!kSigned) {
-    // (A negative mean square's x is masked here.)
-    const __m256i positive = _mm256_cmpgt_epi32(bits, zero);
-    return _mm256_and_si256(positive, _mm256_max_epi32(m, _mm256_set1_epi32(1)));
+    return _mm256_sign_epi32(_mm256_max_epi32(m, _mm256_set1_epi32(1)), bits);
   } else {
     // m where m > 0; else 1 from half of code 1 on, else 0.
-    const __m256i low = _mm256_srli_epi32(
-        _mm256_cmpgt_epi32(
-            x, _mm256_set1_epi32(static_cast<int32_t>(compact::kSignedHalfOfCodeOneBits) - 1)),
-        31);
-    const __m256i code = _mm256_max_epi32(m, low);
-    const __m256i negative = _mm256_srai_epi32(bits, 31);
-    return _mm256_sub_epi32(_mm256_xor_si256(code, negative), negative);
+    const __m256i low = _mm256_abs_epi32(_mm256_cmpgt_epi32(
+        x, _mm256_set1_epi32(static_cast<int32_t>(compact::kSignedHalfOfCodeOneBits) - 1)));
+    return _mm256_sign_epi32(_mm256_max_epi32(m, low), bits);
   }
 }
 
@@ -161,36 +164,56 @@ RMSPROP_AVX2_TARGET __attribute__((always_inline)) inline __m256i QuotientsAvx2(
   return _mm256_castps_si256(_mm256_mul_ps(_mm256_castsi256_ps(y), multiplier));
 }
 
-// EncodeAvx2's loop over whole groups of 8; returns the elements done.
+// What QuotientsAvx2 takes for a scaled block of divisor d; kOneProduct
+// where UsesOneProduct(d): fl(1 / f) * 2**-p (fl(1 / f) in (0.5, 1]) is a
+// normal float for p <= 125.
+struct QuotientConstants {
+  __m256i exponent_bits;
+  __m256 multiplier;
+};
+inline bool UsesOneProduct(const compact::Divisor& d) {
+  return d.exponent_bits <= 125 * (1 << 23);
+}
+template <bool kOneProduct>
+RMSPROP_AVX2_TARGET __attribute__((always_inline)) inline QuotientConstants
+QuotientConstantsOf(const compact::Divisor& d) {
+  return {_mm256_set1_epi32(d.exponent_bits),
+          _mm256_set1_ps(kOneProduct ? d.reciprocal * compact::FloatOfBits(static_cast<uint32_t>(
+                                                          compact::kOneBits - d.exponent_bits))
+                                     : d.reciprocal)};
+}
+
+// The codes of 32 values of a scaled block, packed to bytes and stored
+// together.
+template <bool kSigned, bool kOneProduct>
+RMSPROP_AVX2_TARGET __attribute__((always_inline)) inline void Encode32Avx2(
+    const float* v, const QuotientConstants& q, uint8_t* codes) {
+  __m256i c[4];
+  for (int k = 0; k < 4; ++k) {
+    const __m256i bits = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(v + 8 * k));
+    c[k] = CodesOfQuotientsAvx2<kSigned>(
+        bits, QuotientsAvx2<kSigned, kOneProduct>(bits, q.exponent_bits, q.multiplier));
+  }
+  const __m256i words01 = _mm256_packs_epi32(c[0], c[1]);
+  const __m256i words23 = _mm256_packs_epi32(c[2], c[3]);
+  const __m256i bytes = kSigned ? _mm256_packs_epi16(words01, words23)
+                                : _mm256_packus_epi16(words01, words23);
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(codes),
+                      _mm256_permutevar8x32_epi32(bytes, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)));
+}
+
+// EncodeAvx2's loop over whole groups of 8 of a scaled block; returns the
+// elements done.
 template <bool kSigned, bool kOneProduct>
 RMSPROP_AVX2_TARGET __attribute__((always_inline)) inline int64_t EncodeLoopAvx2(
     const float* v, int64_t n, const compact::Divisor& d, uint8_t* __restrict__ codes) {
-  const __m256i exponent_bits = _mm256_set1_epi32(d.exponent_bits);
-  const __m256 multiplier = _mm256_set1_ps(
-      kOneProduct ? d.reciprocal * compact::FloatOfBits(static_cast<uint32_t>(
-                                       compact::kOneBits - d.exponent_bits))
-                  : d.reciprocal);
+  const QuotientConstants q = QuotientConstantsOf<kOneProduct>(d);
   int64_t i = 0;
-  // 32 at a time: the codes packed to bytes and stored together.
-  const __m256i byte_order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
-  for (; i + 32 <= n; i += 32) {
-    __m256i c[4];
-    for (int k = 0; k < 4; ++k) {
-      const __m256i bits = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(v + i + 8 * k));
-      c[k] = CodesOfQuotientsAvx2<kSigned>(
-          bits, QuotientsAvx2<kSigned, kOneProduct>(bits, exponent_bits, multiplier));
-    }
-    const __m256i words01 = _mm256_packs_epi32(c[0], c[1]);
-    const __m256i words23 = _mm256_packs_epi32(c[2], c[3]);
-    const __m256i bytes = kSigned ? _mm256_packs_epi16(words01, words23)
-                                  : _mm256_packus_epi16(words01, words23);
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(codes + i),
-                        _mm256_permutevar8x32_epi32(bytes, byte_order));
-  }
+  for (; i + 32 <= n; i += 32) Encode32Avx2<kSigned, kOneProduct>(v + i, q, codes + i);
   for (; i + 8 <= n; i += 8) {
     const __m256i bits = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(v + i));
     const __m256i code = CodesOfQuotientsAvx2<kSigned>(
-        bits, QuotientsAvx2<kSigned, kOneProduct>(bits, exponent_bits, multiplier));
+        bits, QuotientsAvx2<kSigned, kOneProduct>(bits, q.exponent_bits, q.multiplier));
     const __m128i words = _mm_packs_epi32(_mm256_castsi256_si128(code),
                                           _mm256_extracti128_si256(code, 1));
     const __m128i bytes = kSigned ? _mm_packs_epi16(words, words) : _mm_packus_epi16(words, words);
@@ -203,14 +226,23 @@ template <bool kSigned>
 RMSPROP_AVX2_TARGET inline void EncodeAvx2(const float* v, int64_t n, uint8_t* codes,
                                            float* scale_out) {
   const __m256i magnitude_mask = _mm256_set1_epi32(0x7fffffff);
-  __m256i largest8 = _mm256_setzero_si256();
+  // Four running maxima: one would wait on itself every 8 elements.
+  __m256i largest8[4] = {};
   int64_t i = 0;
+  for (; i + 32 <= n; i += 32) {
+    for (int k = 0; k < 4; ++k) {
+      const __m256i bits = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(v + i + 8 * k));
+      largest8[k] = _mm256_max_epu32(largest8[k], _mm256_and_si256(bits, magnitude_mask));
+    }
+  }
   for (; i + 8 <= n; i += 8) {
     const __m256i bits = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(v + i));
-    largest8 = _mm256_max_epu32(largest8, _mm256_and_si256(bits, magnitude_mask));
+    largest8[0] = _mm256_max_epu32(largest8[0], _mm256_and_si256(bits, magnitude_mask));
   }
   alignas(32) uint32_t lanes[8];
-  _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), largest8);
+  _mm256_store_si256(reinterpret_cast<__m256i*>(lanes),
+                     _mm256_max_epu32(_mm256_max_epu32(largest8[0], largest8[1]),
+                                      _mm256_max_epu32(largest8[2], largest8[3])));
   uint32_t largest = 0;
   for (int k = 0; k < 8; ++k) largest = lanes[k] > largest ? lanes[k] : largest;
   const uint32_t scale_bits = ScaleBitsOf(LargestMagnitudeBits(v, i, n, largest));
@@ -218,9 +250,8 @@ RMSPROP_AVX2_TARGET inline void EncodeAvx2(const float* v, int64_t n, uint8_t* c
   i = 0;
   if (compact::IsScaled(scale_bits)) {
     const compact::Divisor d = compact::DivisorOf(scale_bits);
-    // fl(1 / f) * 2**-p (fl(1 / f) in (0.5, 1]) is a normal float for p <= 125.
-    i = d.exponent_bits <= 125 * (1 << 23) ? EncodeLoopAvx2<kSigned, true>(v, n, d, codes)
-                                          : EncodeLoopAvx2<kSigned, false>(v, n, d, codes);
+    i = UsesOneProduct(d) ? EncodeLoopAvx2<kSigned, true>(v, n, d, codes)
+                          : EncodeLoopAvx2<kSigned, false>(v, n, d, codes);
   }
   EncodeTail<kSigned>(v, i, n, scale_bits, codes);
 }
@@ -307,7 +338,8 @@ __attribute__((always_inline)) inline void UpdateBlockBody(
       const int64_t at = segments[s].local;
       const SlotPointers<float> slots = {u.var + offset + at, ms + at, mg + at, mom + at,
                                          V::kEma ? u.ema + offset + at : nullptr};
-      UpdateElements<V, float, float>(slots, segments[s].grad, 0, segments[s].length, h, x);
+      UpdateElements<V, float, float, /*kCanonicalSlots=*/false>(slots, segments[s].grad, 0,
+                                                                segments[s].length, h, x);
     }
     EncodeBlock<kVector, false>(ms, u.ms, block, offset, n);
     if (V::kCentered) EncodeBlock<kVector, true>(mg, u.mg, block, offset, n);

@@ -28,8 +28,8 @@ using UpdateRangeFn = void (*)(const SlotPointers<T>&, const G*, int64_t,
                                int64_t, const HyperOf<T>&, const ExtrasOf<T>&);
 
 // One element at a time, in the compute type; compilers vectorize it for
-// float and double.
-template <typename V, typename T, typename G>
+// float and double. kCanonicalSlots: rmsprop_math::UpdateElement's.
+template <typename V, typename T, typename G, bool kCanonicalSlots = true>
 __attribute__((always_inline)) inline void UpdateElements(
     const SlotPointers<T>& slots, const G* __restrict__ grad, int64_t begin,
     int64_t end, const HyperOf<T>& h, const ExtrasOf<T>& x) {
@@ -48,8 +48,8 @@ __attribute__((always_inline)) inline void UpdateElements(
     C mg_i = V::kCentered ? static_cast<C>(mg[i]) : C(0);
     C mom_i = V::kMomentum ? static_cast<C>(mom[i]) : C(0);
     C ema_i = V::kEma ? static_cast<C>(ema[i]) : C(0);
-    rmsprop_math::UpdateElement<V, C>(static_cast<C>(grad[i]), var_i, ms_i, mg_i,
-                                      mom_i, ema_i, hyper, extras);
+    rmsprop_math::UpdateElement<V, C, typename RealOf<C>::type, kCanonicalSlots>(
+        static_cast<C>(grad[i]), var_i, ms_i, mg_i, mom_i, ema_i, hyper, extras);
     var[i] = static_cast<T>(var_i);
     ms[i] = static_cast<T>(ms_i);
     if (V::kCentered) mg[i] = static_cast<T>(mg_i);
