@@ -24,9 +24,9 @@ using CPUDevice = Eigen::ThreadPoolDevice;
 namespace {
 
 // Cycles per element of a block on one core (decoding, the update and
-// encoding of two int8 slots: about 8 measured on an AMD Zen 3), for the
-// thread pool's sharding.
-constexpr double kCompactCyclesPerElement = 8.0;
+// encoding of two int8 slots: about 2.3 measured on an AMD Zen 3 with AVX2;
+// more in the baseline build), for the thread pool's sharding.
+constexpr double kCompactCyclesPerElement = 3.0;
 
 Eigen::TensorOpCost BlockCost(const CompactUpdate& u, double elements) {
   const int slots = 1 + u.centered + u.momentum;
