@@ -218,7 +218,7 @@ RMSPROP_HOST_DEVICE C UpdatedAverage(C ema, C var, const Extras<R>& x) {
 }
 
 // One element of the update: what it stores, in the compute type, NaNs
-// canonical. Every kernel (CPU loops, SIMD lanes, CUDA) stores through this,
+// canonical (the slots' only with kCanonicalSlots). Every kernel (CPU loops, SIMD lanes, CUDA) stores through this,
 // the variant V fixed at compile time. With V::kExtras, Keras's steps around
 // the update, in Keras's order (real types only):
 //   g   <- TransformedGradient(g)
@@ -228,7 +228,7 @@ RMSPROP_HOST_DEVICE C UpdatedAverage(C ema, C var, const Extras<R>& x) {
 // mg, mom and ema are read and written only where V has them.
 // kCanonicalSlots false: ms, mg and mom keep whatever NaN the arithmetic
 // gives, for a caller that stores no NaN's bits (int8 state: a NaN makes
-// its block's scale NaN and every code 0).
+// its block's scale NaN, and no code depends on a NaN's bits).
 template <typename V, typename C, typename R, bool kCanonicalSlots = true>
 RMSPROP_HOST_DEVICE void UpdateElement(C g, C& var, C& ms, C& mg, C& mom, C& ema,
                                        const Hyper<R>& h, const Extras<R>& x) {

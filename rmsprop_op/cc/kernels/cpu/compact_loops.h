@@ -1,6 +1,7 @@
 // The CPU loops of the updates with compact state: one block at a time,
 // decoded into float32 buffers in L1, updated by the float32 element loop
-// (element_loops.h, the same code as the float32 ops), and encoded again.
+// (element_loops.h, the float32 ops' code; int8 slots' NaNs left as the
+// arithmetic gives them), and encoded again.
 // AVX2 decodes and encodes 8 elements at a time by compact_format.h's
 // arithmetic on float bits (no table, no division per element); the
 // baseline build runs the same steps one element at a time. Both give the
