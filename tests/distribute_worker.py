@@ -283,17 +283,25 @@ def single(out):
         _save(out, f"restored_{kind}", _state(model, restored))
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def free_ports(n):
+    """n distinct ports free on every interface (gRPC servers bind 0.0.0.0).
+    All are held until all are chosen, so none is chosen twice; another
+    process may still take one before its server starts."""
+    sockets = [socket.socket() for _ in range(n)]
+    try:
+        for s in sockets:
+            s.bind(("", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
 
 
 def _in_process_cluster(workers=2, ps=2):
     """A resolver for a cluster whose worker and ps servers run in this process."""
-    spec = {"worker": [f"127.0.0.1:{_free_port()}" for _ in range(workers)],
-            "ps": [f"127.0.0.1:{_free_port()}" for _ in range(ps)],
-            "chief": [f"127.0.0.1:{_free_port()}"]}
+    addresses = [f"127.0.0.1:{p}" for p in free_ports(workers + ps + 1)]
+    spec = {"worker": addresses[:workers], "ps": addresses[workers:-1],
+            "chief": addresses[-1:]}
     cluster = tf.train.ClusterSpec(spec)
     # All servers share this process: with the default inter-op pool (one
     # thread per core) the workers' and the servers' ops can starve each

@@ -7,7 +7,6 @@ tests/distribute_worker.py; the tests compare what they write.
 import json
 import os
 import signal
-import socket
 import time
 
 import numpy as np
@@ -88,15 +87,18 @@ def _run_all(runs, timeout=TIMEOUT):
         pytest.fail("\n\n".join(failures))
 
 
-def _free_ports(n):
-    sockets = [socket.socket() for _ in range(n)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
+# What a server prints when another process took its port after the choice.
+_PORT_TAKEN = ("already in use", "could not start grpc server")
+
+
+def _run_cluster(start_runs, attempts=3):
+    """_run_all(start_runs()), with fresh ports after a port was taken."""
+    for attempt in range(attempts):
+        try:
+            return _run_all(start_runs())
+        except pytest.fail.Exception as e:
+            if attempt == attempts - 1 or not any(m in str(e).lower() for m in _PORT_TAKEN):
+                raise
 
 
 def _load(out, name):
@@ -234,7 +236,7 @@ def test_optimizer_of_no_strategy_refuses_mirrored_variables(mirrored):
 # MultiWorkerMirroredStrategy: two worker processes on loopback.
 
 def _start_workers(out, n=2):
-    ports = _free_ports(n)
+    ports = job.free_ports(n)
     cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
     return [_Run(f"worker {i}", "worker", out, TF_CONFIG=json.dumps(
         {"cluster": cluster, "task": {"type": "worker", "index": i}})) for i in range(n)]
@@ -243,14 +245,7 @@ def _start_workers(out, n=2):
 @pytest.fixture(scope="module")
 def multi_worker(tmp_path_factory):
     out = tmp_path_factory.mktemp("multi_worker")
-    for attempt in range(2):
-        try:
-            _run_all(_start_workers(out))
-            break
-        except pytest.fail.Exception as e:
-            # Another process may take a port between its choice and its use.
-            if attempt or "already in use" not in str(e).lower():
-                raise
+    _run_cluster(lambda: _start_workers(out))
     _run_all([_Run("single", "single", out)])
     return out
 
@@ -289,7 +284,7 @@ def test_chief_checkpoint_restores_in_one_process(multi_worker):
 @pytest.fixture(scope="module")
 def parameter_server(tmp_path_factory):
     out = tmp_path_factory.mktemp("parameter_server")
-    _run_all([_Run("ps", "ps", out)])
+    _run_cluster(lambda: [_Run("ps", "ps", out)])
     return out
 
 
