@@ -46,12 +46,14 @@ def _state(var, *slots):
     return [var.numpy()] + [v.numpy() for s in slots if s is not None for v in s.variables]
 
 
+def _refuse_plain_tf(*args, **kwargs):
+    raise AssertionError("rmsprop_op.update fell back to plain_tf")
+
+
 @pytest.fixture
 def fused_only(monkeypatch):
     """Fails a test whose rmsprop_op.update falls back to plain TF."""
-    def refuse(*args, **kwargs):
-        raise AssertionError("rmsprop_op.update fell back to plain_tf")
-    monkeypatch.setattr(rmsprop_op.plain_tf, "update", refuse)
+    monkeypatch.setattr(rmsprop_op.plain_tf, "update", _refuse_plain_tf)
 
 
 def _run(update, kind, shape, centered, momentum, sparse, steps=3, grads=None, seed=1,
@@ -167,6 +169,82 @@ def test_sparse_update_leaves_untouched_blocks_alone(fused_only):
             np.testing.assert_array_equal(a[keep].view(np.uint32), b[keep].view(np.uint32))
     # var's untouched rows within touched blocks stay too; the slots' are re-encoded.
     np.testing.assert_array_equal(after[0][[4, 6, 7]], before[0][[4, 6, 7]])
+
+
+# Scales of blocks whose other rows keep their codes or not: ordinary ones,
+# both ends of float32, around 2**-94 (the unsigned code 1 reads as a normal
+# float from about there on) and 2**-110 (the signed one), zero, subnormal,
+# infinite and NaN.
+_KEEP_SCALES = [1.0, 3.7, 1e30, 2.0 ** 127 * 1.5, 2.0 ** -93, 2.0 ** -94 * 1.01, 2.0 ** -94,
+                2.0 ** -94 * 0.99, 2.0 ** -95, 2.0 ** -110 / 1.25, 2.0 ** -111, 0.0, 1e-40,
+                np.inf, np.nan]
+
+
+@pytest.mark.parametrize("rows,columns", [(384, 64), (2 * 85 * 15 - 7, 3), (191, 100)])
+def test_sparse_blocks_keep_or_recode_the_rows_outside_the_batch(rows, columns, monkeypatch):
+    """Blocks of several rows, one or two of them in the batch: the kernel
+    encodes only those where the other rows' codes stay (all 0, or the
+    block's scale unchanged), else the whole block (compact_loops.h). Either
+    way its codes and scales are plain TF's, which re-encodes every touched
+    block: every code byte (int8's -128 too), the scales above, gradients
+    that keep the scale and gradients that raise it."""
+    shape = [rows, columns]
+    rows_per_block = 256 // columns
+    blocks = -(-rows // rows_per_block)
+    rng = np.random.default_rng(columns)
+    ms_codes = rng.integers(0, 256, shape).astype(np.uint8)
+    mom_codes = rng.integers(-128, 128, shape).astype(np.int8)
+    ms_scales = np.array([_KEEP_SCALES[b % len(_KEEP_SCALES)] for b in range(blocks)],
+                         np.float32)[:, None]
+    mom_scales = np.where(np.arange(blocks) % 3 == 0, np.float32(1.0),
+                          ms_scales[::-1, 0]).astype(np.float32)[:, None]
+    indices, grads = [], []
+    for b in range(blocks):
+        first = b * rows_per_block
+        block_rows = min(rows_per_block, rows - first)
+        picked = rng.choice(block_rows, size=min(block_rows, 1 + b % 2), replace=False) + first
+        others = np.setdiff1d(np.arange(first, first + block_rows), picked)
+        if b % 4 == 0:  # rows never updated before: codes 0
+            ms_codes[others], mom_codes[others] = 0, 0
+        elif b % 4 == 1 and len(others):  # the largest code outside the batch
+            ms_codes[others[0], 0], mom_codes[others[-1], -1] = 255, -127
+        if b % 5 != 0:
+            mom_codes[others] = np.maximum(mom_codes[others], -127)
+        scale = float(ms_scales[b, 0])
+        size = np.sqrt(scale) if np.isfinite(scale) and scale > 0 else 1.0
+        size *= 10.0 if b % 3 == 2 else 1e-3  # raises the scale, or keeps it
+        for row in np.concatenate([picked, picked[:b % 3 == 1]]):  # duplicates
+            indices.append(row)
+            grads.append(rng.standard_normal(columns).astype(np.float32) * np.float32(size))
+    indices, grads = np.array(indices, np.int64), np.array(grads, np.float32)
+
+    def run(update):
+        var = tf.Variable(rng_var.standard_normal(shape).astype(np.float32))
+        ms = cs.Int8State(tf.Variable(ms_codes), tf.Variable(ms_scales))
+        mom = cs.Int8State(tf.Variable(mom_codes), tf.Variable(mom_scales))
+        update(var, ms, tf.constant(grads), mom=mom, indices=tf.constant(indices),
+               momentum=0.9, **HYPER)
+        return _state(var, ms, None, mom)
+
+    rng_var = np.random.default_rng(0)
+    want = run(plain_tf.update)
+    rng_var = np.random.default_rng(0)
+    monkeypatch.setattr(rmsprop_op.plain_tf, "update", _refuse_plain_tf)
+    got = run(rmsprop_op.update)
+    assert_same_state(got, want)
+    # The input reaches every way of a block: its other rows' codes 0; their
+    # codes kept at an unchanged scale; recoded at a changed one.
+    for codes, old, new in ((ms_codes, ms_scales, want[2]), (mom_codes, mom_scales, want[4])):
+        other_codes = np.ones(blocks, bool)
+        others_zero = np.array([not np.any(np.delete(
+            codes[b * rows_per_block:(b + 1) * rows_per_block],
+            np.unique(indices[indices // rows_per_block == b]) - b * rows_per_block, axis=0))
+            for b in range(blocks)])
+        kept = old.view(np.uint32)[:, 0] == new.view(np.uint32)[:, 0]
+        other_codes &= ~others_zero
+        assert np.count_nonzero(others_zero) >= 5
+        assert np.count_nonzero(other_codes & kept) >= 5
+        assert np.count_nonzero(other_codes & ~kept) >= 5
 
 
 def test_in_a_tf_function():

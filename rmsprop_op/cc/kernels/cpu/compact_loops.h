@@ -34,6 +34,7 @@ using compact::FloatOfBits;
 
 // A range of a block that an update changes: `length` elements from `local`
 // (relative to the block's first element), with their gradients.
+// A block's segments lie apart, in ascending order.
 struct Segment {
   int64_t local;
   int64_t length;
@@ -223,6 +224,19 @@ RMSPROP_AVX2_TARGET __attribute__((always_inline)) inline int64_t EncodeLoopAvx2
   return i;
 }
 
+// The codes of n values in a block of scale bits `scale_bits`.
+template <bool kSigned>
+RMSPROP_AVX2_TARGET inline void EncodeWithScaleAvx2(
+    const float* v, int64_t n, uint32_t scale_bits, uint8_t* codes) {
+  int64_t i = 0;
+  if (compact::IsScaled(scale_bits)) {
+    const compact::Divisor d = compact::DivisorOf(scale_bits);
+    i = UsesOneProduct(d) ? EncodeLoopAvx2<kSigned, true>(v, n, d, codes)
+                          : EncodeLoopAvx2<kSigned, false>(v, n, d, codes);
+  }
+  EncodeTail<kSigned>(v, i, n, scale_bits, codes);
+}
+
 template <bool kSigned>
 RMSPROP_AVX2_TARGET inline void EncodeAvx2(const float* v, int64_t n, uint8_t* codes,
                                            float* scale_out) {
@@ -248,13 +262,7 @@ RMSPROP_AVX2_TARGET inline void EncodeAvx2(const float* v, int64_t n, uint8_t* c
   for (int k = 0; k < 8; ++k) largest = lanes[k] > largest ? lanes[k] : largest;
   const uint32_t scale_bits = ScaleBitsOf(LargestMagnitudeBits(v, i, n, largest));
   *scale_out = FloatOfBits(scale_bits);
-  i = 0;
-  if (compact::IsScaled(scale_bits)) {
-    const compact::Divisor d = compact::DivisorOf(scale_bits);
-    i = UsesOneProduct(d) ? EncodeLoopAvx2<kSigned, true>(v, n, d, codes)
-                          : EncodeLoopAvx2<kSigned, false>(v, n, d, codes);
-  }
-  EncodeTail<kSigned>(v, i, n, scale_bits, codes);
+  EncodeWithScaleAvx2<kSigned>(v, n, scale_bits, codes);
 }
 
 // -- One block. ------------------------------------------------------------
@@ -316,6 +324,98 @@ __attribute__((always_inline)) inline void EncodeBlock(const float* in, const Co
   }
 }
 
+// -- Blocks of several rows, some of them not updated (sparse updates). ----
+
+// The largest code magnitude of n codes. A signed byte -128 (read as -127,
+// encoded again as -127) counts as 128: its CodeValue exceeds the scale, so
+// its block never keeps its codes.
+template <bool kSigned>
+__attribute__((always_inline)) inline int LargestCodeMagnitude(const uint8_t* codes, int64_t n) {
+  int largest = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const int c = kSigned ? static_cast<int8_t>(codes[i]) : codes[i];
+    const int m = c < 0 ? -c : c;
+    largest = m > largest ? m : largest;
+  }
+  return largest;
+}
+
+// Whether every code of a block of scale bits `scale_bits` encodes again to
+// itself: the block is scaled and code 1 reads as a normal float (smaller
+// values would flush to 0). A code's value is the scale times a float of 3
+// mantissa bits, rounded once; encoding it misses the code's x by a few
+// ulps, far from half a code.
+inline bool CodesRoundTrip(uint32_t scale_bits, int32_t top) {
+  return compact::IsScaled(scale_bits) &&
+         BitsOfFloat(compact::CodeValue(1, top) * FloatOfBits(scale_bits)) >=
+             compact::kSmallestNormalBits;
+}
+
+template <bool kVector, bool kSigned>
+__attribute__((always_inline)) inline void EncodeWithScale(const float* v, int64_t n,
+                                                           uint32_t scale_bits, uint8_t* codes) {
+  if constexpr (kVector) {
+    EncodeWithScaleAvx2<kSigned>(v, n, scale_bits, codes);
+  } else {
+    EncodeTail<kSigned>(v, 0, n, scale_bits, codes);
+  }
+}
+
+// EncodeBlock of a block of which only the segments changed, `values`
+// holding the segments' values (at their places) and nothing else. The
+// codes outside the segments keep where a whole encoding would give them
+// again: where they are all 0 (0 at any finite scale), or where they round
+// trip and the block's scale stays. Then only the segments are encoded;
+// else the rest is decoded and the whole block encoded. Codes and scale
+// are the same either way.
+template <bool kVector, bool kSigned>
+__attribute__((always_inline)) inline void EncodeSegmentsOfBlock(
+    float* values, const CompactSlot& slot, int64_t block, int64_t offset, int64_t n,
+    const Segment* segments, int num_segments) {
+  constexpr int32_t kTop = kSigned ? compact::kSignedTop : compact::kUnsignedTop;
+  const uint8_t* codes = slot.codes + offset;
+  const uint32_t old_bits = BitsOfFloat(slot.scales[block]);
+  int untouched = 0;       // the largest code magnitude outside the segments
+  uint32_t touched = 0;    // the largest magnitude's bits in them
+  int64_t next = 0;
+  for (int s = 0; s < num_segments; ++s) {
+    const int m = LargestCodeMagnitude<kSigned>(codes + next, segments[s].local - next);
+    untouched = m > untouched ? m : untouched;
+    touched = LargestMagnitudeBits(values + segments[s].local, 0, segments[s].length, touched);
+    next = segments[s].local + segments[s].length;
+  }
+  const int last = LargestCodeMagnitude<kSigned>(codes + next, n - next);
+  untouched = last > untouched ? last : untouched;
+  bool codes_keep = false;
+  uint32_t scale_bits = 0;
+  if (untouched == 0 && (old_bits & 0x7fffffffu) < compact::kInfinityBits) {
+    scale_bits = ScaleBitsOf(touched);
+    codes_keep = true;
+  } else if (untouched >= 1 && CodesRoundTrip(old_bits, kTop)) {
+    // Decoding is monotonic in the code's magnitude.
+    const uint32_t largest_untouched =
+        BitsOfFloat(compact::CodeValue(untouched, kTop) * FloatOfBits(old_bits));
+    scale_bits = ScaleBitsOf(touched > largest_untouched ? touched : largest_untouched);
+    codes_keep = scale_bits == old_bits;
+  }
+  if (!codes_keep) {
+    next = 0;
+    for (int s = 0; s < num_segments; ++s) {
+      DecodeBlock<kVector, kSigned>(slot, block, offset + next, segments[s].local - next,
+                                    values + next);
+      next = segments[s].local + segments[s].length;
+    }
+    DecodeBlock<kVector, kSigned>(slot, block, offset + next, n - next, values + next);
+    EncodeBlock<kVector, kSigned>(values, slot, block, offset, n);
+    return;
+  }
+  slot.scales[block] = FloatOfBits(scale_bits);
+  for (int s = 0; s < num_segments; ++s) {
+    EncodeWithScale<kVector, kSigned>(values + segments[s].local, segments[s].length,
+                                      scale_bits, slot.codes + offset + segments[s].local);
+  }
+}
+
 // Block `block` (n elements from `offset`) of the update: the segments
 // change, and every element of the block is encoded again (int8); a
 // bfloat16 slot has no blocks, and only the segments are read and written.
@@ -328,13 +428,28 @@ __attribute__((always_inline)) inline void UpdateBlockBody(
   alignas(64) float mg[kCompactBlockSize];
   alignas(64) float mom[kCompactBlockSize];
   if constexpr (kFormat == StateFormat::kInt8) {
+    // A block the segments do not cover (a sparse update's): only the
+    // segments decoded, and encoded by EncodeSegmentsOfBlock. Not centered:
+    // ConsistentMeanSquares changes elements outside the segments too.
+    int64_t covered = 0;
+    for (int s = 0; s < num_segments; ++s) covered += segments[s].length;
+    const bool segments_only = !V::kCentered && covered < n;
     // (No lambdas: they would not inherit the caller's target.)
-    DecodeBlock<kVector, false>(u.ms, block, offset, n, ms);
-    if (V::kCentered) {
-      DecodeBlock<kVector, true>(u.mg, block, offset, n, mg);
-      ConsistentMeanSquares(ms, mg, n);
+    if (segments_only) {
+      for (int s = 0; s < num_segments; ++s) {
+        const int64_t at = segments[s].local;
+        const int64_t len = segments[s].length;
+        DecodeBlock<kVector, false>(u.ms, block, offset + at, len, ms + at);
+        if (V::kMomentum) DecodeBlock<kVector, true>(u.mom, block, offset + at, len, mom + at);
+      }
+    } else {
+      DecodeBlock<kVector, false>(u.ms, block, offset, n, ms);
+      if (V::kCentered) {
+        DecodeBlock<kVector, true>(u.mg, block, offset, n, mg);
+        ConsistentMeanSquares(ms, mg, n);
+      }
+      if (V::kMomentum) DecodeBlock<kVector, true>(u.mom, block, offset, n, mom);
     }
-    if (V::kMomentum) DecodeBlock<kVector, true>(u.mom, block, offset, n, mom);
     for (int s = 0; s < num_segments; ++s) {
       const int64_t at = segments[s].local;
       const SlotPointers<float> slots = {u.var + offset + at, ms + at, mg + at, mom + at,
@@ -342,9 +457,17 @@ __attribute__((always_inline)) inline void UpdateBlockBody(
       UpdateElements<V, float, float, /*kCanonicalSlots=*/false>(slots, segments[s].grad, 0,
                                                                 segments[s].length, h, x);
     }
-    EncodeBlock<kVector, false>(ms, u.ms, block, offset, n);
-    if (V::kCentered) EncodeBlock<kVector, true>(mg, u.mg, block, offset, n);
-    if (V::kMomentum) EncodeBlock<kVector, true>(mom, u.mom, block, offset, n);
+    if (segments_only) {
+      EncodeSegmentsOfBlock<kVector, false>(ms, u.ms, block, offset, n, segments, num_segments);
+      if (V::kMomentum) {
+        EncodeSegmentsOfBlock<kVector, true>(mom, u.mom, block, offset, n, segments,
+                                             num_segments);
+      }
+    } else {
+      EncodeBlock<kVector, false>(ms, u.ms, block, offset, n);
+      if (V::kCentered) EncodeBlock<kVector, true>(mg, u.mg, block, offset, n);
+      if (V::kMomentum) EncodeBlock<kVector, true>(mom, u.mom, block, offset, n);
+    }
   } else {
     for (int s = 0; s < num_segments; ++s) {
       const int64_t at = offset + segments[s].local;
