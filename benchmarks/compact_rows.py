@@ -3,6 +3,8 @@ block-wise in 8 bits (`keras_optimizer.RMSprop(state_dtype=...)`, formats in
 rmsprop_op/compact_state.py) against float32 state: the state's bytes per
 parameter, the speed of a dense and a sparse update, and Keras's steps
 around an int8 update fused into its pass against Keras's own passes."""
+import itertools
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -98,28 +100,47 @@ def zipf_ids(rng, count, vocabulary, exponent=1.1):
     return rng.permutation(vocabulary)[ranks].astype(np.int32)
 
 
+# Distinct batches a sparse update cycles through.
+SPARSE_BATCHES = 8
+
+
 def sparse_rows(bench, table_rows, batch, dim=64):
-    """An Embedding-style table updated at a batch of Zipf-distributed ids
+    """An Embedding-style table updated at batches of Zipf-distributed ids
     (duplicates summed, as an Embedding's gradient has them), momentum 0.9,
-    through `optimizer.apply` with the IndexedSlices gradient; the same
-    updates per call on every side. The limit is the probe moving the bytes
-    of the gradient and of the touched rows (var and each slot read and
+    through `optimizer.apply` with IndexedSlices gradients; the same updates
+    per call on every side. The table is warm: one dense update first gives
+    every row's state a value, as rows seen earlier in training have, and
+    the updates cycle through SPARSE_BATCHES batches of different ids and
+    values. (An int8 update encodes only the batch's rows of a block whose
+    other rows keep their codes: codes all 0, rows never updated, or the
+    block's scale unchanged. The same batch again and again on a cold table
+    would meet only such blocks.) The limit is the probe moving the bytes of
+    the gradient and of the touched rows (var and each slot read and
     written; int8: the codes and a scale per 256 elements)."""
     rng = np.random.default_rng(5)
-    ids = zipf_ids(rng, batch, table_rows)
-    unique = len(np.unique(ids))
-    values = tf.constant(rng.standard_normal((batch, dim)).astype(np.float32))
-    grad = tf.IndexedSlices(values, tf.constant(ids), tf.constant([table_rows, dim]))
-    case = f"{batch} Zipf ids ({unique} rows) of {_table(table_rows, dim)} m=0.9"
+    batches, unique = [], []
+    for _ in range(SPARSE_BATCHES):
+        ids = zipf_ids(rng, batch, table_rows)
+        values = rng.standard_normal((batch, dim)).astype(np.float32)
+        batches.append(tf.IndexedSlices(tf.constant(values), tf.constant(ids),
+                                        tf.constant([table_rows, dim])))
+        unique.append(len(np.unique(ids)))
+    unique = int(np.mean(unique))
+    case = f"{batch} Zipf ids (~{unique} rows) of {_table(table_rows, dim)} m=0.9, warm"
     k = updates_per_call(batch * dim)
     var = keras.Variable(np.full((table_rows, dim), 0.5, np.float32))
+    warm = tf.constant(rng.standard_normal((table_rows, dim)).astype(np.float32))
     timed, num_bytes = {}, {}
     for name, state_dtype in FORMATS:
         opt = keras_optimizer.RMSprop(state_dtype=state_dtype, **HYPER)
         opt.build([var])
-        timed[name] = Timed(lambda opt=opt: opt.apply([grad], [var]), k)
+        opt.apply([warm], [var])
+        # Each traced update takes the next batch.
+        timed[name] = Timed(lambda opt=opt, turn=itertools.count():
+                            opt.apply([batches[next(turn) % SPARSE_BATCHES]], [var]), k)
         num_bytes[name] = int(_limit_bytes(unique * dim, state_dtype) - unique * dim * 4
                               + batch * dim * 4 + batch * 4)  # the gradient's rows, the ids
+    del warm
     measures = {name: (lambda t=t: t.seconds(30)) for name, t in timed.items()}
     for name, _ in FORMATS:
         measures[f"{name} limit"] = lambda b=num_bytes[name]: bench.probe.seconds(b, 4, fresh=True)
