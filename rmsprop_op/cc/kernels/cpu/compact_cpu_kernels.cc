@@ -70,6 +70,39 @@ SortedRows SortRows(const Tindex* indices, int64_t n, int64_t num_rows) {
   return out;
 }
 
+// Asks for the lines of a run of rows within one row block (var, gradient,
+// slots; int8: the block's codes and scales) ahead of its update: a sparse
+// update's rows lie far apart, and waiting on each block's cache misses in
+// turn took most of its time. (noipa: a prefetch has no side effects, so
+// GCC would find the function pure and drop the call.)
+__attribute__((noipa)) void PrefetchRun(const CompactUpdate& u, const SortedRows& sorted,
+                                        int64_t g_begin, int64_t g_end) {
+  const BlockLayout& l = u.layout;
+  constexpr int64_t kLine = 64;
+  const int64_t b = sorted.rows[g_begin] / l.rows_per_block;
+  const int64_t offset = l.BlockOffset(b);
+  const int64_t n = l.BlockRows(b) * l.columns;
+  for (const CompactSlot* slot : {&u.ms, &u.mg, &u.mom}) {
+    if (slot->scales == nullptr) continue;
+    __builtin_prefetch(slot->scales + b);
+    for (int64_t at = 0; at < n; at += kLine) __builtin_prefetch(slot->codes + offset + at);
+  }
+  for (int64_t g = g_begin; g < g_end; ++g) {
+    const int64_t row = sorted.rows[g] * l.columns;
+    const float* grad = u.grad + sorted.positions[sorted.starts[g]] * l.columns;
+    for (int64_t at = 0; at < l.columns; at += kLine / 4) {
+      __builtin_prefetch(u.var + row + at);
+      __builtin_prefetch(grad + at);
+    }
+    for (const CompactSlot* slot : {&u.ms, &u.mg, &u.mom}) {
+      if (slot->bfloat16 == nullptr) continue;
+      for (int64_t at = 0; at < l.columns; at += kLine / 2) {
+        __builtin_prefetch(slot->bfloat16 + row + at);
+      }
+    }
+  }
+}
+
 }  // namespace
 
 namespace functor {
@@ -120,6 +153,8 @@ struct SparseApplyCompactRMSProp<CPUDevice, Tindex> {
     const cpu::UpdateBlockFn update_block = cpu::SelectUpdateBlock(u, ChoiceOf(u));
     const rmsprop_math::Extras<float> no_extras = {};
     const double run_elements = static_cast<double>(l.rows_per_block * l.columns);
+    // (A row of 256 elements or more is a run of its own, streamed.)
+    const bool prefetch = l.rows_per_block > 1;
     d.parallelFor(num_runs, BlockCost(u, run_elements), [&](Eigen::Index first,
                                                             Eigen::Index last) {
       cpu::Segment segments[kCompactBlockSize];
@@ -127,6 +162,9 @@ struct SparseApplyCompactRMSProp<CPUDevice, Tindex> {
       for (Eigen::Index run = first; run < last; ++run) {
         const int64_t g_begin = run_starts[run];
         const int64_t g_end = run_starts[run + 1];
+        if (prefetch && run + 1 < last) {
+          PrefetchRun(u, sorted, run_starts[run + 1], run_starts[run + 2]);
+        }
         const int64_t row_block = sorted.rows[g_begin] / l.rows_per_block;
         const int64_t first_row = row_block * l.rows_per_block;
         for (int64_t cb = 0; cb < l.column_blocks; ++cb) {
