@@ -73,10 +73,9 @@ SortedRows SortRows(const Tindex* indices, int64_t n, int64_t num_rows) {
 // Asks for the lines of a run of rows within one row block (var, gradient,
 // slots; int8: the block's codes and scales) ahead of its update: a sparse
 // update's rows lie far apart, and waiting on each block's cache misses in
-// turn took most of its time. (noipa: a prefetch has no side effects, so
-// GCC would find the function pure and drop the call.)
-__attribute__((noipa)) void PrefetchRun(const CompactUpdate& u, const SortedRows& sorted,
-                                        int64_t g_begin, int64_t g_end) {
+// turn took most of its time.
+RMSPROP_PREFETCHER void PrefetchRun(const CompactUpdate& u, const SortedRows& sorted,
+                                    int64_t g_begin, int64_t g_end) {
   const BlockLayout& l = u.layout;
   constexpr int64_t kLine = 64;
   const int64_t b = sorted.rows[g_begin] / l.rows_per_block;

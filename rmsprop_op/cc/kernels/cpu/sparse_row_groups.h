@@ -7,6 +7,16 @@
 #include <memory>
 #include <vector>
 
+// For a function that only asks for memory ahead (__builtin_prefetch): a
+// prefetch has no side effects, so GCC finds such a function pure and drops
+// its calls, inlined or not, unless it is kept out of interprocedural
+// analysis (tests/test_compiled_code.py checks the library).
+#if defined(__GNUC__) && !defined(__clang__)
+#define RMSPROP_PREFETCHER __attribute__((noipa))
+#else
+#define RMSPROP_PREFETCHER __attribute__((noinline))
+#endif
+
 namespace rmsprop_op {
 namespace cpu {
 
