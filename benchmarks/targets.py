@@ -93,8 +93,8 @@ def summarize(rows):
             checks.append((f"compact {r['case']}: {fmt} state >= {wanted}x smaller than float32",
                            r["smaller_than_float32"], r["smaller_than_float32"] >= wanted))
         elif "vs_float32_state" in r and fmt == "int8" and r["case"].endswith("dense"):
-            # (The promise is the dense update's; a sparse one re-encodes
-            # whole blocks of the rows it touches: benchmarks/README.md.)
+            # (The promise is the dense update's; in a sparse one a touched
+            # row brings its block of rows: benchmarks/README.md.)
             checks.append((f"compact {r['case']}: int8 state no slower than float32 state",
                            r["vs_float32_state"], r["vs_float32_state"] >= 1.0))
     # The arithmetic alone, on every thread of the run: the in-cache time of

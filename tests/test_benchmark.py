@@ -80,7 +80,7 @@ def test_quick_compact_rows(tmp_path):
         assert all(r["ms"] > 0 and r["of_limit"] > 0 for r in sides)
     targets = [t["target"] for t in results["targets"]]
     # Two memory targets and the dense update's speed (the sparse update's
-    # is no target: it re-encodes whole blocks).
+    # is no target: a touched row brings its block of rows).
     compact = [t for t in targets if "compact" in t]
     assert len(compact) == 3
     speed = [t for t in compact if "no slower" in t]

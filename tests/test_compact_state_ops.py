@@ -171,16 +171,28 @@ def test_sparse_update_leaves_untouched_blocks_alone(fused_only):
     np.testing.assert_array_equal(after[0][[4, 6, 7]], before[0][[4, 6, 7]])
 
 
+# The value of code 1 at scale 1 (unsigned, signed): every code of a block
+# encodes back to itself where code 1 reads as a normal float.
+_CODE_ONE = (1.25 * 2.0 ** -32, 1.25 * 2.0 ** -16)
 # Scales of blocks whose other rows keep their codes or not: ordinary ones,
-# both ends of float32, around 2**-94 (the unsigned code 1 reads as a normal
-# float from about there on) and 2**-110 (the signed one), zero, subnormal,
+# both ends of float32, either side of 0.8 * 2**-94 and 0.8 * 2**-110 (where
+# code 1 reads as a normal float, unsigned and signed), zero, subnormal,
 # infinite and NaN.
-_KEEP_SCALES = [1.0, 3.7, 1e30, 2.0 ** 127 * 1.5, 2.0 ** -93, 2.0 ** -94 * 1.01, 2.0 ** -94,
-                2.0 ** -94 * 0.99, 2.0 ** -95, 2.0 ** -110 / 1.25, 2.0 ** -111, 0.0, 1e-40,
-                np.inf, np.nan]
+_KEEP_SCALES = [1.0, 3.7, 1e30, 2.0 ** 127 * 1.5, 2.0 ** -93, 2.0 ** -94 * 0.81,
+                2.0 ** -94 * 0.8, 2.0 ** -94 * 0.79, 2.0 ** -95, 2.0 ** -110 * 0.81,
+                2.0 ** -110 * 0.8, 2.0 ** -110 * 0.79, 0.0, 1e-40, np.inf, np.nan]
 
 
-@pytest.mark.parametrize("rows,columns", [(384, 64), (2 * 85 * 15 - 7, 3), (191, 100)])
+def _codes_round_trip(scales, signed):
+    """compact_loops.h's CodesRoundTrip: a normal scale whose code 1 reads as
+    a normal float."""
+    tiny = np.finfo(np.float32).tiny
+    with np.errstate(over="ignore", invalid="ignore"):
+        one = np.float32(_CODE_ONE[signed]) * scales.astype(np.float32)
+        return (scales >= tiny) & np.isfinite(scales) & (one >= tiny)
+
+
+@pytest.mark.parametrize("rows,columns", [(384, 64), (85 * 96 - 7, 3), (191, 100)])
 def test_sparse_blocks_keep_or_recode_the_rows_outside_the_batch(rows, columns, monkeypatch):
     """Blocks of several rows, one or two of them in the batch: the kernel
     encodes only those where the other rows' codes stay (all 0, or the
@@ -202,7 +214,8 @@ def test_sparse_blocks_keep_or_recode_the_rows_outside_the_batch(rows, columns, 
     for b in range(blocks):
         first = b * rows_per_block
         block_rows = min(rows_per_block, rows - first)
-        picked = rng.choice(block_rows, size=min(block_rows, 1 + b % 2), replace=False) + first
+        count = max(1, min(block_rows - 1, 1 + b % 2))  # other rows where the block has them
+        picked = rng.choice(block_rows, size=count, replace=False) + first
         others = np.setdiff1d(np.arange(first, first + block_rows), picked)
         if b % 4 == 0:  # rows never updated before: codes 0
             ms_codes[others], mom_codes[others] = 0, 0
@@ -212,7 +225,8 @@ def test_sparse_blocks_keep_or_recode_the_rows_outside_the_batch(rows, columns, 
             mom_codes[others] = np.maximum(mom_codes[others], -127)
         scale = float(ms_scales[b, 0])
         size = np.sqrt(scale) if np.isfinite(scale) and scale > 0 else 1.0
-        size *= 10.0 if b % 3 == 2 else 1e-3  # raises the scale, or keeps it
+        # Raises the scale, keeps it, or (no gradient) decays the block.
+        size *= (10.0, 1e-3, 0.0)[b // len(_KEEP_SCALES) % 3]
         for row in np.concatenate([picked, picked[:b % 3 == 1]]):  # duplicates
             indices.append(row)
             grads.append(rng.standard_normal(columns).astype(np.float32) * np.float32(size))
@@ -233,18 +247,22 @@ def test_sparse_blocks_keep_or_recode_the_rows_outside_the_batch(rows, columns, 
     got = run(rmsprop_op.update)
     assert_same_state(got, want)
     # The input reaches every way of a block: its other rows' codes 0; their
-    # codes kept at an unchanged scale; recoded at a changed one.
-    for codes, old, new in ((ms_codes, ms_scales, want[2]), (mom_codes, mom_scales, want[4])):
-        other_codes = np.ones(blocks, bool)
-        others_zero = np.array([not np.any(np.delete(
-            codes[b * rows_per_block:(b + 1) * rows_per_block],
-            np.unique(indices[indices // rows_per_block == b]) - b * rows_per_block, axis=0))
-            for b in range(blocks)])
-        kept = old.view(np.uint32)[:, 0] == new.view(np.uint32)[:, 0]
-        other_codes &= ~others_zero
+    # codes kept at an unchanged scale (one that round trips, no byte -128),
+    # near the least such scale too; encoded again at a changed one.
+    for signed, codes, old, new in ((False, ms_codes, ms_scales, want[2]),
+                                    (True, mom_codes, mom_scales, want[4])):
+        others = [np.delete(codes[b * rows_per_block:(b + 1) * rows_per_block],
+                            np.unique(indices[indices // rows_per_block == b]) - b * rows_per_block,
+                            axis=0) for b in range(blocks)]
+        others_zero = np.array([not np.any(o) for o in others])
+        no_minus_128 = np.array([not np.any(o.view(np.uint8) == 0x80) for o in others])
+        scale_kept = old.view(np.uint32)[:, 0] == new.view(np.uint32)[:, 0]
+        codes_kept = ~others_zero & no_minus_128 & scale_kept & _codes_round_trip(old[:, 0], signed)
+        near_least = (old[:, 0] > 0) & (old[:, 0] < 2.0 ** (-93 if not signed else -109))
         assert np.count_nonzero(others_zero) >= 5
-        assert np.count_nonzero(other_codes & kept) >= 5
-        assert np.count_nonzero(other_codes & ~kept) >= 5
+        assert np.count_nonzero(codes_kept) >= 5
+        assert np.count_nonzero(codes_kept & near_least) >= 1
+        assert np.count_nonzero(~others_zero & ~scale_kept) >= 5
 
 
 def test_in_a_tf_function():

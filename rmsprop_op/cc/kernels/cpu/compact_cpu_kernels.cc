@@ -152,7 +152,8 @@ struct SparseApplyCompactRMSProp<CPUDevice, Tindex> {
     const cpu::UpdateBlockFn update_block = cpu::SelectUpdateBlock(u, ChoiceOf(u));
     const rmsprop_math::Extras<float> no_extras = {};
     const double run_elements = static_cast<double>(l.rows_per_block * l.columns);
-    // (A row of 256 elements or more is a run of its own, streamed.)
+    // (A row of more than 128 elements is a block, and a run, of its own:
+    // streamed.)
     const bool prefetch = l.rows_per_block > 1;
     d.parallelFor(num_runs, BlockCost(u, run_elements), [&](Eigen::Index first,
                                                             Eigen::Index last) {

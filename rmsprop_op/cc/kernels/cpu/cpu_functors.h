@@ -143,7 +143,7 @@ struct SquaredNorms<CPUDevice, T> {
 // Rows are scattered over tables far larger than the caches; asking for the
 // rows a few groups ahead hides most of the memory latency.
 template <typename T>
-RMSPROP_PREFETCHER void PrefetchRow(const SlotPointers<T>& slots, int64_t offset,
+RMSPROP_PREFETCHER inline void PrefetchRow(const SlotPointers<T>& slots, int64_t offset,
                         int64_t row_bytes) {
   for (int64_t b = 0; b < row_bytes; b += 64) {
     const char* at = reinterpret_cast<const char*>(slots.var + offset) + b;

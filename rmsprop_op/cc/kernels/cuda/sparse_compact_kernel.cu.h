@@ -30,7 +30,8 @@ namespace gpu {
 // gets the sum of its gradient rows in position order (the CPU's, as the
 // float32 ops sum duplicates), an untouched row none: int8 slots decode the
 // whole block, update the touched rows and encode the whole block again
-// (untouched rows re-encoded with the block's new scale, as on the CPU);
+// (untouched rows re-encoded with the block's new scale: the CPU's bits,
+// which the CPU gets by encoding only the touched rows where it can);
 // bfloat16 slots read and write the touched rows only. Nothing runs if an
 // index was bad.
 template <typename V, StateFormat kFormat, typename Key, typename P>
